@@ -1,0 +1,3 @@
+from callipso_agent.cli import main
+
+raise SystemExit(main())
