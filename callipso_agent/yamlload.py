@@ -119,6 +119,13 @@ def _describe(err: dict[str, Any]) -> str:
     return msg
 
 
+def _dotted(loc: Sequence[str | int]) -> str:
+    out = ""
+    for p in loc:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
 def validation_errors(err: ValidationError, data: Any, file: str, prefix: Iterable[str | int] = (),
                       *, cls: type[ConfigError] = ConfigError) -> ConfigErrors:
     """Turn a pydantic ValidationError into ConfigErrors with file, line and dotted field."""
@@ -127,7 +134,7 @@ def validation_errors(err: ValidationError, data: Any, file: str, prefix: Iterab
     for e in err.errors():
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         # discriminated unions add the tag name into loc; drop non-key strings that are not in the data
-        field = ".".join(str(p) for p in (*prefix, *loc))
+        field = _dotted((*prefix, *loc))
         out.append(cls(_describe(dict(e)), file=file, line=line_of(data, loc), field=field or None))
     return ConfigErrors(out)
 

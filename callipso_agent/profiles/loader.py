@@ -94,8 +94,9 @@ class ProfileSet:
 
 
 def load_profiles(directory: Path, extra: Iterable[Path] = ()) -> ProfileSet:
-    """Load every ``*.yaml`` in ``directory`` (not recursive: sub-folders hold other kinds of profile)."""
-    files = sorted(p for p in directory.glob("*.yaml") if p.is_file()) + list(extra)
+    """Load every ``*.yaml`` in ``directory`` (not recursive: sub-folders hold other kinds of profile;
+    files whose name starts with ``_`` hold shared declarations, not profiles)."""
+    files = sorted(p for p in directory.glob("*.yaml") if p.is_file() and not p.name.startswith("_")) + list(extra)
     raw: dict[str, tuple[Profile, str, int]] = {}
     errors: list[ProfileError] = []
     for f in files:

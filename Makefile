@@ -1,0 +1,26 @@
+# Two commands for a fresh machine: `make demo` (the agent on its built-in lab) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test install lint clean
+
+demo: $(VENV)/.installed
+	$(BIN)/callipso-agent demo
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+lint: $(VENV)/.installed
+	$(BIN)/python -m ruff check callipso_agent tests
+
+clean:
+	rm -rf $(VENV) .lab .pytest_cache

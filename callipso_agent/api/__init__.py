@@ -1,0 +1,1 @@
+"""The agent's HTTP server (aiohttp): health, read API, and (authenticated) write API."""

@@ -1,0 +1,1 @@
+"""Collection: one coordinator per device, with explicit backoff, feeding the latest-value cache."""

@@ -1,0 +1,276 @@
+"""The composition root: the only place that wires concrete parts together.
+
+``App`` loads the configuration and profiles, opens and migrates the store, builds one
+coordinator per device, schedules them with APScheduler (with jitter), serves HTTP, and handles
+SIGTERM/SIGINT (graceful stop) and SIGHUP (validated reload).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from callipso_agent.clock import Clock, SystemClock
+from callipso_agent.collect.cache import LatestCache
+from callipso_agent.collect.coordinator import DevicePoller
+from callipso_agent.collect.snmp_fetcher import SnmpFetcher
+from callipso_agent.config.loader import LoadedConfig, load_config
+from callipso_agent.config.models import Device, SnmpV2Credential, SnmpV3Credential
+from callipso_agent.errors import CallipsoError, ConfigErrors
+from callipso_agent.model import PollResult
+from callipso_agent.paths import collectors_dir
+from callipso_agent.profiles.loader import ProfileSet, load_profiles
+from callipso_agent.store import Store
+from callipso_agent.transports.snmp import PysnmpClient, PysnmpEngine, resolve_snmp_secrets
+
+log = structlog.get_logger()
+
+ResultHook = Callable[[PollResult], Any]
+
+
+def load_all(config_path: Path, profiles_dir: Path | None = None) -> tuple[LoadedConfig, ProfileSet]:
+    """Load profiles then the configuration validated against them (raises ConfigErrors)."""
+    profiles = load_profiles(profiles_dir or collectors_dir())
+    loaded = load_config(config_path, families=known_families(profiles), profiles=profiles.names())
+    return loaded, profiles
+
+
+def known_families(profiles: ProfileSet | None = None) -> set[str]:
+    """Families declared in ``collectors/_families.yaml`` (plus any a loaded profile serves)."""
+    import yaml
+
+    path = collectors_dir() / "_families.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    families = set((data.get("families") or {}).keys())
+    if profiles is not None:
+        families |= profiles.families
+    return families
+
+
+@dataclass
+class Runtime:
+    """What one configuration generation runs: pollers and their scheduler jobs."""
+
+    loaded: LoadedConfig
+    profiles: ProfileSet
+    pollers: dict[str, DevicePoller] = field(default_factory=dict)
+
+
+class App:
+    def __init__(self, config_path: Path, *, clock: Clock | None = None, profiles_dir: Path | None = None,
+                 http_port: int | None = None) -> None:
+        self.config_path = config_path
+        self.profiles_dir = profiles_dir
+        self.clock = clock or SystemClock()
+        self.cache = LatestCache()
+        self.http_port_override = http_port
+        self.runtime: Runtime | None = None
+        self.store: Store | None = None
+        self.scheduler: AsyncIOScheduler | None = None
+        self.http: Any = None
+        self.snmp_engine: PysnmpEngine | None = None
+        self.result_hooks: list[ResultHook] = []
+        self._stop = asyncio.Event()
+        self._started = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ---- building -----------------------------------------------------------------------------------
+    def _build_pollers(self, loaded: LoadedConfig, profiles: ProfileSet) -> dict[str, DevicePoller]:
+        cfg = loaded.config
+        assert self.snmp_engine is not None
+        sites = {s.code: s for s in cfg.sites}
+        pollers: dict[str, DevicePoller] = {}
+        for dev in cfg.devices:
+            if not dev.enabled:
+                continue
+            fetcher = self._fetcher_for(dev, loaded, profiles)
+            if fetcher is None:
+                continue
+            pollers[dev.name] = DevicePoller(
+                dev.name, sites[dev.site].code, dev.family, fetcher, self.clock, self._on_result,
+                interval=dev.interval, timeout=dev.timeout * (dev.retries + 1) * 4 + 5,
+                backoff_max=cfg.agent.snmp.backoff_max,
+            )
+        return pollers
+
+    def _fetcher_for(self, dev: Device, loaded: LoadedConfig, profiles: ProfileSet) -> Any:
+        cfg = loaded.config
+        if dev.snmp is not None:
+            cred = cfg.credentials[dev.snmp]
+            assert isinstance(cred, (SnmpV2Credential, SnmpV3Credential))
+            try:
+                secrets = resolve_snmp_secrets(cred, loaded.base_dir)
+            except CallipsoError as err:
+                log.error("credential_unavailable", device=dev.name, credential=dev.snmp, error=str(err))
+                return None
+            client = PysnmpClient(self.snmp_engine, dev.address, dev.port or 161, cred, secrets,  # type: ignore[arg-type]
+                                  timeout=dev.timeout, retries=dev.retries,
+                                  max_repetitions=cfg.agent.snmp.max_repetitions)
+            return SnmpFetcher(dev.name, dev.family, client, profiles, self.clock, dev.profile)
+        return None  # SSH-only devices are collected by the SSH collector
+
+    # ---- results ------------------------------------------------------------------------------------
+    async def _on_result(self, result: PollResult) -> None:
+        self.cache.update(result)
+        if self.store is not None:
+            try:
+                await self.store.save_poll(result, result.system.get("profile") if result.ok else None)
+            except Exception:
+                log.exception("store_write_failed", device=result.device)
+        for hook in self.result_hooks:
+            out = hook(result)
+            if asyncio.iscoroutine(out):
+                await out
+
+    # ---- lifecycle ----------------------------------------------------------------------------------
+    def inventory_view(self) -> dict[str, dict[str, Any]]:
+        if self.runtime is None:
+            return {}
+        return {d.name: {"name": d.name, "site": d.site, "family": d.family, "address": d.address,
+                         "services": list(d.services), "enabled": d.enabled}
+                for d in self.runtime.loaded.config.devices}
+
+    async def ready(self) -> tuple[bool, dict[str, Any]]:
+        store_ok = self.store is not None and await self.store.ping()
+        sched_ok = self.scheduler is not None and self.scheduler.running
+        polled = sum(1 for s in self.cache.statuses() if s.last_poll is not None)
+        total = len(self.runtime.pollers) if self.runtime else 0
+        ok = store_ok and sched_ok and (total == 0 or polled > 0)
+        return ok, {"store": store_ok, "scheduler": sched_ok, "devices": total, "devices_polled": polled,
+                    "devices_up": sum(1 for s in self.cache.statuses() if s.up)}
+
+    async def start(self) -> None:
+        from callipso_agent.api.server import HttpServer
+
+        loaded, profiles = load_all(self.config_path, self.profiles_dir)
+        cfg = loaded.config
+        state_dir = loaded.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        url = cfg.agent.store.url.replace("{state_dir}", str(state_dir))
+        self.store = Store(url)
+        await self.store.migrate()
+        self.snmp_engine = PysnmpEngine(cfg.agent.snmp.max_concurrency)
+        self.scheduler = AsyncIOScheduler(job_defaults={"coalesce": True, "max_instances": 1,
+                                                        "misfire_grace_time": None})
+        self.runtime = Runtime(loaded, profiles)
+        self.runtime.pollers = self._build_pollers(loaded, profiles)
+        self._schedule(self.runtime)
+        self.scheduler.start()
+        port = self.http_port_override if self.http_port_override is not None else cfg.agent.http.port
+        self.http = HttpServer(self.cache, host=cfg.agent.http.host, port=port, ready=self.ready,
+                               inventory=self.inventory_view)
+        await self.http.start()
+        self._started = True
+        log.info("agent_started", devices=len(self.runtime.pollers), config=str(self.config_path))
+
+    def _schedule(self, runtime: Runtime) -> None:
+        assert self.scheduler is not None
+        jitter_frac = runtime.loaded.config.agent.jitter
+        for name, poller in runtime.pollers.items():
+            self.scheduler.add_job(
+                self._run_poll, IntervalTrigger(seconds=poller.interval, jitter=poller.interval * jitter_frac),
+                args=[poller], id=f"poll:{name}", name=f"poll {name}", replace_existing=True,
+                next_run_time=self._first_run(poller.interval, jitter_frac),
+            )
+
+    def _first_run(self, interval: float, jitter: float) -> Any:
+        import random
+        from datetime import datetime
+
+        spread = min(interval * max(jitter, 0.05), 5.0)
+        return datetime.now().astimezone() + timedelta(seconds=random.uniform(0, spread))  # noqa: S311
+
+    async def _run_poll(self, poller: DevicePoller) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            with structlog.contextvars.bound_contextvars(device=poller.device, site=poller.site):
+                await poller.poll()
+        except asyncio.CancelledError:
+            log.debug("poll_cancelled", device=poller.device)  # shutting down: nothing half-written
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def reload(self) -> bool:
+        """Validate the new configuration first; on error keep the running one and say why."""
+        try:
+            loaded, profiles = load_all(self.config_path, self.profiles_dir)
+        except ConfigErrors as errs:
+            log.error("reload_refused", errors=[str(e) for e in errs.errors])
+            return False
+        except CallipsoError as err:
+            log.error("reload_refused", errors=[str(err)])
+            return False
+        assert self.scheduler is not None and self.runtime is not None
+        old = self.runtime
+        for name in old.pollers:
+            try:
+                self.scheduler.remove_job(f"poll:{name}")
+            except Exception:  # noqa: BLE001,S110 - job already gone
+                pass
+        new = Runtime(loaded, profiles)
+        new.pollers = self._build_pollers(loaded, profiles)
+        gone = set(old.pollers) - set(new.pollers)
+        self.cache.forget(gone)
+        for p in old.pollers.values():
+            p.close()
+        self.runtime = new
+        self._schedule(new)
+        log.info("config_reloaded", devices=len(new.pollers), removed=sorted(gone))
+        return True
+
+    async def stop(self, grace: float = 3.0) -> None:
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        pending = [t for t in self._tasks if not t.done()]
+        if pending:
+            done, still = await asyncio.wait(pending, timeout=grace)
+            for t in still:
+                t.cancel()
+            if still:
+                await asyncio.wait(still, timeout=1.0)
+        if self.http is not None:
+            await self.http.stop()
+        if self.runtime is not None:
+            for p in self.runtime.pollers.values():
+                p.close()
+        if self.snmp_engine is not None:
+            self.snmp_engine.close()
+        if self.store is not None:
+            await self.store.close()
+        log.info("agent_stopped")
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run_forever(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        reloads: set[asyncio.Task[Any]] = set()
+
+        def _hup() -> None:
+            t = loop.create_task(self.reload())
+            reloads.add(t)
+            t.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, _hup)
+        try:
+            await self.start()
+            await self._stop.wait()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            await self.stop()
+        return 0

@@ -1,0 +1,222 @@
+"""Build the lab estate: a copy of the example inventory whose devices are served by snmpsim on loopback.
+
+Every device of a family with recordings gets its own copy of one recording, served under the
+community named after the device. Faults edit that copy while the lab runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from callipso_agent.config.loader import load_config
+from callipso_agent.lab.snmpsim import SnmpSimulator, touch_later
+from callipso_agent.paths import example_config_dir
+from callipso_agent.yamlload import load_yaml, parse_model
+
+LAB_YAML = Path(__file__).resolve().parent / "lab.yaml"
+
+
+class FaultSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    description: str
+    set: dict[str, str] = Field(default_factory=dict)
+    hide: bool = False
+
+
+class LabSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    recordings: dict[str, list[str]]
+    faults: dict[str, FaultSpec]
+
+
+def load_lab_spec(path: Path = LAB_YAML) -> LabSpec:
+    return parse_model(LabSpec, load_yaml(path), str(path))
+
+
+def fixtures_dir() -> Path:
+    env = os.environ.get("CALLIPSO_LAB_FIXTURES")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        cand = parent / "tests" / "fixtures" / "snmp"
+        if cand.is_dir():
+            return cand
+    raise FileNotFoundError("lab recordings not found: run the lab from a checkout (tests/fixtures/snmp) "
+                            "or set CALLIPSO_LAB_FIXTURES")
+
+
+@dataclass
+class LabDevice:
+    name: str
+    site: str
+    family: str
+    recording: Path  # the pristine source
+    served: Path  # the copy snmpsim serves
+    faults: set[str] = field(default_factory=set)
+
+
+def _read_snmprec(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
+
+
+def apply_edits(lines: list[str], edits: dict[str, str]) -> tuple[list[str], int]:
+    """Replace ``oid|type|value`` lines; returns the new lines and how many edits applied."""
+    applied = 0
+    out = []
+    for line in lines:
+        oid = line.split("|", 1)[0]
+        if oid in edits:
+            out.append(f"{oid}|{edits[oid]}")
+            applied += 1
+        else:
+            out.append(line)
+    return out, applied
+
+
+class Lab:
+    """The lab's estate and its fault switch."""
+
+    def __init__(self, workdir: Path, *, interval: float = 10.0, http_port: int = 9730,
+                 spec: LabSpec | None = None, source_config: Path | None = None) -> None:
+        self.workdir = workdir.resolve()
+        self.interval = interval
+        self.http_port = http_port
+        self.spec = spec or load_lab_spec()
+        self.source_config = source_config or example_config_dir()
+        self.data_dir = self.workdir / "snmpsim" / "data"
+        self.config_dir = self.workdir / "config"
+        self.secrets_dir = self.workdir / "secrets"
+        self.devices: dict[str, LabDevice] = {}
+        self.sim: SnmpSimulator | None = None
+
+    # ---- estate ---------------------------------------------------------------------------------
+    def build(self) -> Path:
+        """Write recordings and the lab configuration; returns the configuration folder."""
+        fx = fixtures_dir()
+        if self.data_dir.exists():
+            shutil.rmtree(self.data_dir)
+        self.data_dir.mkdir(parents=True)
+        self.config_dir.mkdir(parents=True, exist_ok=True)
+        self.secrets_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.secrets_dir, 0o700)
+        example = load_config(self.source_config).config
+        turn: dict[str, int] = {}
+        devices_out: list[dict[str, Any]] = []
+        credentials: dict[str, Any] = {}
+        for dev in example.devices:
+            recs = self.spec.recordings.get(dev.family)
+            if not recs:
+                continue
+            i = turn.get(dev.family, 0)
+            turn[dev.family] = i + 1
+            src = fx / recs[i % len(recs)]
+            served = self.data_dir / f"{dev.name}.snmprec"
+            shutil.copyfile(src, served)
+            self.devices[dev.name] = LabDevice(dev.name, dev.site, dev.family, src, served)
+            secret = self.secrets_dir / f"{dev.name}.community"
+            secret.write_text(dev.name + "\n", encoding="utf-8")
+            os.chmod(secret, 0o600)
+            cred = f"lab-{dev.name}"
+            credentials[cred] = {"type": "snmp", "version": "2c", "community": {"file": str(secret)}}
+            d = dev.model_dump(mode="json", exclude_defaults=True)
+            d.update(address="127.0.0.1", port=0, snmp=cred, interval=self.interval, timeout=2.0, retries=1)
+            d.pop("ssh", None)
+            devices_out.append(d)
+        sim = SnmpSimulator(self.data_dir, log_file=self.workdir / "snmpsim.log",
+                            cache_dir=self.workdir / "snmpsim" / "cache")
+        self.sim = sim
+        for d in devices_out:
+            d["port"] = sim.port
+        sites = [s.model_dump(mode="json", exclude_defaults=True) for s in example.sites]
+        services = [s.model_dump(mode="json", exclude_defaults=True) for s in example.services]
+        agent = {
+            "name": "callipso-lab",
+            "state_dir": str(self.workdir / "state"),
+            "http": {"host": "127.0.0.1", "port": self.http_port},
+            "traps": {"enabled": False},
+        }
+        self._write("agent.yaml", {"agent": agent}, "lab agent settings")
+        self._write("credentials.yaml", {"credentials": credentials}, "lab credentials (communities in files)")
+        self._write("sites.yaml", {"sites": sites, "services": services}, "sites and service lines of the example")
+        self._write("devices.yaml", {"devices": devices_out}, "devices served by the lab's snmpsim")
+        return self.config_dir
+
+    def _write(self, name: str, data: dict[str, Any], what: str) -> None:
+        text = f"# Generated by 'callipso-agent lab': {what}. SYNTHETIC lab estate.\n"
+        text += yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+        (self.config_dir / name).write_text(text, encoding="utf-8")
+
+    # ---- running --------------------------------------------------------------------------------
+    def start(self) -> None:
+        assert self.sim is not None, "build() first"
+        self.sim.start()
+        if self.devices:
+            self.sim.wait_ready(next(iter(self.devices)))
+        (self.workdir / "lab.json").write_text(json.dumps({"snmp_port": self.sim.port, "pid": os.getpid()}))
+
+    def stop(self) -> None:
+        if self.sim is not None:
+            self.sim.stop()
+
+    # ---- faults ---------------------------------------------------------------------------------
+    def targets(self, target: str) -> list[LabDevice]:
+        if target in self.devices:
+            return [self.devices[target]]
+        site = [d for d in self.devices.values() if d.site == target]
+        if site:
+            return site
+        raise KeyError(f"unknown lab device or site {target!r}")
+
+    def inject(self, target: str, fault: str) -> list[str]:
+        if fault not in self.spec.faults:
+            raise KeyError(f"unknown fault {fault!r}; known: {', '.join(sorted(self.spec.faults))}")
+        touched = []
+        for dev in self.targets(target):
+            dev.faults.add(fault)
+            self._render(dev)
+            touched.append(dev.name)
+        return touched
+
+    def clear(self, target: str, fault: str | None = None) -> list[str]:
+        touched = []
+        for dev in self.targets(target):
+            if fault is None:
+                dev.faults.clear()
+            else:
+                dev.faults.discard(fault)
+            self._render(dev)
+            touched.append(dev.name)
+        return touched
+
+    def _render(self, dev: LabDevice) -> None:
+        hidden = dev.served.with_suffix(".hidden")
+        if any(self.spec.faults[f].hide for f in dev.faults):
+            if dev.served.exists():
+                dev.served.rename(hidden)
+            return
+        lines = _read_snmprec(dev.recording)
+        for f in sorted(dev.faults):
+            lines, _ = apply_edits(lines, self.spec.faults[f].set)
+        tmp = dev.served.with_suffix(".tmp")
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8", errors="surrogateescape")
+        if hidden.exists():
+            hidden.unlink()
+        os.replace(tmp, dev.served)
+        touch_later(dev.served)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "devices": {d.name: {"site": d.site, "family": d.family, "recording": d.recording.name,
+                                 "faults": sorted(d.faults)} for d in self.devices.values()},
+            "faults": {k: v.description for k, v in self.spec.faults.items()},
+            "snmp_port": self.sim.port if self.sim else None,
+        }

@@ -1,0 +1,150 @@
+"""The README's demo: lab + agent come up, poll the lab's UPSes, react to a fault, stop cleanly on SIGTERM
+and resume after a restart. Runs the real CLI in a child process, against a real snmpsim."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from callipso_agent.lab.snmpsim import free_tcp_port
+from tests.helpers.system import missing
+
+pytestmark = pytest.mark.slow
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=3) as rsp:  # noqa: S310 - loopback
+        return json.loads(rsp.read())
+
+
+def _wait(pred, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            last = pred()
+            if last:
+                return last
+        except OSError as err:
+            last = err
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+class Demo:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.http = free_tcp_port()
+        self.control = free_tcp_port()
+        self.log = workdir / "demo.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        try:
+            import snmpsim  # noqa: F401
+        except ImportError:
+            missing("snmpsim")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "callipso_agent", "demo", "--dir", str(self.workdir / "lab"),
+             "--interval", "2", "--http-port", str(self.http), "--control-port", str(self.control)],
+            stdout=self.log.open("ab"), stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+    def api(self, path: str) -> dict:
+        return _get(f"http://127.0.0.1:{self.http}{path}")
+
+    def lab(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "callipso_agent", "lab", "--control-port", str(self.control),
+                               *args], capture_output=True, text=True, timeout=30, check=False)
+
+    def stop(self) -> tuple[int, float]:
+        assert self.proc is not None
+        t0 = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        rc = self.proc.wait(20)
+        return rc, time.monotonic() - t0
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[Demo]:
+    d = Demo(tmp_path)
+    d.start()
+    yield d
+    d.kill()
+
+
+def test_demo_polls_lab_ups_reacts_to_fault_and_stops_cleanly(demo: Demo, tmp_path: Path) -> None:
+    _wait(lambda: demo.api("/healthz")["status"] == "ok", 60, "/healthz")
+    ready = _wait(lambda: (r := demo.api("/readyz")) and r["devices_up"] >= r["devices"] > 0 and r, 60, "all up")
+    assert ready["store"] and ready["scheduler"]
+
+    charges = demo.api("/api/v1/measurements?name=ups_battery_charge_percent")["measurements"]
+    assert len(charges) >= 20 and all(0 <= m["value"] <= 100 for m in charges)
+    log = (tmp_path / "demo.log").read_text()
+    assert '"device_up"' in log and "ups-" in log
+
+    # the fault switch: mains lost at one remote site
+    out = demo.lab("fault", "on_battery", "ups-aubagne-mds")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["devices"] == ["ups-aubagne-mds"]
+
+    def on_battery() -> bool:
+        ms = demo.api("/api/v1/devices/ups-aubagne-mds")["measurements"]
+        return any(m["name"] == "ups_on_battery" and m["value"] == 1 for m in ms)
+
+    _wait(on_battery, 30, "ups-aubagne-mds on battery")
+    other = demo.api("/api/v1/devices/ups-istres-mds")["measurements"]
+    assert any(m["name"] == "ups_on_battery" and m["value"] == 0 for m in other)
+
+    out = demo.lab("fault", "unreachable", "GARDANNE-MDS")
+    assert out.returncode == 0
+    _wait(lambda: demo.api("/api/v1/devices/ups-gardanne-mds")["last_error"] == "timeout", 30, "unreachable")
+    assert demo.lab("fault", "no_such_fault", "GARDANNE-MDS").returncode == 2
+
+    # SIGHUP with a broken configuration keeps the running one; a valid one is applied
+    devices = tmp_path / "lab" / "config" / "devices.yaml"
+    good = devices.read_text()
+    devices.write_text(good.replace("interval:", "intervall:", 1))
+    assert demo.proc is not None
+    demo.proc.send_signal(signal.SIGHUP)
+    _wait(lambda: '"reload_refused"' in (tmp_path / "demo.log").read_text(), 20, "reload refused")
+    assert "intervall" in (tmp_path / "demo.log").read_text()
+    assert demo.api("/healthz")["status"] == "ok"
+    devices.write_text(good)
+    demo.proc.send_signal(signal.SIGHUP)
+    _wait(lambda: '"config_reloaded"' in (tmp_path / "demo.log").read_text(), 20, "reload applied")
+    _wait(lambda: demo.api("/readyz")["devices_up"] > 0, 30, "polling after reload")
+
+    rc, took = demo.stop()
+    assert rc == 0
+    assert took < 5.0, f"SIGTERM took {took:.1f}s"
+    db = tmp_path / "lab" / "state" / "callipso.sqlite"
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        n, = conn.execute("SELECT count(*) FROM device_state WHERE last_success_at IS NOT NULL").fetchone()
+    assert n >= 20
+
+    # restart on the same state: the store is reused and polling resumes
+    again = Demo(tmp_path)
+    again.log = tmp_path / "demo2.log"
+    again.start()
+    try:
+        _wait(lambda: again.api("/readyz")["devices_polled"] > 0, 60, "polls after restart")
+        assert "store_migrated" in again.log.read_text()
+    finally:
+        rc2, _ = again.stop()
+    assert rc2 == 0
