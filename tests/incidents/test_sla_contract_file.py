@@ -129,14 +129,14 @@ def test_calendar_settings_reach_the_calendar(tmp_path: Path) -> None:
     # unknown subdivision
     ("calendar:\n  holidays:\n    subdivision: '99'\n" + MINIMAL_SLA, 2, "calendar.holidays", "subdivision"),
     # unknown weekday
-    ("calendar:\n  working_days: [mon, tuesday]\n" + MINIMAL_SLA, 2, "calendar.working_days.1",
+    ("calendar:\n  working_days: [mon, tuesday]\n" + MINIMAL_SLA, 2, "calendar.working_days[1]",
      "Input should be"),
     # naive date-time in a period
     ("priority:\n  sensitive_periods:\n    - name: x\n      start: 2027-01-10 18:00:00\n"
-     "      end: 2027-01-11\n" + MINIMAL_SLA, 4, "priority.sensitive_periods.0.start", "UTC offset"),
+     "      end: 2027-01-11\n" + MINIMAL_SLA, 4, "priority.sensitive_periods[0].start", "UTC offset"),
     # period ending before it starts
     ("priority:\n  sensitive_periods:\n    - name: x\n      start: 2027-01-10\n      end: 2027-01-09\n"
-     + MINIMAL_SLA, 3, "priority.sensitive_periods.0", "end must not be before start"),
+     + MINIMAL_SLA, 3, "priority.sensitive_periods[0]", "end must not be before start"),
     # a priority without its deadlines
     ("sla:\n  priorities:\n    P1: {}\n    P2: {}\n    P3: {}\n", 2, "sla.priorities", "P4"),
     # unknown clock
