@@ -126,3 +126,32 @@ class PollResult:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+class IncidentState(enum.StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentView:
+    """What outputs (météo, metrics, API, plugins) read of an incident; the incident engine produces it."""
+
+    id: int
+    key: str  # stable problem key, e.g. "ups_on_battery:ups-aubagne-mds"
+    title: str  # one-line summary in the operators' language
+    state: IncidentState
+    priority: str  # "P1".."P4"
+    severity: Severity
+    opened_at: datetime
+    site: str | None = None
+    device: str | None = None
+    services: tuple[str, ...] = ()
+    rule: str | None = None
+    itsm_ref: str | None = None  # ticket number once known
+    resolved_at: datetime | None = None
+    user_impact: str = "none"  # none | degraded | outage (the météo's user state)
+    technical_impact: str = "minor"  # minor | major (perturbé / inaccessible)
+    deadlines: Mapping[str, datetime] = field(default_factory=dict)
+    runbook: str | None = None
