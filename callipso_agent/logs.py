@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -11,7 +12,7 @@ import structlog
 _SECRET_KEYS = ("password", "community", "auth_key", "priv_key", "token", "secret", "passphrase")
 
 
-def _redact(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _redact(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Last line of defence: values of keys that name a secret are never rendered."""
     for key in list(event_dict):
         if any(s in key.lower() for s in _SECRET_KEYS):

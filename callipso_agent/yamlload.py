@@ -14,7 +14,7 @@ from callipso_agent.errors import ConfigError, ConfigErrors
 M = TypeVar("M", bound=BaseModel)
 
 
-class LineDict(dict[str, Any]):
+class LineDict(dict[Any, Any]):
     """A mapping that knows the line of itself and of each of its keys (1-based)."""
 
     line: int = 0

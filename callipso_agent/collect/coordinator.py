@@ -18,14 +18,14 @@ import structlog
 
 from callipso_agent.clock import Clock
 from callipso_agent.errors import CallipsoError, ConfigError
-from callipso_agent.model import PollResult
+from callipso_agent.model import Measurement, PollResult
 
 log = structlog.get_logger()
 
 
 @dataclass
 class FetchOutput:
-    measurements: list  # list[Measurement]
+    measurements: list[Measurement]
     system: dict[str, str] = field(default_factory=dict)
 
 
@@ -79,8 +79,8 @@ class DevicePoller:
         n = self.state.consecutive_failures
         if n <= 1:
             return 0.0
-        base = min(self.interval * (2 ** (n - 1)), self.backoff_max)
-        return base * (0.9 + 0.2 * self.rng.random())
+        base = min(self.interval * (2.0 ** (n - 1)), self.backoff_max)
+        return float(base) * (0.9 + 0.2 * self.rng.random())
 
     async def poll(self) -> PollResult | None:
         now = self.clock.monotonic()

@@ -163,10 +163,10 @@ def _split_errors(exc: Any, merged: dict[str, Any],
         if key is not None and key in where:
             file, node, sub = where[key]
             item = node[sub]
-            errs = validation_errors(_Fake([dict(e, loc=rest)]), item, file,
+            errs = validation_errors(_Fake([dict(e, loc=rest)]), item, file,  # type: ignore[arg-type]
                                      prefix=(loc[0], loc[1]) if key[0] != "agent" else ("agent",))
             if not rest:
-                line = node.item_lines[sub] if isinstance(node, LineList) else node.key_lines.get(str(sub))
+                line = node.item_lines[int(sub)] if isinstance(node, LineList) else node.key_lines.get(str(sub))
                 for ce in errs.errors:
                     ce.line = line
             out.extend(errs.errors)
@@ -178,7 +178,7 @@ def _split_errors(exc: Any, merged: dict[str, Any],
 class _Fake:
     """Adapter giving validation_errors() the errors() of a sub-location."""
 
-    def __init__(self, errs: list[dict[str, Any]]) -> None:
+    def __init__(self, errs: list[Any]) -> None:
         self._errs = errs
 
     def errors(self) -> list[dict[str, Any]]:

@@ -213,7 +213,7 @@ class StoreSettings(_Model):
 class ApiToken(_Model):
     name: str
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-    scopes: list[Literal["read", "write", "admin"]] = Field(default_factory=lambda: ["read", "write"])
+    scopes: list[Literal["read", "write", "admin"]] = Field(default_factory=lambda: ["read", "write"])  # type: ignore[arg-type]
 
 
 class HttpSettings(_Model):
