@@ -439,16 +439,21 @@ class _Shell:
 async def start_emulator(family: str, *, host: str = "127.0.0.1", port: int = 0, state: str = "nominal",
                          fixtures_dir: Path | None = None, host_key: asyncssh.SSHKey | None = None,
                          clock: Clock | None = None, legacy_algorithms: bool = False,
-                         slow_delay: float = 0.3) -> EmulatorHandle:
+                         slow_delay: float = 0.3, authorized_keys: list[str] | None = None) -> EmulatorHandle:
     """Start an emulated ``family`` device (oxe, otms, omnivista-8770, audiocodes-cli) and return its handle.
 
     ``port=0`` binds an ephemeral port (read ``handle.port``). ``legacy_algorithms`` makes the device offer
     only old algorithms (diffie-hellman-group1-sha1, aes128-cbc, hmac-sha1, ssh-rsa), like an old firmware.
+    ``authorized_keys`` (OpenSSH public key lines) are added to the fixture's first user.
     """
     if host not in ("127.0.0.1", "::1", "localhost"):
         raise ValueError("the SSH emulator only binds loopback addresses")
     directory = (fixtures_dir or default_fixtures_dir()) / family
     fixture = load_device_fixture(directory)
+    if authorized_keys:
+        first = fixture.users[0]
+        user = first.model_copy(update={"authorized_keys": [*first.authorized_keys, *authorized_keys]})
+        fixture = fixture.model_copy(update={"users": [user, *fixture.users[1:]]})
     if state not in fixture.states:
         raise ValueError(f"unknown state {state!r} for {family}; known: {', '.join(sorted(fixture.states))}")
     if host_key is None:
