@@ -439,17 +439,21 @@ class _Shell:
 async def start_emulator(family: str, *, host: str = "127.0.0.1", port: int = 0, state: str = "nominal",
                          fixtures_dir: Path | None = None, host_key: asyncssh.SSHKey | None = None,
                          clock: Clock | None = None, legacy_algorithms: bool = False,
-                         slow_delay: float = 0.3, authorized_keys: list[str] | None = None) -> EmulatorHandle:
+                         slow_delay: float = 0.3, authorized_keys: list[str] | None = None,
+                         users: list[EmulatedUser] | None = None) -> EmulatorHandle:
     """Start an emulated ``family`` device (oxe, otms, omnivista-8770, audiocodes-cli) and return its handle.
 
     ``port=0`` binds an ephemeral port (read ``handle.port``). ``legacy_algorithms`` makes the device offer
     only old algorithms (diffie-hellman-group1-sha1, aes128-cbc, hmac-sha1, ssh-rsa), like an old firmware.
-    ``authorized_keys`` (OpenSSH public key lines) are added to the fixture's first user.
+    ``users`` replace the fixture's accounts (the lab's own credentials); ``authorized_keys`` (OpenSSH
+    public key lines) are added to the first user.
     """
     if host not in ("127.0.0.1", "::1", "localhost"):
         raise ValueError("the SSH emulator only binds loopback addresses")
     directory = (fixtures_dir or default_fixtures_dir()) / family
     fixture = load_device_fixture(directory)
+    if users:
+        fixture = fixture.model_copy(update={"users": list(users)})
     if authorized_keys:
         first = fixture.users[0]
         user = first.model_copy(update={"authorized_keys": [*first.authorized_keys, *authorized_keys]})
@@ -464,7 +468,7 @@ async def start_emulator(family: str, *, host: str = "127.0.0.1", port: int = 0,
     algs: dict[str, object] = {}
     if legacy_algorithms:
         algs = {"kex_algs": ["diffie-hellman-group1-sha1"], "encryption_algs": ["aes128-cbc"],
-                "mac_algs": ["hmac-sha1"], "server_host_key_algs": ["ssh-rsa"]}
+                "mac_algs": ["hmac-sha1"], "signature_algs": ["ssh-rsa"]}
     handle._acceptor = await asyncssh.create_server(
         handle._server, host, port, server_host_keys=[host_key], process_factory=handle._session,
         line_editor=False, encoding="utf-8", errors="replace", reuse_address=True, **algs)
