@@ -9,7 +9,8 @@ import pytest
 
 
 def require_binary(name: str) -> str:
-    path = shutil.which(name)
+    # daemons (sshd, snmpd...) live in sbin, which a non-root PATH may lack
+    path = shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
     if path is None:
         message = f"system binary {name!r} not found"
         if os.environ.get("CI") == "true":
