@@ -27,8 +27,9 @@ from callipso_agent.profiles.ssh import SshProfile, load_ssh_profile
 from callipso_agent.transports.ssh import CommandResult, SshSession, SshTarget
 
 
-def parse_results(device_name: str, profile: SshProfile, results: Sequence[CommandResult],
-                  clock: Clock) -> list[Measurement]:
+def parse_results(
+    device_name: str, profile: SshProfile, results: Sequence[CommandResult], clock: Clock
+) -> list[Measurement]:
     """Pure part of a poll: command results -> measurements (failed commands give UNKNOWN)."""
     at = clock.now()
     out: list[Measurement] = []
@@ -36,22 +37,31 @@ def parse_results(device_name: str, profile: SshProfile, results: Sequence[Comma
         ctx = Context(device=device_name, at=at, command=spec.command)
         if res.failed:
             status = f" (exit status {res.exit_status})" if res.exit_status not in (None, 0) else ""
-            out.extend(all_unknown(spec.parser, ctx, f"command {spec.command!r} failed{status}: {res.output}"))
+            out.extend(
+                all_unknown(spec.parser, ctx, f"command {spec.command!r} failed{status}: {res.output}")
+            )
         else:
             out.extend(measure(spec.parser, profile.states, res.output, ctx))
     return out
 
 
-async def collect_ssh(device_name: str, profile: SshProfile, session: SshSession, clock: Clock, *,
-                      session_timeout: float | None = None) -> list[Measurement]:
+async def collect_ssh(
+    device_name: str,
+    profile: SshProfile,
+    session: SshSession,
+    clock: Clock,
+    *,
+    session_timeout: float | None = None,
+) -> list[Measurement]:
     """Run every command of ``profile`` on ``session`` and parse the outputs.
 
     Raises the transport's typed errors (Unreachable, Timeout, AuthFailed, HostKeyError); bad output
     never raises: it gives UNKNOWN measurements carrying the raw text.
     """
     log = structlog.get_logger().bind(device=device_name, profile=profile.name)
-    results = await session.run_many([(c.command, c.timeout) for c in profile.commands],
-                                     session_timeout=session_timeout)
+    results = await session.run_many(
+        [(c.command, c.timeout) for c in profile.commands], session_timeout=session_timeout
+    )
     measurements = parse_results(device_name, profile, results, clock)
     unknown = sum(1 for m in measurements if m.state == Severity.UNKNOWN)
     log.debug("ssh_collected", measurements=len(measurements), unknown=unknown)
@@ -70,19 +80,38 @@ def system_info(profile: SshProfile, measurements: Sequence[Measurement]) -> dic
 
 
 def measurement_json(m: Measurement) -> dict[str, Any]:
-    d: dict[str, Any] = {"name": m.name, "labels": dict(m.labels), "value": m.value, "unit": m.unit,
-                         "state": m.state.label}
+    d: dict[str, Any] = {
+        "name": m.name,
+        "labels": dict(m.labels),
+        "value": m.value,
+        "unit": m.unit,
+        "state": m.state.label,
+    }
     if m.state == Severity.UNKNOWN and m.text:
         d["text"] = m.text
     return d
 
 
-async def poll_ssh(host: str, port: int, profile_name: str, username: str, *, key_file: str | Path | None = None,
-                   password_env: str | None = None, known_hosts: str | Path, trust_on_first_use: bool = False,
-                   legacy_algorithms: bool = False, command_timeout: float = 30.0, session_timeout: float = 120.0,
-                   clock: Clock | None = None, profiles_dir: Path | None = None,
-                   device_name: str | None = None) -> dict[str, Any]:
-    """One-shot SSH poll; returns ``{"profile", "system", "measurements": [{name, labels, value, unit, state}]}``.
+async def poll_ssh(
+    host: str,
+    port: int,
+    profile_name: str,
+    username: str,
+    *,
+    key_file: str | Path | None = None,
+    password_env: str | None = None,
+    known_hosts: str | Path,
+    trust_on_first_use: bool = False,
+    legacy_algorithms: bool = False,
+    command_timeout: float = 30.0,
+    session_timeout: float = 120.0,
+    clock: Clock | None = None,
+    profiles_dir: Path | None = None,
+    device_name: str | None = None,
+) -> dict[str, Any]:
+    """One-shot SSH poll.
+
+    Returns ``{"profile", "system", "measurements": [{name, labels, value, unit, state}]}``.
 
     The password is read from the environment variable ``password_env`` (never from the command line).
     Raises ConfigError (missing variable, bad profile) or a TransportError.
@@ -90,22 +119,40 @@ async def poll_ssh(host: str, port: int, profile_name: str, username: str, *, ke
     profile = load_ssh_profile(profile_name, profiles_dir)
     device = device_name or host
     target = SshTarget(
-        device=device, host=host, port=port, username=username, known_hosts=Path(known_hosts),
+        device=device,
+        host=host,
+        port=port,
+        username=username,
+        known_hosts=Path(known_hosts),
         password=SecretRef(env=password_env).resolve() if password_env else None,
         key_file=Path(key_file) if key_file else None,
-        trust_on_first_use=trust_on_first_use, legacy_algorithms=legacy_algorithms,
+        trust_on_first_use=trust_on_first_use,
+        legacy_algorithms=legacy_algorithms,
         connect_timeout=command_timeout,
     )
     clock = clock or SystemClock()
-    async with SshSession(target, profile.platform.session_spec(), command_timeout=command_timeout,
-                          session_timeout=session_timeout) as session:
+    async with SshSession(
+        target,
+        profile.platform.session_spec(),
+        command_timeout=command_timeout,
+        session_timeout=session_timeout,
+    ) as session:
         measurements = await collect_ssh(device, profile, session, clock)
-    system = {"host": host, "port": str(port), "transport": "ssh", "family": profile.family,
-              **system_info(profile, measurements)}
-    return {"profile": profile.name, "system": system, "measurements": [measurement_json(m) for m in measurements]}
+    system = {
+        "host": host,
+        "port": str(port),
+        "transport": "ssh",
+        "family": profile.family,
+        **system_info(profile, measurements),
+    }
+    return {
+        "profile": profile.name,
+        "system": system,
+        "measurements": [measurement_json(m) for m in measurements],
+    }
 
 
-# -- CLI hooks -------------------------------------------------------------------------------------------------
+# -- CLI hooks --------------------------------------------------------------------------------
 
 
 def add_ssh_arguments(parser: argparse.ArgumentParser) -> None:
@@ -115,12 +162,22 @@ def add_ssh_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--ssh-port", type=int, default=22, metavar="PORT")
     g.add_argument("--ssh-key", metavar="FILE", help="private key file")
     g.add_argument("--ssh-password-env", metavar="VAR", help="environment variable holding the password")
-    g.add_argument("--known-hosts", metavar="FILE", default=str(Path("~/.ssh/known_hosts").expanduser()),
-                   help="known_hosts file (default: ~/.ssh/known_hosts)")
-    g.add_argument("--ssh-trust-on-first-use", action="store_true",
-                   help="accept and record an unknown host key (never a changed one)")
-    g.add_argument("--ssh-legacy-algorithms", action="store_true",
-                   help="also offer old algorithms (diffie-hellman-group1-sha1, aes128-cbc, ssh-rsa...)")
+    g.add_argument(
+        "--known-hosts",
+        metavar="FILE",
+        default=str(Path("~/.ssh/known_hosts").expanduser()),
+        help="known_hosts file (default: ~/.ssh/known_hosts)",
+    )
+    g.add_argument(
+        "--ssh-trust-on-first-use",
+        action="store_true",
+        help="accept and record an unknown host key (never a changed one)",
+    )
+    g.add_argument(
+        "--ssh-legacy-algorithms",
+        action="store_true",
+        help="also offer old algorithms (diffie-hellman-group1-sha1, aes128-cbc, ssh-rsa...)",
+    )
     g.add_argument("--ssh-timeout", type=float, default=30.0, metavar="SECONDS", help="per-command timeout")
 
 
@@ -138,14 +195,25 @@ async def run_ssh_poll(args: argparse.Namespace) -> int:
     """Run ``poll`` over SSH from parsed arguments (host, profile, json and the options above)."""
     try:
         result = await poll_ssh(
-            args.host, args.ssh_port, args.profile, args.ssh_user, key_file=args.ssh_key,
-            password_env=args.ssh_password_env, known_hosts=args.known_hosts,
-            trust_on_first_use=args.ssh_trust_on_first_use, legacy_algorithms=args.ssh_legacy_algorithms,
-            command_timeout=args.ssh_timeout)
+            args.host,
+            args.ssh_port,
+            args.profile,
+            args.ssh_user,
+            key_file=args.ssh_key,
+            password_env=args.ssh_password_env,
+            known_hosts=args.known_hosts,
+            trust_on_first_use=args.ssh_trust_on_first_use,
+            legacy_algorithms=args.ssh_legacy_algorithms,
+            command_timeout=args.ssh_timeout,
+        )
     except CallipsoError as err:
         print(f"{err.kind}: {err}", file=sys.stderr)
         return 3
-    print(json.dumps(result, indent=2, ensure_ascii=False) if getattr(args, "json", False) else render_text(result))
+    print(
+        json.dumps(result, indent=2, ensure_ascii=False)
+        if getattr(args, "json", False)
+        else render_text(result)
+    )
     worst = Severity.worst(Severity.parse(m["state"]) for m in result["measurements"])
     return int(worst)
 

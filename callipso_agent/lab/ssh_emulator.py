@@ -55,7 +55,9 @@ class Pager(_Model):
 
 class DeviceState(_Model):
     description: str = ""
-    files: dict[str, str] = Field(default_factory=dict, description="command -> file, overriding the nominal one")
+    files: dict[str, str] = Field(
+        default_factory=dict, description="command -> file, overriding the nominal one"
+    )
     clock_offset: float = Field(default=0.0, description="seconds added to {{epoch}} (device clock drift)")
 
 
@@ -167,8 +169,11 @@ class EmulatorHandle:
             raise ValueError(f"unknown fault {name!r}; known: {', '.join(FAULTS)}")
         assert self._acceptor is not None
         if name == "changed_host_key":
-            self._host_key = asyncssh.generate_private_key(self._host_key.get_algorithm()  # type: ignore[union-attr]
-                                                           if self._host_key else "ssh-ed25519")
+            self._host_key = asyncssh.generate_private_key(
+                self._host_key.get_algorithm()
+                if self._host_key
+                else "ssh-ed25519"
+            )
             self._acceptor.update(server_host_keys=[self._host_key])
         elif self.fault == "changed_host_key" and self._original_key is not None:
             self._host_key = self._original_key
@@ -301,8 +306,10 @@ class _Server(asyncssh.SSHServer):
     def validate_password(self, username: str, password: str) -> bool:
         if self._emu.fault == "wrong_password":
             return False
-        return any(u.username == username and u.password is not None and u.password == password
-                   for u in self._emu.fixture.users)
+        return any(
+            u.username == username and u.password is not None and u.password == password
+            for u in self._emu.fixture.users
+        )
 
     def public_key_auth_supported(self) -> bool:
         return True
@@ -421,7 +428,7 @@ class _Shell:
         lines = text.split("\n")
         size = self.fx.pager.lines
         for i in range(0, len(lines), size):
-            chunk = lines[i: i + size]
+            chunk = lines[i : i + size]
             last = i + size >= len(lines)
             if not await self.emu._write(self.p, "\n".join(chunk) + ("" if last else "\n"), self.eol):
                 return False
@@ -436,11 +443,20 @@ class _Shell:
         return True
 
 
-async def start_emulator(family: str, *, host: str = "127.0.0.1", port: int = 0, state: str = "nominal",
-                         fixtures_dir: Path | None = None, host_key: asyncssh.SSHKey | None = None,
-                         clock: Clock | None = None, legacy_algorithms: bool = False,
-                         slow_delay: float = 0.3, authorized_keys: list[str] | None = None,
-                         users: list[EmulatedUser] | None = None) -> EmulatorHandle:
+async def start_emulator(
+    family: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    state: str = "nominal",
+    fixtures_dir: Path | None = None,
+    host_key: asyncssh.SSHKey | None = None,
+    clock: Clock | None = None,
+    legacy_algorithms: bool = False,
+    slow_delay: float = 0.3,
+    authorized_keys: list[str] | None = None,
+    users: list[EmulatedUser] | None = None,
+) -> EmulatorHandle:
     """Start an emulated ``family`` device (oxe, otms, omnivista-8770, audiocodes-cli) and return its handle.
 
     ``port=0`` binds an ephemeral port (read ``handle.port``). ``legacy_algorithms`` makes the device offer
@@ -462,16 +478,37 @@ async def start_emulator(family: str, *, host: str = "127.0.0.1", port: int = 0,
         raise ValueError(f"unknown state {state!r} for {family}; known: {', '.join(sorted(fixture.states))}")
     if host_key is None:
         host_key = asyncssh.generate_private_key("ssh-rsa" if legacy_algorithms else "ssh-ed25519")
-    handle = EmulatorHandle(family=family, host=host, port=port, fixture=fixture, directory=directory,
-                            clock=clock or SystemClock(), slow_delay=slow_delay, state=state)
+    handle = EmulatorHandle(
+        family=family,
+        host=host,
+        port=port,
+        fixture=fixture,
+        directory=directory,
+        clock=clock or SystemClock(),
+        slow_delay=slow_delay,
+        state=state,
+    )
     handle._host_key = handle._original_key = host_key
     algs: dict[str, object] = {}
     if legacy_algorithms:
-        algs = {"kex_algs": ["diffie-hellman-group1-sha1"], "encryption_algs": ["aes128-cbc"],
-                "mac_algs": ["hmac-sha1"], "signature_algs": ["ssh-rsa"]}
+        algs = {
+            "kex_algs": ["diffie-hellman-group1-sha1"],
+            "encryption_algs": ["aes128-cbc"],
+            "mac_algs": ["hmac-sha1"],
+            "signature_algs": ["ssh-rsa"],
+        }
     handle._acceptor = await asyncssh.create_server(
-        handle._server, host, port, server_host_keys=[host_key], process_factory=handle._session,
-        line_editor=False, encoding="utf-8", errors="replace", reuse_address=True, **algs)
+        handle._server,
+        host,
+        port,
+        server_host_keys=[host_key],
+        process_factory=handle._session,
+        line_editor=False,
+        encoding="utf-8",
+        errors="replace",
+        reuse_address=True,
+        **algs,
+    )
     handle.port = handle._acceptor.get_port()
     structlog.get_logger().info("lab_ssh_started", family=family, host=host, port=handle.port, state=state)
     return handle

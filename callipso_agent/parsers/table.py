@@ -16,13 +16,20 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from callipso_agent.model import Measurement, MetricKind, Severity
-from callipso_agent.profiles.ssh import DEFAULT_KEY, FieldSpec, MeasurementSpec, ParserSpec, StateTable, StateValue
+from callipso_agent.profiles.ssh import (
+    DEFAULT_KEY,
+    FieldSpec,
+    MeasurementSpec,
+    ParserSpec,
+    StateTable,
+    StateValue,
+)
 
 RAW_KEEP = 1000  # characters of raw output kept in an UNKNOWN measurement
 
@@ -68,8 +75,10 @@ def lookup_state(table: StateTable, raw: str) -> StateValue | None:
 
 def unexpected_line(spec: ParserSpec, output: str) -> str | None:
     """In strict mode, the first non-blank line that no record, block start or ignore pattern matches."""
-    patterns = [re.compile(r) for r in [*spec.records, *spec.ignore,
-                                        *([spec.block_start] if spec.block_start else [])]]
+    patterns = [
+        re.compile(r)
+        for r in [*spec.records, *spec.ignore, *([spec.block_start] if spec.block_start else [])]
+    ]
     for line in output.replace("\r", "").split("\n"):
         if line.strip() and not any(p.search(line) for p in patterns):
             return line
@@ -139,7 +148,7 @@ def convert(raw: str, f: FieldSpec | None, states: Mapping[str, StateTable]) -> 
     if f.type == "timestamp":
         assert f.format is not None
         try:
-            when = datetime.strptime(" ".join(text.split()), f.format)  # noqa: DTZ007 - zone applied below
+            when = datetime.strptime(" ".join(text.split()), f.format)
         except ValueError:
             return Value(raw, error=f"not a timestamp in format {f.format!r}: {raw.strip()!r}")
         if when.tzinfo is None:
@@ -169,8 +178,9 @@ def split_tokens(raw: str, f: FieldSpec, states: Mapping[str, StateTable]) -> li
     return out
 
 
-def type_records(spec: ParserSpec, records: Iterable[Record],
-                 states: Mapping[str, StateTable]) -> list[tuple[dict[str, Value], str]]:
+def type_records(
+    spec: ParserSpec, records: Iterable[Record], states: Mapping[str, StateTable]
+) -> list[tuple[dict[str, Value], str]]:
     """Typed records; a 'tokens' field explodes its record into one record per token."""
     typed: list[tuple[dict[str, Value], str]] = []
     for rec in records:
@@ -198,12 +208,25 @@ class Context:
     command: str
 
 
-def _base(m: MeasurementSpec, ctx: Context, labels: Mapping[str, str], **kw: object) -> Measurement:
-    return Measurement(device=ctx.device, name=m.name, at=ctx.at, unit=m.unit, help=m.help, kind=m.kind,
-                       labels={**m.static_labels, **labels}, **kw)  # type: ignore[arg-type]
+def _base(m: MeasurementSpec, ctx: Context, labels: Mapping[str, str], *, value: float | None,
+          state: Severity = Severity.OK, text: str | None = None) -> Measurement:
+    return Measurement(
+        device=ctx.device,
+        name=m.name,
+        at=ctx.at,
+        unit=m.unit,
+        help=m.help,
+        kind=m.kind,
+        labels={**m.static_labels, **labels},
+        value=value,
+        state=state,
+        text=text,
+    )
 
 
-def unknown(m: MeasurementSpec, ctx: Context, text: str, labels: Mapping[str, str] | None = None) -> Measurement:
+def unknown(
+    m: MeasurementSpec, ctx: Context, text: str, labels: Mapping[str, str] | None = None
+) -> Measurement:
     return _base(m, ctx, labels or {}, value=None, state=Severity.UNKNOWN, text=truncate(text))
 
 
@@ -250,24 +273,29 @@ def _one(m: MeasurementSpec, values: Mapping[str, Value], line: str, ctx: Contex
     return _base(m, ctx, labels, value=number, state=state, text=text)
 
 
-def _aggregate(m: MeasurementSpec, rows: Sequence[tuple[dict[str, Value], str]], ctx: Context) -> list[Measurement]:
+def _aggregate(
+    m: MeasurementSpec, rows: Sequence[tuple[dict[str, Value], str]], ctx: Context
+) -> list[Measurement]:
     groups: dict[tuple[tuple[str, str], ...], list[tuple[dict[str, Value], str]]] = {}
     for values, line in rows:
-        key = tuple((label, values[f].label_text if not values[f].error else "unknown")
-                    for label, f in m.labels.items())
+        key = tuple(
+            (label, values[f].label_text if not values[f].error else "unknown")
+            for label, f in m.labels.items()
+        )
         groups.setdefault(key, []).append((values, line))
     if m.aggregate == "count":
         counts = {key: float(len(items)) for key, items in groups.items()}
         if m.zero_fill:
             free = [label for label in m.labels if label not in m.zero_fill]
             seen_free = {tuple(dict(k)[label] for label in free) for k in counts} or (
-                {()} if not free else set())
+                {()} if not free else set()
+            )
             for combo in seen_free:
                 fixed = dict(zip(free, combo, strict=True))
                 choices = [m.zero_fill[label] for label in m.labels if label in m.zero_fill]
                 filled = [label for label in m.labels if label in m.zero_fill]
-                for values in itertools.product(*choices):
-                    labels = {**fixed, **dict(zip(filled, values, strict=True))}
+                for picked in itertools.product(*choices):
+                    labels = {**fixed, **dict(zip(filled, picked, strict=True))}
                     key = tuple((label, labels[label]) for label in m.labels)
                     counts.setdefault(key, 0.0)
         return [_base(m, ctx, dict(key), value=n) for key, n in sorted(counts.items())]
@@ -285,16 +313,20 @@ def _aggregate(m: MeasurementSpec, rows: Sequence[tuple[dict[str, Value], str]],
         if error:
             out.append(unknown(m, ctx, error, dict(key)))
             continue
-        agg = {"sum": sum, "min": min, "max": max}[m.aggregate]
-        out.append(_base(m, ctx, dict(key), value=float(agg(numbers))))
+        out.append(_base(m, ctx, dict(key), value=float(_AGGREGATES[m.aggregate](numbers))))
     return out
+
+
+_AGGREGATES: dict[str, Callable[[list[float]], float]] = {"sum": sum, "min": min, "max": max}
 
 
 def _fields_of(m: MeasurementSpec) -> list[str]:
     return [f for _, f in m.referenced_fields()]
 
 
-def measure(spec: ParserSpec, states: Mapping[str, StateTable], output: str, ctx: Context) -> list[Measurement]:
+def measure(
+    spec: ParserSpec, states: Mapping[str, StateTable], output: str, ctx: Context
+) -> list[Measurement]:
     """Parse one command's output into measurements; never raises on bad output."""
     missing = [r for r in spec.require if not re.search(r, output, re.MULTILINE)]
     if missing:
@@ -307,8 +339,12 @@ def measure(spec: ParserSpec, states: Mapping[str, StateTable], output: str, ctx
     out: list[Measurement] = []
     for m in spec.measurements:
         need = _fields_of(m)
-        mine = [(v, line) for v, line in rows if all(f in v for f in need)
-                and all(v[f].label_text in accepted for f, accepted in m.where.items())]
+        mine = [
+            (v, line)
+            for v, line in rows
+            if all(f in v for f in need)
+            and all(v[f].label_text in accepted for f, accepted in m.where.items())
+        ]
         if m.aggregate == "none":
             by_key: dict[tuple[tuple[str, str], ...], Measurement] = {}
             for values, line in mine:

@@ -56,9 +56,13 @@ class StateValue(_Model):
 
 class PlatformSpec(_Model):
     mode: Literal["shell", "exec"] = "shell"
-    prompt_pattern: str | None = Field(default=None, description="regex matching the prompt at the end of output")
+    prompt_pattern: str | None = Field(
+        default=None, description="regex matching the prompt at the end of output"
+    )
     paging_off: list[str] = Field(default_factory=list, description="commands sent once after login")
-    pager_pattern: str | None = Field(default=None, description="regex of a pager prompt still answered with a space")
+    pager_pattern: str | None = Field(
+        default=None, description="regex of a pager prompt still answered with a space"
+    )
     failed_when_contains: list[str] = Field(default_factory=list)
     line_ending: str = "\n"
     term_width: Annotated[int, Field(ge=40, le=1000)] = 250
@@ -133,11 +137,14 @@ class MeasurementSpec(_Model):
     zero_fill: dict[str, list[str]] = Field(default_factory=dict)
     divide_by: str | None = Field(default=None, description="field the value is divided by (ratios)")
     multiply: float = 1.0
-    relative_to_now: bool = Field(default=False, description="value minus the collection time (epoch seconds)")
+    relative_to_now: bool = Field(
+        default=False, description="value minus the collection time (epoch seconds)"
+    )
     system: str | None = Field(default=None, description="also report this value's text under system.<key>")
     required: bool = Field(default=True, description="UNKNOWN when no record carries this measurement")
-    where: dict[str, list[str]] = Field(default_factory=dict,
-                                        description="keep only records whose field text is one of these")
+    where: dict[str, list[str]] = Field(
+        default_factory=dict, description="keep only records whose field text is one of these"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> MeasurementSpec:
@@ -170,12 +177,17 @@ class MeasurementSpec(_Model):
 
 
 class ParserSpec(_Model):
-    require: list[Regex] = Field(default_factory=list,
-                                 description="patterns the output must contain, else every measurement is UNKNOWN")
+    require: list[Regex] = Field(
+        default_factory=list,
+        description="patterns the output must contain, else every measurement is UNKNOWN",
+    )
     records: Annotated[list[Regex], Field(min_length=1)]
     block_start: Regex | None = Field(default=None, description="a line starting a multi-line record")
-    strict: bool = Field(default=False, description="a non-blank line matching no record nor 'ignore' "
-                                                    "makes every measurement UNKNOWN (garbage, truncation)")
+    strict: bool = Field(
+        default=False,
+        description="a non-blank line matching no record nor 'ignore' "
+        "makes every measurement UNKNOWN (garbage, truncation)",
+    )
     ignore: list[Regex] = Field(default_factory=list, description="lines skipped in strict mode (headers)")
     fields: dict[str, FieldSpec] = Field(default_factory=dict)
     measurements: Annotated[list[MeasurementSpec], Field(min_length=1)]
@@ -230,8 +242,9 @@ def cross_check(profile: SshProfile, data: Any, file: str) -> list[ConfigError]:
     errors: list[ConfigError] = []
 
     def err(loc: tuple[str | int, ...], msg: str) -> None:
-        errors.append(ProfileError(msg, file=file, line=line_of(data, loc),
-                                   field=".".join(str(p) for p in loc)))
+        errors.append(
+            ProfileError(msg, file=file, line=line_of(data, loc), field=".".join(str(p) for p in loc))
+        )
 
     names: set[str] = set()
     for ci, cmd in enumerate(profile.commands):
@@ -240,26 +253,35 @@ def cross_check(profile: SshProfile, data: Any, file: str) -> list[ConfigError]:
             err((*base, "name"), f"duplicate command name {cmd.name!r}")
         names.add(cmd.name)
         groups = cmd.parser.group_names()
+        listed = ", ".join(sorted(groups))
         if not groups:
             err((*base, "parser", "records"), "the record regexes define no named group (?P<name>...)")
         for fname, fspec in cmd.parser.fields.items():
             if fname not in groups:
-                err((*base, "parser", "fields", fname),
-                    f"field {fname!r} is not a named group of the record regexes; groups: {', '.join(sorted(groups))}")
+                err(
+                    (*base, "parser", "fields", fname),
+                    f"field {fname!r} is not a named group of the record regexes; groups: {listed}",
+                )
             if fspec.states and fspec.states not in profile.states:
                 known = ", ".join(sorted(profile.states)) or "none"
-                err((*base, "parser", "fields", fname, "states"),
-                    f"unknown state table {fspec.states!r}; known: {known}")
+                err(
+                    (*base, "parser", "fields", fname, "states"),
+                    f"unknown state table {fspec.states!r}; known: {known}",
+                )
         for mi, m in enumerate(cmd.parser.measurements):
             for where, fname in m.referenced_fields():
                 if fname not in groups:
-                    err((*base, "parser", "measurements", mi, *where.split(".")),
-                        f"{fname!r} is not a named group of the record regexes; groups: {', '.join(sorted(groups))}")
+                    err(
+                        (*base, "parser", "measurements", mi, *where.split(".")),
+                        f"{fname!r} is not a named group of the record regexes; groups: {listed}",
+                    )
             if m.kind == MetricKind.STATE and m.value:
                 f = cmd.parser.fields.get(m.value)
                 if f is None or f.type not in ("state", "tokens"):
-                    err((*base, "parser", "measurements", mi, "value"),
-                        f"a 'state' measurement needs a value field of type 'state' (got {m.value!r})")
+                    err(
+                        (*base, "parser", "measurements", mi, "value"),
+                        f"a 'state' measurement needs a value field of type 'state' (got {m.value!r})",
+                    )
             tokens = [f for f, s in cmd.parser.fields.items() if s.type == "tokens"]
             if len(tokens) > 1:
                 err((*base, "parser", "fields"), "at most one 'tokens' field per command")
@@ -270,8 +292,15 @@ def load_ssh_profile_file(path: Path) -> SshProfile:
     data = load_yaml(path)
     file = str(path)
     if not isinstance(data, dict):
-        raise ConfigErrors([ProfileError("expected a mapping (name, family, platform, commands)", file=file,
-                                         line=getattr(data, "line", 1))])
+        raise ConfigErrors(
+            [
+                ProfileError(
+                    "expected a mapping (name, family, platform, commands)",
+                    file=file,
+                    line=getattr(data, "line", 1),
+                )
+            ]
+        )
     profile = parse_model(SshProfile, data, file, cls=ProfileError)
     problems = cross_check(profile, data, file)
     if problems:
@@ -297,5 +326,7 @@ def load_ssh_profile(name_or_path: str | Path, directory: Path | None = None) ->
     path = d / f"{name_or_path}.yaml"
     if not path.is_file():
         names = available_ssh_profiles(d)
-        raise NoProfile(f"no SSH profile named {str(name_or_path)!r}; known: {', '.join(names)}", candidates=names)
+        raise NoProfile(
+            f"no SSH profile named {str(name_or_path)!r}; known: {', '.join(names)}", candidates=names
+        )
     return load_ssh_profile_file(path)

@@ -95,15 +95,26 @@ class SshTarget:
     connect_timeout: float = 10.0
 
     @classmethod
-    def from_credential(cls, device: str, host: str, port: int, cred: SshCredential, *,
-                        default_known_hosts: Path, base_dir: Path | None = None,
-                        connect_timeout: float = 10.0) -> SshTarget:
+    def from_credential(
+        cls,
+        device: str,
+        host: str,
+        port: int,
+        cred: SshCredential,
+        *,
+        default_known_hosts: Path,
+        base_dir: Path | None = None,
+        connect_timeout: float = 10.0,
+    ) -> SshTarget:
         def rel(p: str) -> Path:
             path = Path(p).expanduser()
             return path if path.is_absolute() or base_dir is None else base_dir / path
 
         return cls(
-            device=device, host=host, port=port, username=cred.username,
+            device=device,
+            host=host,
+            port=port,
+            username=cred.username,
             known_hosts=rel(cred.known_hosts) if cred.known_hosts else default_known_hosts,
             password=cred.password.resolve(base_dir) if cred.password else None,
             key_file=rel(cred.key_file) if cred.key_file else None,
@@ -136,7 +147,9 @@ def _algorithms(target: SshTarget, known: Sequence[asyncssh.SSHKey]) -> dict[str
         algs["kex_algs"] = names(get_default_kex_algs()) + list(LEGACY_KEX)
         algs["encryption_algs"] = names(get_default_encryption_algs()) + list(LEGACY_CIPHERS)
         algs["mac_algs"] = names(get_default_mac_algs()) + list(LEGACY_MACS)
-        algs["server_host_key_algs"] = host_key_algs + [a for a in LEGACY_HOST_KEY_ALGS if a not in host_key_algs]
+        algs["server_host_key_algs"] = host_key_algs + [
+            a for a in LEGACY_HOST_KEY_ALGS if a not in host_key_algs
+        ]
     return algs
 
 
@@ -157,8 +170,15 @@ class _Conn:
 class SshSession:
     """One device's connection, reused across commands and polls; reconnects when dropped."""
 
-    def __init__(self, target: SshTarget, spec: SessionSpec, *, semaphore: asyncio.Semaphore | None = None,
-                 command_timeout: float = 30.0, session_timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        target: SshTarget,
+        spec: SessionSpec,
+        *,
+        semaphore: asyncio.Semaphore | None = None,
+        command_timeout: float = 30.0,
+        session_timeout: float = 120.0,
+    ) -> None:
         if spec.mode == "shell" and not spec.prompt_pattern:
             raise ValueError("shell mode needs a prompt pattern")
         self.target = target
@@ -175,7 +195,9 @@ class SshSession:
         self._log = structlog.get_logger().bind(device=target.device, host=target.host, port=target.port)
 
     def __repr__(self) -> str:
-        return f"SshSession(device={self.target.device!r}, where={self.target.where!r}, mode={self.spec.mode!r})"
+        return (
+            f"SshSession(device={self.target.device!r}, where={self.target.where!r}, mode={self.spec.mode!r})"
+        )
 
     @property
     def connected(self) -> bool:
@@ -183,11 +205,12 @@ class SshSession:
 
     # -- public API ----------------------------------------------------------------------------------------
 
-    async def run(self, command: str, *, timeout: float | None = None) -> CommandResult:
-        return (await self.run_many([(command, timeout)]))[0]
+    async def run(self, command: str, *, command_timeout: float | None = None) -> CommandResult:
+        return (await self.run_many([(command, command_timeout)]))[0]
 
-    async def run_many(self, commands: Sequence[str | tuple[str, float | None]], *,
-                       session_timeout: float | None = None) -> list[CommandResult]:
+    async def run_many(
+        self, commands: Sequence[str | tuple[str, float | None]], *, session_timeout: float | None = None
+    ) -> list[CommandResult]:
         """Run commands in order on the device's connection (opened or reopened as needed)."""
         budget = session_timeout or self.session_timeout
         items = [(c, None) if isinstance(c, str) else c for c in commands]
@@ -202,8 +225,9 @@ class SshSession:
             except TimeoutError:
                 await self._reset()
                 self._log.warning("ssh_session_timeout", budget=budget)
-                raise Timeout(f"{self.target.device} ({self.target.where}): session did not finish "
-                              f"within {budget:g} s") from None
+                raise Timeout(
+                    f"{self.target.device} ({self.target.where}): session did not finish within {budget:g} s"
+                ) from None
             except TransportError:
                 raise
             except BaseException:
@@ -238,29 +262,40 @@ class SshSession:
         keys = known_keys(known, t.host, t.port)
         policy = HostKeyPolicy(keys, t.trust_on_first_use)
         options: dict[str, object] = {
-            "port": t.port, "username": t.username, "known_hosts": known,
-            "client_factory": lambda: policy, "agent_path": None, "config": None,
-            "connect_timeout": t.connect_timeout, "login_timeout": t.connect_timeout,
+            "port": t.port,
+            "username": t.username,
+            "known_hosts": known,
+            "client_factory": lambda: policy,
+            "agent_path": None,
+            "config": None,
+            "connect_timeout": t.connect_timeout,
+            "login_timeout": t.connect_timeout,
             "password": t.password.reveal() if t.password is not None else None,
             "client_keys": [str(t.key_file)] if t.key_file is not None else None,
             "passphrase": t.passphrase.reveal() if t.passphrase is not None else None,
-            "preferred_auth": ("publickey,keyboard-interactive,password" if t.key_file else
-                               "keyboard-interactive,password"),
-            "kbdint_auth": t.password is not None, "password_auth": t.password is not None,
+            "preferred_auth": (
+                "publickey,keyboard-interactive,password" if t.key_file else "keyboard-interactive,password"
+            ),
+            "kbdint_auth": t.password is not None,
+            "password_auth": t.password is not None,
             **_algorithms(t, keys),
         }
         self._log.debug("ssh_connecting", username=t.username, legacy=t.legacy_algorithms)
         try:
             async with asyncio.timeout(t.connect_timeout):
-                conn = await asyncssh.connect(t.host, **options)  # type: ignore[arg-type]
+                conn = await asyncssh.connect(t.host, **options)
         except asyncssh.HostKeyNotVerifiable as err:
             raise self._host_key_error(policy) from err
         except asyncssh.PermissionDenied as err:
             self._log.warning("ssh_auth_failed", username=t.username)
-            raise AuthFailed(f"{t.device} ({t.where}): authentication failed for user {t.username!r}") from err
+            raise AuthFailed(
+                f"{t.device} ({t.where}): authentication failed for user {t.username!r}"
+            ) from err
         except asyncssh.KeyExchangeFailed as err:
             hint = "" if t.legacy_algorithms else "; an old device may need legacy_algorithms: true"
-            raise Unreachable(f"{t.device} ({t.where}): no common SSH algorithm ({err.reason}){hint}") from err
+            raise Unreachable(
+                f"{t.device} ({t.where}): no common SSH algorithm ({err.reason}){hint}"
+            ) from err
         except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as err:
             raise AuthFailed(f"{t.device} ({t.where}): cannot use key file {t.key_file}: {err}") from err
         except TimeoutError as err:
@@ -269,14 +304,18 @@ class SshSession:
             raise Unreachable(f"{t.device} ({t.where}): SSH connection failed: {err.reason}") from err
         except OSError as err:
             if t.key_file is not None and err.filename and Path(err.filename) == t.key_file:
-                raise AuthFailed(f"{t.device} ({t.where}): cannot read key file {t.key_file}: "
-                                 f"{err.strerror}") from err
+                raise AuthFailed(
+                    f"{t.device} ({t.where}): cannot read key file {t.key_file}: {err.strerror}"
+                ) from err
             raise Unreachable(f"{t.device} ({t.where}): cannot connect: {err.strerror or err}") from err
         if policy.decision.trusted_on_first_use and policy.decision.presented is not None:
             key = policy.decision.presented
             append_known_host(t.known_hosts, t.host, t.port, key)
-            self._log.warning("ssh_host_key_trusted_on_first_use", fingerprint=fingerprint(key),
-                              known_hosts=str(t.known_hosts))
+            self._log.warning(
+                "ssh_host_key_trusted_on_first_use",
+                fingerprint=fingerprint(key),
+                known_hosts=str(t.known_hosts),
+            )
         self.connects += 1
         self._log.info("ssh_connected", mode=self.spec.mode)
         return _Conn(conn, policy)
@@ -287,12 +326,16 @@ class SshSession:
         fp = fingerprint(d.presented) if d.presented is not None else "(no key seen)"
         name = known_hosts_name(t.host, t.port)
         if d.reason == "changed":
-            msg = (f"{t.device}: host key of {name} has CHANGED: it presented {fp}, but {t.known_hosts} "
-                   f"trusts {', '.join(d.known_fingerprints)}; refusing to connect (possible man-in-the-middle; "
-                   f"if the device was really replaced, remove its old line from {t.known_hosts})")
+            msg = (
+                f"{t.device}: host key of {name} has CHANGED: it presented {fp}, but {t.known_hosts} "
+                f"trusts {', '.join(d.known_fingerprints)}; refusing to connect (possible man-in-the-middle; "
+                f"if the device was really replaced, remove its old line from {t.known_hosts})"
+            )
         else:
-            msg = (f"{t.device}: host key of {name} is unknown ({fp}) and not in {t.known_hosts}; refusing to "
-                   f"connect (add the key to known_hosts, or set trust_on_first_use: true)")
+            msg = (
+                f"{t.device}: host key of {name} is unknown ({fp}) and not in {t.known_hosts}; refusing to "
+                f"connect (add the key to known_hosts, or set trust_on_first_use: true)"
+            )
         self._log.error("ssh_host_key_refused", reason=d.reason or "unknown", fingerprint=fp)
         return HostKeyError(msg)
 
@@ -309,14 +352,17 @@ class SshSession:
         except (TimeoutError, asyncssh.Error, OSError):
             pass
 
-    # -- shell mode --------------------------------------------------------------------------------------------
+    # -- shell mode ----------------------------------------------------------------------
 
     async def _open_shell(self, c: _Conn) -> None:
         try:
-            c.shell = await c.conn.create_process(term_type="vt100", term_size=self.spec.term_size,
-                                                  encoding="utf-8", errors="replace")
+            c.shell = await c.conn.create_process(
+                term_type="vt100", term_size=self.spec.term_size, encoding="utf-8", errors="replace"
+            )
         except asyncssh.Error as err:
-            raise Unreachable(f"{self.target.device} ({self.target.where}): shell refused: {err.reason}") from err
+            raise Unreachable(
+                f"{self.target.device} ({self.target.where}): shell refused: {err.reason}"
+            ) from err
         try:
             async with asyncio.timeout(self.command_timeout):
                 await self._read_until_prompt(c, "(login)")
@@ -325,8 +371,10 @@ class SshSession:
                     await self._read_until_prompt(c, cmd)
         except TimeoutError:
             await self._reset()
-            raise Timeout(f"{self.target.device} ({self.target.where}): no prompt matching "
-                          f"{self.spec.prompt_pattern!r} within {self.command_timeout:g} s after login") from None
+            raise Timeout(
+                f"{self.target.device} ({self.target.where}): no prompt matching "
+                f"{self.spec.prompt_pattern!r} within {self.command_timeout:g} s after login"
+            ) from None
 
     async def _send(self, c: _Conn, text: str) -> None:
         assert c.shell is not None
@@ -369,12 +417,12 @@ class SshSession:
             lines = lines[1:]
         return "\n".join(lines)
 
-    async def _run_one(self, command: str, timeout: float) -> CommandResult:
+    async def _run_one(self, command: str, limit: float) -> CommandResult:
         c = self._c
         assert c is not None
         started = time.monotonic()
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(limit):
                 if self.spec.mode == "exec":
                     output, status = await self._exec(c, command)
                 else:
@@ -382,13 +430,16 @@ class SshSession:
                     output, status = self._strip(command, await self._read_until_prompt(c, command)), None
         except TimeoutError:
             await self._reset()
-            self._log.warning("ssh_command_timeout", command=command, timeout=timeout)
-            raise Timeout(f"{self.target.device} ({self.target.where}): command {command!r} "
-                          f"got no complete answer within {timeout:g} s") from None
+            self._log.warning("ssh_command_timeout", command=command, timeout=limit)
+            raise Timeout(
+                f"{self.target.device} ({self.target.where}): command {command!r} "
+                f"got no complete answer within {limit:g} s"
+            ) from None
         elapsed = time.monotonic() - started
         failed = self.spec.failed(output) or (status not in (None, 0))
-        self._log.debug("ssh_command", command=command, elapsed=round(elapsed, 3), failed=failed,
-                        chars=len(output))
+        self._log.debug(
+            "ssh_command", command=command, elapsed=round(elapsed, 3), failed=failed, chars=len(output)
+        )
         return CommandResult(command, output, elapsed, failed, status)
 
     async def _exec(self, c: _Conn, command: str) -> tuple[str, int | None]:
@@ -411,8 +462,9 @@ class SshSession:
 class SshPool:
     """The sessions of all devices, sharing one concurrency limit."""
 
-    def __init__(self, *, semaphore: asyncio.Semaphore, command_timeout: float = 30.0,
-                 session_timeout: float = 120.0) -> None:
+    def __init__(
+        self, *, semaphore: asyncio.Semaphore, command_timeout: float = 30.0, session_timeout: float = 120.0
+    ) -> None:
         self._semaphore = semaphore
         self.command_timeout = command_timeout
         self.session_timeout = session_timeout
@@ -421,8 +473,13 @@ class SshPool:
     def session(self, target: SshTarget, spec: SessionSpec) -> SshSession:
         s = self._sessions.get(target.device)
         if s is None or s.target != target or s.spec != spec:
-            s = SshSession(target, spec, semaphore=self._semaphore, command_timeout=self.command_timeout,
-                           session_timeout=self.session_timeout)
+            s = SshSession(
+                target,
+                spec,
+                semaphore=self._semaphore,
+                command_timeout=self.command_timeout,
+                session_timeout=self.session_timeout,
+            )
             self._sessions[target.device] = s
         return s
 

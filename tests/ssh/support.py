@@ -20,12 +20,19 @@ def profile(name: str) -> SshProfile:
     return load_ssh_profile(name, PROFILES)
 
 
-def target_for(emu: EmulatorHandle, known_hosts: Path, *, device: str = "dev", password: str | None = None,
-               **kw: object) -> SshTarget:
+def target_for(
+    emu: EmulatorHandle, known_hosts: Path, *, device: str = "dev", password: str | None = None, **kw: object
+) -> SshTarget:
     pw = emu.password if password is None else password
-    return SshTarget(device=device, host=emu.host, port=emu.port, username=emu.username,
-                     known_hosts=known_hosts, password=Secret(pw) if pw is not None else None,
-                     **kw)  # type: ignore[arg-type]
+    return SshTarget(
+        device=device,
+        host=emu.host,
+        port=emu.port,
+        username=emu.username,
+        known_hosts=known_hosts,
+        password=Secret(pw) if pw is not None else None,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def trusted(emu: EmulatorHandle, tmp: Path, name: str = "known_hosts") -> Path:

@@ -47,41 +47,67 @@ async def test_oxe_nominal(tmp_path: Path) -> None:
     assert a.labels["cpu_host"] == "oxe-hd13-a"
     assert one(ms, "pbx_twin_switchover").text == "synchronised"
     assert value(ms, "pbx_twin_switchovers_total") == 1
-    assert value(ms, "pbx_twin_last_switchover_timestamp_seconds") == datetime(
-        2026, 1, 2, 3, 12, 55, tzinfo=UTC).timestamp()
+    assert (
+        value(ms, "pbx_twin_last_switchover_timestamp_seconds")
+        == datetime(2026, 1, 2, 3, 12, 55, tzinfo=UTC).timestamp()
+    )
     # incvisu.txt: levels 0 x3, 1 x1, 2 x2, 3 x0; newest 05/01/26 08:55:10 Paris
     assert {m.labels["severity"]: m.value for m in ms if m.name == "pbx_incidents_recent"} == {
-        "info": 3, "minor": 1, "major": 2, "critical": 0}
-    assert value(ms, "pbx_incidents_last_timestamp_seconds") == datetime(
-        2026, 1, 5, 7, 55, 10, tzinfo=UTC).timestamp()
+        "info": 3,
+        "minor": 1,
+        "major": 2,
+        "critical": 0,
+    }
+    assert (
+        value(ms, "pbx_incidents_last_timestamp_seconds")
+        == datetime(2026, 1, 5, 7, 55, 10, tzinfo=UTC).timestamp()
+    )
     # trkstat.txt: group 10 = 25 F + 5 B; group 20 = 8 F + 3 B + 1 O
-    trunks = {(m.labels["trunk_group"], m.labels["state"]): m.value for m in ms if m.name == "pbx_trunk_channels"}
-    assert trunks == {("T2-HD13-OPERATEUR", "free"): 25, ("T2-HD13-OPERATEUR", "busy"): 5,
-                      ("T2-HD13-OPERATEUR", "out_of_service"): 0, ("SIP-SBC-HD13", "free"): 8,
-                      ("SIP-SBC-HD13", "busy"): 3, ("SIP-SBC-HD13", "out_of_service"): 1}
+    trunks = {
+        (m.labels["trunk_group"], m.labels["state"]): m.value for m in ms if m.name == "pbx_trunk_channels"
+    }
+    assert trunks == {
+        ("T2-HD13-OPERATEUR", "free"): 25,
+        ("T2-HD13-OPERATEUR", "busy"): 5,
+        ("T2-HD13-OPERATEUR", "out_of_service"): 0,
+        ("SIP-SBC-HD13", "free"): 8,
+        ("SIP-SBC-HD13", "busy"): 3,
+        ("SIP-SBC-HD13", "out_of_service"): 1,
+    }
     # listerm.txt: 8068(IP) 3 ok + 1 flagged; 4039(LE) 2 ok; Z(ANA) 1 ok + 1 flagged
     sets = {(m.labels["type"], m.labels["state"]): m.value for m in ms if m.name == "pbx_sets"}
-    assert sets == {("8068(IP)", "in_service"): 3, ("8068(IP)", "out_of_service"): 1,
-                    ("4039(LE)", "in_service"): 2, ("4039(LE)", "out_of_service"): 0,
-                    ("Z(ANA)", "in_service"): 1, ("Z(ANA)", "out_of_service"): 1}
+    assert sets == {
+        ("8068(IP)", "in_service"): 3,
+        ("8068(IP)", "out_of_service"): 1,
+        ("4039(LE)", "in_service"): 2,
+        ("4039(LE)", "out_of_service"): 0,
+        ("Z(ANA)", "in_service"): 1,
+        ("Z(ANA)", "out_of_service"): 1,
+    }
     # licences.txt
     assert value(ms, "pbx_licence_used", licence="IP Phones") == 812
     assert value(ms, "pbx_licence_total", licence="IP Phones") == 1000
     assert value(ms, "pbx_licence_used", licence="Voice mail boxes") == 1400
     # backups.txt: latest OK at 05/01/26 02:00:05 Paris
     assert one(ms, "pbx_backup_ok").text == "ok"
-    assert value(ms, "pbx_backup_last_success_timestamp_seconds") == datetime(
-        2026, 1, 5, 1, 0, 5, tzinfo=UTC).timestamp()
+    assert (
+        value(ms, "pbx_backup_last_success_timestamp_seconds")
+        == datetime(2026, 1, 5, 1, 0, 5, tzinfo=UTC).timestamp()
+    )
     # date.txt: the emulator prints its (manual) clock: no drift
     assert value(ms, "pbx_time_drift_seconds") == 0
 
 
-@pytest.mark.parametrize(("state", "a", "b", "twin", "twin_severity"), [
-    ("standby", "standby", "main", "synchronised", Severity.OK),          # role-standby.txt
-    ("switchover", "switching", "main", "in_progress", Severity.WARNING),  # role-switchover.txt
-])
-async def test_oxe_twin_states(tmp_path: Path, state: str, a: str, b: str, twin: str,
-                               twin_severity: Severity) -> None:
+@pytest.mark.parametrize(
+    ("state", "a", "b", "twin", "twin_severity"),
+    [
+        ("standby", "standby", "main", "synchronised", Severity.OK),  # role-standby.txt
+        ("switchover", "switching", "main", "in_progress", Severity.WARNING),  # role-switchover.txt
+    ],
+)
+async def test_oxe_twin_states(
+    tmp_path: Path, state: str, a: str, b: str, twin: str, twin_severity: Severity
+) -> None:
     ms = await poll("oxe", "oxe", state, tmp_path)
     assert one(ms, "pbx_cpu_role", cpu="A").text == a
     assert one(ms, "pbx_cpu_role", cpu="B").text == b
@@ -98,7 +124,11 @@ async def test_oxe_trunk_down(tmp_path: Path) -> None:
     assert value(ms, "pbx_trunk_channels", trunk_group="SIP-SBC-HD13", state="busy") == 6
     # incvisu-trunk-down.txt: 0 x1, 2 x2, 3 x2
     assert {m.labels["severity"]: m.value for m in ms if m.name == "pbx_incidents_recent"} == {
-        "info": 1, "minor": 0, "major": 2, "critical": 2}
+        "info": 1,
+        "minor": 0,
+        "major": 2,
+        "critical": 2,
+    }
 
 
 async def test_oxe_backup_failed_and_clock_drift(tmp_path: Path) -> None:
@@ -106,8 +136,10 @@ async def test_oxe_backup_failed_and_clock_drift(tmp_path: Path) -> None:
     ok = one(ms, "pbx_backup_ok")
     assert (ok.value, ok.text, ok.state) == (0, "failed", Severity.CRITICAL)
     # backups-failed.txt: last success 04/01/26 02:00:06 Paris
-    assert value(ms, "pbx_backup_last_success_timestamp_seconds") == datetime(
-        2026, 1, 4, 1, 0, 6, tzinfo=UTC).timestamp()
+    assert (
+        value(ms, "pbx_backup_last_success_timestamp_seconds")
+        == datetime(2026, 1, 4, 1, 0, 6, tzinfo=UTC).timestamp()
+    )
     drift = await poll("oxe", "oxe", "clock_drift", tmp_path)
     assert value(drift, "pbx_time_drift_seconds") == 95  # device.yaml: clock_offset 95
 
@@ -119,8 +151,10 @@ async def test_otms_nominal(tmp_path: Path) -> None:
     ms = await poll("otms", "otms", "nominal", tmp_path)
     no_unknown(ms)
     up = {m.labels["service"]: (m.value, m.state) for m in ms if m.name == "host_service_up"}
-    assert up == {s: (1, Severity.OK) for s in
-                  ["chronyd", "otms-core", "otms-media", "otms-sip", "otms-web", "postgresql"]}
+    assert up == {
+        s: (1, Severity.OK)
+        for s in ["chronyd", "otms-core", "otms-media", "otms-sip", "otms-web", "postgresql"]
+    }
     # df.txt
     fs = {m.labels["mount"]: m.value for m in ms if m.name == "host_filesystem_used_percent"}
     assert fs == {"/": 43, "/var": 61, "/var/log": 22, "/opt/otms": 75, "/boot": 20}
@@ -154,14 +188,25 @@ async def test_8770_nominal(tmp_path: Path) -> None:
     # dirsync.txt
     assert (one(ms, "ov_directory_sync_ok").value, one(ms, "ov_directory_sync_ok").state) == (1, Severity.OK)
     assert value(ms, "ov_directory_sync_anomalies") == 3
-    assert value(ms, "ov_directory_sync_last_timestamp_seconds") == datetime(
-        2026, 1, 5, 1, 3, 44, tzinfo=UTC).timestamp()
+    assert (
+        value(ms, "ov_directory_sync_last_timestamp_seconds")
+        == datetime(2026, 1, 5, 1, 3, 44, tzinfo=UTC).timestamp()
+    )
     # backups.txt: 4 jobs, all Success
     assert {m.labels["job"]: m.value for m in ms if m.name == "ov_backup_ok"} == {
-        "DB_8770_DAILY": 1, "OXE_HD13_DAILY": 1, "OXE_ARENC_DAILY": 1, "OTMS_HD13_WEEKLY": 1}
+        "DB_8770_DAILY": 1,
+        "OXE_HD13_DAILY": 1,
+        "OXE_ARENC_DAILY": 1,
+        "OTMS_HD13_WEEKLY": 1,
+    }
     # alarms.txt
     assert {m.labels["severity"]: m.value for m in ms if m.name == "ov_alarms"} == {
-        "critical": 0, "major": 2, "minor": 5, "warning": 1, "indeterminate": 0}
+        "critical": 0,
+        "major": 2,
+        "minor": 5,
+        "warning": 1,
+        "indeterminate": 0,
+    }
 
 
 async def test_8770_directory_sync_failed_and_backups_failed(tmp_path: Path) -> None:
@@ -171,8 +216,12 @@ async def test_8770_directory_sync_failed_and_backups_failed(tmp_path: Path) -> 
     assert value(ms, "ov_directory_sync_anomalies") == 1  # dirsync-failed.txt
     bk = await poll("omnivista-8770", "omnivista-8770", "backups_failed", tmp_path)
     states = {m.labels["job"]: m.state for m in bk if m.name == "ov_backup_ok"}
-    assert states == {"DB_8770_DAILY": Severity.CRITICAL, "OXE_HD13_DAILY": Severity.OK,
-                      "OXE_ARENC_DAILY": Severity.CRITICAL, "OTMS_HD13_WEEKLY": Severity.OK}
+    assert states == {
+        "DB_8770_DAILY": Severity.CRITICAL,
+        "OXE_HD13_DAILY": Severity.OK,
+        "OXE_ARENC_DAILY": Severity.CRITICAL,
+        "OTMS_HD13_WEEKLY": Severity.OK,
+    }
 
 
 # -- AudioCodes CLI ------------------------------------------------------------------------------------------
@@ -183,10 +232,17 @@ async def test_audiocodes_nominal(tmp_path: Path) -> None:
     no_unknown(ms)
     # alarms.txt: 1 major, 1 minor
     assert {m.labels["severity"]: m.value for m in ms if m.name == "sbc_alarms_active"} == {
-        "critical": 0, "major": 1, "minor": 1, "warning": 0}
+        "critical": 0,
+        "major": 1,
+        "minor": 1,
+        "warning": 0,
+    }
     assert value(ms, "sbc_calls_active") == 23  # calls.txt
     assert {m.labels["ip_group"]: m.value for m in ms if m.name == "sbc_ip_group_up"} == {
-        "OXE-HD13": 1, "ITSP-OPERATEUR": 1, "OXE-ARENC": 1}
+        "OXE-HD13": 1,
+        "ITSP-OPERATEUR": 1,
+        "OXE-ARENC": 1,
+    }
     assert value(ms, "sbc_ip_group_keepalive_failures", ip_group="ITSP-OPERATEUR") == 2
     assert one(ms, "sbc_info").text == "7.40A.500.775"
 

@@ -99,10 +99,12 @@ async def test_hung_device_does_not_block_a_healthy_one(tmp_path: Path) -> None:
     try:
         hung.set_fault("hang")
         oxe, sbc = profile("oxe"), profile("audiocodes-cli")
-        s_hung = pool.session(target_for(hung, trusted(hung, tmp_path, "kh1"), device="oxe"),
-                              oxe.platform.session_spec())
-        s_ok = pool.session(target_for(healthy, trusted(healthy, tmp_path, "kh2"), device="sbc"),
-                            sbc.platform.session_spec())
+        s_hung = pool.session(
+            target_for(hung, trusted(hung, tmp_path, "kh1"), device="oxe"), oxe.platform.session_spec()
+        )
+        s_ok = pool.session(
+            target_for(healthy, trusted(healthy, tmp_path, "kh2"), device="sbc"), sbc.platform.session_spec()
+        )
         hung_task = asyncio.create_task(collect_ssh("oxe", oxe, s_hung, ManualClock()))
         polls = []
         for _ in range(3):
@@ -134,12 +136,21 @@ async def test_wrong_password_is_auth_failed(tmp_path: Path) -> None:
         await emu.close()
 
 
-@pytest.mark.parametrize(("family", "fault"), [
-    ("oxe", "garbage"), ("otms", "garbage"), ("omnivista-8770", "garbage"), ("audiocodes-cli", "garbage"),
-    ("oxe", "truncated"), ("otms", "truncated"), ("omnivista-8770", "truncated"),
-])
-async def test_garbage_and_truncated_output_give_unknown_with_the_raw_text(tmp_path: Path, family: str,
-                                                                            fault: str) -> None:
+@pytest.mark.parametrize(
+    ("family", "fault"),
+    [
+        ("oxe", "garbage"),
+        ("otms", "garbage"),
+        ("omnivista-8770", "garbage"),
+        ("audiocodes-cli", "garbage"),
+        ("oxe", "truncated"),
+        ("otms", "truncated"),
+        ("omnivista-8770", "truncated"),
+    ],
+)
+async def test_garbage_and_truncated_output_give_unknown_with_the_raw_text(
+    tmp_path: Path, family: str, fault: str
+) -> None:
     emu = await start_emulator(family, fixtures_dir=FIXTURES)
     try:
         prof = profile(family)

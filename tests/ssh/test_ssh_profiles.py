@@ -74,20 +74,50 @@ def test_good_profile_loads(tmp_path: Path) -> None:
     assert load_ssh_profile(write(tmp_path, GOOD)).command("c").parser.fields["y"].type == "int"
 
 
-@pytest.mark.parametrize(("old", "new", "line", "field", "message"), [
-    ("        y: {type: int}", "        y: {typ: int}", 14, "commands.0.parser.fields.y.typ", "unknown field"),
-    ("          value: y", "          value: z", 17, "commands.0.parser.measurements.0.value",
-     "not a named group"),
-    ("        y: {type: int}", "        y: {type: state, states: nope}", 14,
-     "commands.0.parser.fields.y.states", "unknown state table"),
-    ("  prompt_pattern: '> $'", "  prompt_pattern: '(> $'", 5, "platform.prompt_pattern",
-     "invalid regular expression"),
-    ("  mode: shell\n  prompt_pattern: '> $'", "  mode: shell", 3, "platform", "needs a prompt_pattern"),
-    ("        - name: m", "        - name: Bad-Name", 16, "commands.0.parser.measurements.0.name",
-     "should match pattern"),
-])
-def test_errors_name_file_line_field(tmp_path: Path, old: str, new: str, line: int, field: str,
-                                     message: str) -> None:
+@pytest.mark.parametrize(
+    ("old", "new", "line", "field", "message"),
+    [
+        (
+            "        y: {type: int}",
+            "        y: {typ: int}",
+            14,
+            "commands.0.parser.fields.y.typ",
+            "unknown field",
+        ),
+        (
+            "          value: y",
+            "          value: z",
+            17,
+            "commands.0.parser.measurements.0.value",
+            "not a named group",
+        ),
+        (
+            "        y: {type: int}",
+            "        y: {type: state, states: nope}",
+            14,
+            "commands.0.parser.fields.y.states",
+            "unknown state table",
+        ),
+        (
+            "  prompt_pattern: '> $'",
+            "  prompt_pattern: '(> $'",
+            5,
+            "platform.prompt_pattern",
+            "invalid regular expression",
+        ),
+        ("  mode: shell\n  prompt_pattern: '> $'", "  mode: shell", 3, "platform", "needs a prompt_pattern"),
+        (
+            "        - name: m",
+            "        - name: Bad-Name",
+            16,
+            "commands.0.parser.measurements.0.name",
+            "should match pattern",
+        ),
+    ],
+)
+def test_errors_name_file_line_field(
+    tmp_path: Path, old: str, new: str, line: int, field: str, message: str
+) -> None:
     assert old in GOOD
     errs = errors_of(write(tmp_path, GOOD.replace(old, new)))
     assert any(ln == line and f == field and message in msg for ln, f, msg in errs), errs

@@ -54,8 +54,10 @@ async def test_trust_on_first_use_only_when_configured(tmp_path: Path) -> None:
                 res = await s.run("hostname")
         assert res.output.strip() == "otms-hd13-1"
         assert kh.read_text() == emu.known_hosts_line  # appended in OpenSSH form
-        assert any(e["event"] == "ssh_host_key_trusted_on_first_use"
-                   and e["fingerprint"] == emu.host_key_fingerprint for e in logs)
+        assert any(
+            e["event"] == "ssh_host_key_trusted_on_first_use" and e["fingerprint"] == emu.host_key_fingerprint
+            for e in logs
+        )
         # once recorded, a session without TOFU accepts it, and nothing more is appended
         async with SshSession(target_for(emu, kh), SPEC) as s:
             assert (await s.run("hostname")).output.strip() == "otms-hd13-1"
@@ -103,19 +105,23 @@ async def test_changed_key_of_another_type_is_reported_as_changed(tmp_path: Path
         await emu.close()
 
 
-PASSWORD = "S3cr3t-Do-Not-Leak!"
+PASSWORD = "S3cr3t-Do-Not-Leak!"  # noqa: S105 - a test secret
 
 
 async def test_password_never_in_logs_errors_or_reprs(tmp_path: Path) -> None:
-    emu = await start_emulator("oxe", fixtures_dir=FIXTURES,
-                               users=[EmulatedUser(username="mtcl", password=PASSWORD)])
+    emu = await start_emulator(
+        "oxe", fixtures_dir=FIXTURES, users=[EmulatedUser(username="mtcl", password=PASSWORD)]
+    )
     try:
         prof = profile("oxe")
         kh = trusted(emu, tmp_path)
         (tmp_path / "oxe.pw").write_text(PASSWORD + "\n")
-        cred = SshCredential.model_validate({"type": "ssh", "username": "mtcl", "password": {"file": "oxe.pw"}})
-        target = SshTarget.from_credential("oxe-hd13", emu.host, emu.port, cred, default_known_hosts=kh,
-                                           base_dir=tmp_path)
+        cred = SshCredential.model_validate(
+            {"type": "ssh", "username": "mtcl", "password": {"file": "oxe.pw"}}
+        )
+        target = SshTarget.from_credential(
+            "oxe-hd13", emu.host, emu.port, cred, default_known_hosts=kh, base_dir=tmp_path
+        )
         assert target.password is not None and target.password.reveal() == PASSWORD
         texts = [repr(target), str(target), repr(cred)]
         with capture_logs() as logs:
@@ -145,25 +151,44 @@ async def test_password_never_in_logs_errors_or_reprs(tmp_path: Path) -> None:
 async def test_key_file_authentication(tmp_path: Path) -> None:
     key = asyncssh.generate_private_key("ssh-ed25519")
     key_file = tmp_path / "id_ed25519"
-    key.write_private_key(str(key_file), passphrase="kp")  # type: ignore[arg-type]
+    key.write_private_key(str(key_file), passphrase="kp")  # type: ignore[arg-type]  # noqa: S106
     public = key.export_public_key("openssh").decode()
     emu = await start_emulator("otms", fixtures_dir=FIXTURES, authorized_keys=[public])
     try:
         kh = trusted(emu, tmp_path)
-        t = SshTarget(device="otms", host=emu.host, port=emu.port, username=emu.username, known_hosts=kh,
-                      key_file=key_file, passphrase=Secret("kp"))
+        t = SshTarget(
+            device="otms",
+            host=emu.host,
+            port=emu.port,
+            username=emu.username,
+            known_hosts=kh,
+            key_file=key_file,
+            passphrase=Secret("kp"),
+        )
         async with SshSession(t, SPEC) as s:
             assert (await s.run("hostname")).output.strip() == "otms-hd13-1"
         other = asyncssh.generate_private_key("ssh-ed25519")
         other_file = tmp_path / "other"
         other.write_private_key(str(other_file))
-        t2 = SshTarget(device="otms", host=emu.host, port=emu.port, username=emu.username, known_hosts=kh,
-                       key_file=other_file)
+        t2 = SshTarget(
+            device="otms",
+            host=emu.host,
+            port=emu.port,
+            username=emu.username,
+            known_hosts=kh,
+            key_file=other_file,
+        )
         async with SshSession(t2, SPEC) as s:
             with pytest.raises(AuthFailed):
                 await s.run("hostname")
-        t3 = SshTarget(device="otms", host=emu.host, port=emu.port, username=emu.username, known_hosts=kh,
-                       key_file=tmp_path / "missing")
+        t3 = SshTarget(
+            device="otms",
+            host=emu.host,
+            port=emu.port,
+            username=emu.username,
+            known_hosts=kh,
+            key_file=tmp_path / "missing",
+        )
         async with SshSession(t3, SPEC) as s:
             with pytest.raises(AuthFailed, match="key file"):
                 await s.run("hostname")
@@ -191,8 +216,14 @@ async def test_nothing_listening_is_unreachable(tmp_path: Path) -> None:
     emu = await start_emulator("otms", fixtures_dir=FIXTURES)
     port = emu.port
     await emu.close()
-    t = SshTarget(device="gone", host="127.0.0.1", port=port, username="x", known_hosts=tmp_path / "kh",
-                  password=Secret("x"))
+    t = SshTarget(
+        device="gone",
+        host="127.0.0.1",
+        port=port,
+        username="x",
+        known_hosts=tmp_path / "kh",
+        password=Secret("x"),
+    )
     async with SshSession(t, SPEC) as s:
         with pytest.raises(Unreachable) as exc:
             await s.run("hostname")

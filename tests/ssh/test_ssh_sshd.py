@@ -80,7 +80,7 @@ async def _listening(port: int, proc: asyncio.subprocess.Process) -> bool:
 async def sshd(tmp_path: Path) -> AsyncIterator[Sshd]:
     binary = require_binary("sshd")
     if os.geteuid() == 0:
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory  # noqa: ASYNC240
     host_key = asyncssh.generate_private_key("ssh-ed25519")
     host_key_file = tmp_path / "ssh_host_ed25519_key"
     host_key.write_private_key(str(host_key_file))
@@ -97,17 +97,36 @@ async def sshd(tmp_path: Path) -> AsyncIterator[Sshd]:
     for _attempt in range(3):
         port = _free_port()
         config = tmp_path / "sshd_config"
-        config.write_text("\n".join([
-            f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {host_key_file}",
-            f"PidFile {tmp_path / 'sshd.pid'}", f"AuthorizedKeysFile {tmp_path / 'authorized_keys'}",
-            "StrictModes no", "PubkeyAuthentication yes", "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no", "UsePAM no", "PermitRootLogin prohibit-password",
-            f"ForceCommand {sys.executable} {tmp_path / 'replay.py'} {tmp_path / 'commands.json'}",
-            "LogLevel VERBOSE", "",
-        ]), encoding="utf-8")
-        proc = await asyncio.create_subprocess_exec(binary, "-D", "-e", "-f", str(config),
-                                                    stdout=asyncio.subprocess.DEVNULL,
-                                                    stderr=asyncio.subprocess.PIPE)
+        config.write_text(
+            "\n".join(
+                [
+                    f"Port {port}",
+                    "ListenAddress 127.0.0.1",
+                    f"HostKey {host_key_file}",
+                    f"PidFile {tmp_path / 'sshd.pid'}",
+                    f"AuthorizedKeysFile {tmp_path / 'authorized_keys'}",
+                    "StrictModes no",
+                    "PubkeyAuthentication yes",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "UsePAM no",
+                    "PermitRootLogin prohibit-password",
+                    f"ForceCommand {sys.executable} {tmp_path / 'replay.py'} {tmp_path / 'commands.json'}",
+                    "LogLevel VERBOSE",
+                    "",
+                ]
+            ),
+            encoding="utf-8",
+        )
+        proc = await asyncio.create_subprocess_exec(
+            binary,
+            "-D",
+            "-e",
+            "-f",
+            str(config),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
         if await _listening(port, proc):
             break
         if proc.returncode is None:
@@ -118,8 +137,12 @@ async def sshd(tmp_path: Path) -> AsyncIterator[Sshd]:
         pytest.fail(f"sshd did not start: {last_error}")
     public = " ".join(host_key.export_public_key("openssh").decode().split()[:2])
     try:
-        yield Sshd(port=port, host_key_line=f"[127.0.0.1]:{port} {public}\n", client_key=client_key_file,
-                   user=getpass.getuser())
+        yield Sshd(
+            port=port,
+            host_key_line=f"[127.0.0.1]:{port} {public}\n",
+            client_key=client_key_file,
+            user=getpass.getuser(),
+        )
     finally:
         proc.terminate()
         try:
@@ -138,8 +161,14 @@ async def test_real_sshd_gives_the_same_measurements_as_the_emulator(sshd: Sshd,
     prof = profile("otms")
     kh = tmp_path / "known_hosts"
     kh.write_text(sshd.host_key_line, encoding="utf-8")
-    target = SshTarget(device="otms-real", host="127.0.0.1", port=sshd.port, username=sshd.user,
-                       known_hosts=kh, key_file=sshd.client_key)
+    target = SshTarget(
+        device="otms-real",
+        host="127.0.0.1",
+        port=sshd.port,
+        username=sshd.user,
+        known_hosts=kh,
+        key_file=sshd.client_key,
+    )
     async with SshSession(target, prof.platform.session_spec(), command_timeout=20) as s:
         real = await collect_ssh("otms", prof, s, ManualClock(NOW))
         assert s.connects == 1  # exec mode: one connection, one channel per command
@@ -156,8 +185,14 @@ async def test_real_sshd_gives_the_same_measurements_as_the_emulator(sshd: Sshd,
 
 
 async def test_real_sshd_unknown_host_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
-    target = SshTarget(device="otms-real", host="127.0.0.1", port=sshd.port, username=sshd.user,
-                       known_hosts=tmp_path / "empty_known_hosts", key_file=sshd.client_key)
+    target = SshTarget(
+        device="otms-real",
+        host="127.0.0.1",
+        port=sshd.port,
+        username=sshd.user,
+        known_hosts=tmp_path / "empty_known_hosts",
+        key_file=sshd.client_key,
+    )
     async with SshSession(target, profile("otms").platform.session_spec()) as s:
         with pytest.raises(HostKeyError, match="unknown"):
             await s.run("hostname")
@@ -166,8 +201,14 @@ async def test_real_sshd_unknown_host_key_is_refused(sshd: Sshd, tmp_path: Path)
 async def test_real_sshd_unknown_command_fails(sshd: Sshd, tmp_path: Path) -> None:
     kh = tmp_path / "known_hosts"
     kh.write_text(sshd.host_key_line, encoding="utf-8")
-    target = SshTarget(device="otms-real", host="127.0.0.1", port=sshd.port, username=sshd.user,
-                       known_hosts=kh, key_file=sshd.client_key)
+    target = SshTarget(
+        device="otms-real",
+        host="127.0.0.1",
+        port=sshd.port,
+        username=sshd.user,
+        known_hosts=kh,
+        key_file=sshd.client_key,
+    )
     async with SshSession(target, profile("otms").platform.session_spec()) as s:
         res = await s.run("uptime")
     assert res.failed and res.exit_status == 127 and "command not found" in res.output
