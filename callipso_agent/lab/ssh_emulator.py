@@ -170,9 +170,7 @@ class EmulatorHandle:
         assert self._acceptor is not None
         if name == "changed_host_key":
             self._host_key = asyncssh.generate_private_key(
-                self._host_key.get_algorithm()
-                if self._host_key
-                else "ssh-ed25519"
+                self._host_key.get_algorithm() if self._host_key else "ssh-ed25519"
             )
             self._acceptor.update(server_host_keys=[self._host_key])
         elif self.fault == "changed_host_key" and self._original_key is not None:

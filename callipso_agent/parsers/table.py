@@ -208,8 +208,15 @@ class Context:
     command: str
 
 
-def _base(m: MeasurementSpec, ctx: Context, labels: Mapping[str, str], *, value: float | None,
-          state: Severity = Severity.OK, text: str | None = None) -> Measurement:
+def _base(
+    m: MeasurementSpec,
+    ctx: Context,
+    labels: Mapping[str, str],
+    *,
+    value: float | None,
+    state: Severity = Severity.OK,
+    text: str | None = None,
+) -> Measurement:
     return Measurement(
         device=ctx.device,
         name=m.name,
