@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from structlog.contextvars import bound_contextvars
 
 from callipso_agent.clock import Clock, SystemClock
 from callipso_agent.config.secrets import SecretRef
@@ -58,13 +59,13 @@ async def collect_ssh(
     Raises the transport's typed errors (Unreachable, Timeout, AuthFailed, HostKeyError); bad output
     never raises: it gives UNKNOWN measurements carrying the raw text.
     """
-    log = structlog.get_logger().bind(device=device_name, profile=profile.name)
-    results = await session.run_many(
-        [(c.command, c.timeout) for c in profile.commands], session_timeout=session_timeout
-    )
-    measurements = parse_results(device_name, profile, results, clock)
-    unknown = sum(1 for m in measurements if m.state == Severity.UNKNOWN)
-    log.debug("ssh_collected", measurements=len(measurements), unknown=unknown)
+    with bound_contextvars(device=device_name, profile=profile.name):
+        results = await session.run_many(
+            [(c.command, c.timeout) for c in profile.commands], session_timeout=session_timeout
+        )
+        measurements = parse_results(device_name, profile, results, clock)
+        unknown = sum(1 for m in measurements if m.state == Severity.UNKNOWN)
+        structlog.get_logger().debug("ssh_collected", measurements=len(measurements), unknown=unknown)
     return measurements
 
 

@@ -214,7 +214,7 @@ class SshSession:
         """Run commands in order on the device's connection (opened or reopened as needed)."""
         budget = session_timeout or self.session_timeout
         items = [(c, None) if isinstance(c, str) else c for c in commands]
-        async with self._semaphore, self._lock:
+        async with self._lock, self._semaphore:
             try:
                 async with asyncio.timeout(budget):
                     await self._ensure_open()
@@ -470,9 +470,13 @@ class SshPool:
         self.session_timeout = session_timeout
         self._sessions: dict[str, SshSession] = {}
 
-    def session(self, target: SshTarget, spec: SessionSpec) -> SshSession:
+    async def session(self, target: SshTarget, spec: SessionSpec) -> SshSession:
+        """The device's session; a changed target or platform closes the old one."""
         s = self._sessions.get(target.device)
-        if s is None or s.target != target or s.spec != spec:
+        if s is not None and (s.target != target or s.spec != spec):
+            await s.close()
+            s = None
+        if s is None:
             s = SshSession(
                 target,
                 spec,

@@ -92,7 +92,7 @@ class NetmikoSession:
     ) -> list[CommandResult]:
         budget = session_timeout or self.session_timeout
         items = [(c, None) if isinstance(c, str) else c for c in commands]
-        async with self._semaphore, self._lock:
+        async with self._lock, self._semaphore:
             try:
                 async with asyncio.timeout(budget):
                     return await asyncio.to_thread(self._run_sync, items)

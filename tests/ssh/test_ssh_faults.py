@@ -99,10 +99,10 @@ async def test_hung_device_does_not_block_a_healthy_one(tmp_path: Path) -> None:
     try:
         hung.set_fault("hang")
         oxe, sbc = profile("oxe"), profile("audiocodes-cli")
-        s_hung = pool.session(
+        s_hung = await pool.session(
             target_for(hung, trusted(hung, tmp_path, "kh1"), device="oxe"), oxe.platform.session_spec()
         )
-        s_ok = pool.session(
+        s_ok = await pool.session(
             target_for(healthy, trusted(healthy, tmp_path, "kh2"), device="sbc"), sbc.platform.session_spec()
         )
         hung_task = asyncio.create_task(collect_ssh("oxe", oxe, s_hung, ManualClock()))
@@ -197,4 +197,23 @@ async def test_failed_command_gives_unknown(tmp_path: Path) -> None:
         assert m.state == Severity.UNKNOWN
         assert m.text is not None and "exit status 127" in m.text and "command not found" in m.text
     finally:
+        await emu.close()
+
+
+async def test_pool_reuses_a_device_session_and_replaces_it_when_its_target_changes(tmp_path: Path) -> None:
+    emu = await start_emulator("otms", fixtures_dir=FIXTURES)
+    pool = SshPool(semaphore=asyncio.Semaphore(4))
+    try:
+        spec = profile("otms").platform.session_spec()
+        kh = trusted(emu, tmp_path)
+        first = await pool.session(target_for(emu, kh, device="otms"), spec)
+        await first.run("hostname")
+        assert await pool.session(target_for(emu, kh, device="otms"), spec) is first
+        assert first.connected
+        other = await pool.session(target_for(emu, kh, device="otms", connect_timeout=3.0), spec)
+        assert other is not first
+        assert not first.connected  # the replaced session was closed
+        assert (await other.run("hostname")).output.strip() == "otms-hd13-1"
+    finally:
+        await pool.close()
         await emu.close()
