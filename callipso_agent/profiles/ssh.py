@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from callipso_agent.errors import ConfigError, ConfigErrors, NoProfile, ProfileError
 from callipso_agent.model import MetricKind, Severity
@@ -46,7 +46,9 @@ class StateValue(_Model):
 
     label: Annotated[str, Field(min_length=1)]
     value: float
-    severity: Severity = Severity.OK
+    severity: Annotated[
+        Severity, WithJsonSchema({"type": "string", "enum": ["ok", "warning", "critical", "unknown"]})
+    ] = Severity.OK
 
     @field_validator("severity", mode="before")
     @classmethod
@@ -330,3 +332,11 @@ def load_ssh_profile(name_or_path: str | Path, directory: Path | None = None) ->
             f"no SSH profile named {str(name_or_path)!r}; known: {', '.join(names)}", candidates=names
         )
     return load_ssh_profile_file(path)
+
+
+def ssh_profile_json_schema() -> dict[str, Any]:
+    """JSON Schema of a profile file, for editors and CI (``collectors/ssh/schema.json``)."""
+    schema = SshProfile.model_json_schema()
+    schema["$id"] = "https://github.com/callipso-agent/callipso-agent/collectors/ssh/schema.json"
+    schema["title"] = "callipso-agent SSH command profile"
+    return schema

@@ -121,3 +121,15 @@ def test_errors_name_file_line_field(
     assert old in GOOD
     errs = errors_of(write(tmp_path, GOOD.replace(old, new)))
     assert any(ln == line and f == field and message in msg for ln, f, msg in errs), errs
+
+
+def test_committed_json_schema_is_current() -> None:
+    """collectors/ssh/schema.json is generated from the models; regenerate it when they change."""
+    import json
+
+    from callipso_agent.profiles.ssh import ssh_profile_json_schema
+
+    committed = json.loads((PROFILES / "schema.json").read_text(encoding="utf-8"))
+    assert committed == ssh_profile_json_schema()
+    assert committed["$defs"]["StateValue"]["properties"]["severity"]["enum"] == [
+        "ok", "warning", "critical", "unknown"]
