@@ -132,4 +132,8 @@ def test_committed_json_schema_is_current() -> None:
     committed = json.loads((PROFILES / "schema.json").read_text(encoding="utf-8"))
     assert committed == ssh_profile_json_schema()
     assert committed["$defs"]["StateValue"]["properties"]["severity"]["enum"] == [
-        "ok", "warning", "critical", "unknown"]
+        "ok",
+        "warning",
+        "critical",
+        "unknown",
+    ]

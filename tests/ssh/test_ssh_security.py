@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import asyncssh
@@ -108,7 +109,10 @@ async def test_changed_key_of_another_type_is_reported_as_changed(tmp_path: Path
 PASSWORD = "S3cr3t-Do-Not-Leak!"  # noqa: S105 - a test secret
 
 
-async def test_password_never_in_logs_errors_or_reprs(tmp_path: Path) -> None:
+async def test_password_never_in_logs_errors_or_reprs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)  # asyncssh's own (stdlib) logging too
     emu = await start_emulator(
         "oxe", fixtures_dir=FIXTURES, users=[EmulatedUser(username="mtcl", password=PASSWORD)]
     )
@@ -141,6 +145,8 @@ async def test_password_never_in_logs_errors_or_reprs(tmp_path: Path) -> None:
                 await s2.close()
         assert logs, "the transport logs its events"
         texts += [repr(e) for e in logs]
+        texts += [r.getMessage() for r in caplog.records]
+        assert any(r.name.startswith("asyncssh") for r in caplog.records)
         for text in texts:
             assert PASSWORD not in text
         assert "Secret('***')" in repr(target)
