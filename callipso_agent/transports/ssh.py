@@ -236,8 +236,8 @@ class SshSession:
                 raise
 
     async def close(self) -> None:
-        async with self._lock:
-            await self._reset()
+        """Close the connection now, even under a running command (which then fails as ConnectionLost)."""
+        await self._reset()
 
     async def __aenter__(self) -> SshSession:
         return self

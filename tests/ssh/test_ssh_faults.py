@@ -9,7 +9,7 @@ import pytest
 
 from callipso_agent.clock import ManualClock
 from callipso_agent.collect.ssh import collect_ssh
-from callipso_agent.errors import AuthFailed, Timeout, TransportError, Unreachable
+from callipso_agent.errors import AuthFailed, Timeout, Unreachable
 from callipso_agent.lab.ssh_emulator import FAULTS, start_emulator
 from callipso_agent.model import Severity
 from callipso_agent.transports.ssh import ConnectionLost, SshPool
@@ -113,8 +113,8 @@ async def test_hung_device_does_not_block_a_healthy_one(tmp_path: Path) -> None:
         for ms in polls:
             assert value(ms, "sbc_calls_active") == 23
         assert s_ok.connects == 1  # one connection reused across the three polls
-        await hung.close()  # the hung device goes away: its poll fails with a typed error
-        with pytest.raises(TransportError):
+        await s_hung.close()  # closing a session under a hung command ends it with a typed error
+        with pytest.raises(ConnectionLost):
             await hung_task
     finally:
         await pool.close()
