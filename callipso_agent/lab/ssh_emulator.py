@@ -32,6 +32,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from callipso_agent.clock import Clock, SystemClock
+from callipso_agent.transports.ssh_hostkeys import openssh_public
 from callipso_agent.yamlload import load_yaml, parse_model
 
 FAULTS = ("slow", "drop", "hang", "wrong_password", "garbage", "truncated", "changed_host_key")
@@ -134,7 +135,7 @@ class EmulatorHandle:
     def host_key_public(self) -> str:
         """The current host key as an OpenSSH public key line (``ssh-ed25519 AAAA...``)."""
         assert self._host_key is not None
-        return " ".join(self._host_key.export_public_key("openssh").decode("ascii").split()[:2])
+        return " ".join(openssh_public(self._host_key))
 
     @property
     def known_hosts_line(self) -> str:

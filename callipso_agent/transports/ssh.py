@@ -37,6 +37,7 @@ from callipso_agent.transports.ssh_hostkeys import (
     known_hosts_name,
     known_keys,
     load_known_hosts,
+    openssh_public,
 )
 
 LEGACY_KEX = ("diffie-hellman-group1-sha1", "diffie-hellman-group-exchange-sha1")
@@ -310,7 +311,7 @@ class SshSession:
             raise Unreachable(f"{t.device} ({t.where}): cannot connect: {err.strerror or err}") from err
         if policy.decision.trusted_on_first_use and policy.decision.presented is not None:
             key = policy.decision.presented
-            append_known_host(t.known_hosts, t.host, t.port, key)
+            append_known_host(t.known_hosts, t.host, t.port, *openssh_public(key))
             self._log.warning(
                 "ssh_host_key_trusted_on_first_use",
                 fingerprint=fingerprint(key),

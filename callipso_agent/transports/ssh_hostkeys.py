@@ -38,14 +38,19 @@ def fingerprint(key: asyncssh.SSHKey) -> str:
     return str(key.get_fingerprint("sha256"))
 
 
-def append_known_host(path: Path, host: str, port: int, key: asyncssh.SSHKey) -> str:
-    """Append ``key`` for host:port to the known_hosts file; return the line written."""
-    public = key.export_public_key("openssh").decode("ascii").split()
-    line = f"{known_hosts_name(host, port)} {public[0]} {public[1]}\n"
+def append_known_host(path: Path, host: str, port: int, key_type: str, key_base64: str) -> str:
+    """Append a host key (type ``ssh-ed25519``, blob ``AAAA...``) for host:port; return the line written."""
+    line = f"{known_hosts_name(host, port)} {key_type} {key_base64}\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     with _APPEND_LOCK, path.open("a", encoding="utf-8") as fh:
         fh.write(line)
     return line
+
+
+def openssh_public(key: asyncssh.SSHKey) -> tuple[str, str]:
+    """(key type, base64 blob) of a public key."""
+    key_type, blob = key.export_public_key("openssh").decode("ascii").split()[:2]
+    return key_type, blob
 
 
 @dataclass

@@ -24,7 +24,7 @@ import structlog
 
 from callipso_agent.errors import AuthFailed, HostKeyError, Timeout, Unreachable
 from callipso_agent.transports.ssh import CommandResult, ConnectionLost, SessionSpec, SshTarget
-from callipso_agent.transports.ssh_hostkeys import known_hosts_name
+from callipso_agent.transports.ssh_hostkeys import append_known_host, known_hosts_name
 
 
 def paramiko_fingerprint(key: paramiko.PKey) -> str:
@@ -45,10 +45,8 @@ class _Policy(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
         if not self.target.trust_on_first_use:
             self.refused = fp
             raise paramiko.SSHException(f"host key {fp} of {hostname} is unknown")
-        line = f"{known_hosts_name(self.target.host, self.target.port)} {key.get_name()} {key.get_base64()}\n"
-        self.target.known_hosts.parent.mkdir(parents=True, exist_ok=True)
-        with self.target.known_hosts.open("a", encoding="utf-8") as fh:
-            fh.write(line)
+        t = self.target
+        append_known_host(t.known_hosts, t.host, t.port, key.get_name(), key.get_base64())
         self.trusted = fp
 
 

@@ -46,10 +46,6 @@ def session_for(emu: EmulatorHandle, prof: SshProfile, known_hosts: Path, **kw: 
     return SshSession(target_for(emu, known_hosts, **kw), prof.platform.session_spec(), **timeouts)  # type: ignore[arg-type]
 
 
-def by_key(ms: Iterable[Measurement]) -> dict[tuple[str, tuple[tuple[str, str], ...]], Measurement]:
-    return {(m.name, tuple(sorted(m.labels.items()))): m for m in ms}
-
-
 def value(ms: Iterable[Measurement], name: str, **labels: str) -> float | None:
     found = [m for m in ms if m.name == name and all(m.labels.get(k) == v for k, v in labels.items())]
     assert len(found) == 1, f"{name}{labels}: {len(found)} measurements: {found}"
