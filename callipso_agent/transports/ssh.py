@@ -20,7 +20,7 @@ import asyncio
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -164,8 +164,6 @@ class _Conn:
     conn: asyncssh.SSHClientConnection
     policy: HostKeyPolicy
     shell: asyncssh.SSHClientProcess[str] | None = None
-    buffer: str = ""
-    opened_at: float = field(default_factory=time.monotonic)
 
 
 class SshSession:
