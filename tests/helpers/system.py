@@ -1,4 +1,4 @@
-"""System binaries: tests that need one skip on a developer machine without it, and fail in CI."""
+"""System binaries: tests that need one skip on a developer machine without it, and fail in CI (CI=true)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,14 @@ def missing(what: str) -> None:
 
 
 def require_binary(name: str, *alternatives: str) -> str:
+    # daemons (sshd, snmpd, nagios...) live in sbin, which a non-root PATH may lack
+    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
     for candidate in (name, *alternatives):
-        path = shutil.which(candidate) or (candidate if os.path.isabs(candidate) and os.access(candidate, os.X_OK)
-                                           else None)
+        if os.path.isabs(candidate):
+            if os.access(candidate, os.X_OK):
+                return candidate
+            continue
+        path = shutil.which(candidate, path=search)
         if path:
             return path
     missing(f"system binary {name!r}")
