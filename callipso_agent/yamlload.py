@@ -119,7 +119,7 @@ def _describe(err: dict[str, Any]) -> str:
     return msg
 
 
-def _dotted(loc: Sequence[str | int]) -> str:
+def dotted_path(loc: Sequence[str | int]) -> str:
     out = ""
     for p in loc:
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
@@ -134,7 +134,7 @@ def validation_errors(err: ValidationError, data: Any, file: str, prefix: Iterab
     for e in err.errors():
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         # discriminated unions add the tag name into loc; drop non-key strings that are not in the data
-        field = _dotted((*prefix, *loc))
+        field = dotted_path((*prefix, *loc))
         out.append(cls(_describe(dict(e)), file=file, line=line_of(data, loc), field=field or None))
     return ConfigErrors(out)
 

@@ -19,7 +19,7 @@ from callipso_agent.errors import ConfigError, ConfigErrors, NoProfile, ProfileE
 from callipso_agent.model import MetricKind, Severity
 from callipso_agent.paths import collectors_dir
 from callipso_agent.transports.ssh import SessionSpec
-from callipso_agent.yamlload import line_of, load_yaml, parse_model
+from callipso_agent.yamlload import dotted_path, line_of, load_yaml, parse_model
 
 METRIC_NAME = r"^[a-z_][a-z0-9_]*$"
 LABEL_NAME = r"^[a-z_][a-z0-9_]*$"
@@ -245,7 +245,7 @@ def cross_check(profile: SshProfile, data: Any, file: str) -> list[ConfigError]:
 
     def err(loc: tuple[str | int, ...], msg: str) -> None:
         errors.append(
-            ProfileError(msg, file=file, line=line_of(data, loc), field=".".join(str(p) for p in loc))
+            ProfileError(msg, file=file, line=line_of(data, loc), field=dotted_path(loc))
         )
 
     names: set[str] = set()
