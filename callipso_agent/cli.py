@@ -18,12 +18,13 @@ def _config_default() -> str:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from callipso_agent.daemon import load_all
+    from callipso_agent.daemon import load_all, load_ssh_families
     from callipso_agent.errors import CallipsoError, ConfigErrors
 
     path = Path(args.path)
     try:
         loaded, profiles = load_all(path)
+        ssh_profiles = load_ssh_families()
     except ConfigErrors as errs:
         for e in errs.errors:
             print(f"error: {e}", file=sys.stderr)
@@ -34,7 +35,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     cfg = loaded.config
     print(f"configuration OK: {len(cfg.sites)} sites, {len(cfg.devices)} devices, {len(cfg.credentials)} credentials, "
-          f"{len(cfg.services)} service lines, {len(profiles.profiles)} profiles ({', '.join(str(f) for f in loaded.files)})")
+          f"{len(cfg.services)} service lines, {len(profiles.profiles)} SNMP and {len(ssh_profiles)} SSH profiles ({', '.join(str(f) for f in loaded.files)})")
     return EXIT_OK
 
 

@@ -23,14 +23,17 @@ from callipso_agent.clock import Clock, SystemClock
 from callipso_agent.collect.cache import LatestCache
 from callipso_agent.collect.coordinator import DevicePoller
 from callipso_agent.collect.snmp_fetcher import SnmpFetcher
+from callipso_agent.collect.ssh_fetcher import CompositeFetcher, SshFetcher
 from callipso_agent.config.loader import LoadedConfig, load_config
-from callipso_agent.config.models import Device, SnmpV2Credential, SnmpV3Credential
+from callipso_agent.config.models import Device, SnmpV2Credential, SnmpV3Credential, SshCredential
 from callipso_agent.errors import CallipsoError, ConfigErrors
 from callipso_agent.model import PollResult
 from callipso_agent.paths import collectors_dir
 from callipso_agent.profiles.loader import ProfileSet, load_profiles
+from callipso_agent.profiles.ssh import SshProfile, available_ssh_profiles, load_ssh_profile
 from callipso_agent.store import Store
 from callipso_agent.transports.snmp import PysnmpClient, PysnmpEngine, resolve_snmp_secrets
+from callipso_agent.transports.ssh import SshPool, SshTarget
 
 log = structlog.get_logger()
 
@@ -56,6 +59,15 @@ def known_families(profiles: ProfileSet | None = None) -> set[str]:
     return families
 
 
+def load_ssh_families() -> dict[str, SshProfile]:
+    """SSH profiles by the family they serve."""
+    out: dict[str, SshProfile] = {}
+    for name in available_ssh_profiles():
+        p = load_ssh_profile(name)
+        out.setdefault(p.family, p)
+    return out
+
+
 @dataclass
 class Runtime:
     """What one configuration generation runs: pollers and their scheduler jobs."""
@@ -78,6 +90,8 @@ class App:
         self.scheduler: AsyncIOScheduler | None = None
         self.http: Any = None
         self.snmp_engine: PysnmpEngine | None = None
+        self.ssh_pool: SshPool | None = None
+        self._ssh_profiles: dict[str, SshProfile] = {}
         self.result_hooks: list[ResultHook] = []
         self._stop = asyncio.Event()
         self._started = False
@@ -95,14 +109,51 @@ class App:
             fetcher = self._fetcher_for(dev, loaded, profiles)
             if fetcher is None:
                 continue
+            timeout = dev.timeout * (dev.retries + 1) * 4 + 5
+            if dev.ssh is not None:
+                timeout = max(timeout, cfg.agent.ssh.session_timeout + 5)
             pollers[dev.name] = DevicePoller(
                 dev.name, sites[dev.site].code, dev.family, fetcher, self.clock, self._on_result,
-                interval=dev.interval, timeout=dev.timeout * (dev.retries + 1) * 4 + 5,
+                interval=dev.interval, timeout=timeout,
                 backoff_max=cfg.agent.snmp.backoff_max,
             )
         return pollers
 
     def _fetcher_for(self, dev: Device, loaded: LoadedConfig, profiles: ProfileSet) -> Any:
+        parts: list[tuple[str, Any]] = []
+        snmp = self._snmp_fetcher(dev, loaded, profiles)
+        if snmp is not None:
+            parts.append(("snmp", snmp))
+        ssh = self._ssh_fetcher(dev, loaded)
+        if ssh is not None:
+            parts.append(("ssh", ssh))
+        if not parts:
+            return None
+        if len(parts) == 1:
+            return parts[0][1]
+        return CompositeFetcher(dev.name, parts, self.clock)
+
+    def _ssh_fetcher(self, dev: Device, loaded: LoadedConfig) -> SshFetcher | None:
+        if dev.ssh is None:
+            return None
+        cfg = loaded.config
+        profile = self._ssh_profiles.get(dev.family)
+        if profile is None:
+            log.warning("no_ssh_profile", device=dev.name, family=dev.family)
+            return None
+        cred = cfg.credentials[dev.ssh]
+        assert isinstance(cred, SshCredential)
+        try:
+            target = SshTarget.from_credential(dev.name, dev.address, dev.ssh_port, cred,
+                                               default_known_hosts=loaded.state_dir / "known_hosts",
+                                               base_dir=loaded.base_dir, connect_timeout=dev.timeout * 2)
+        except CallipsoError as err:
+            log.error("credential_unavailable", device=dev.name, credential=dev.ssh, error=str(err))
+            return None
+        assert self.ssh_pool is not None
+        return SshFetcher(dev.name, target, profile, self.ssh_pool, self.clock)
+
+    def _snmp_fetcher(self, dev: Device, loaded: LoadedConfig, profiles: ProfileSet) -> SnmpFetcher | None:
         cfg = loaded.config
         if dev.snmp is not None:
             cred = cfg.credentials[dev.snmp]
@@ -116,7 +167,7 @@ class App:
                                   timeout=dev.timeout, retries=dev.retries,
                                   max_repetitions=cfg.agent.snmp.max_repetitions)
             return SnmpFetcher(dev.name, dev.family, client, profiles, self.clock, dev.profile)
-        return None  # SSH-only devices are collected by the SSH collector
+        return None
 
     # ---- results ------------------------------------------------------------------------------------
     async def _on_result(self, result: PollResult) -> None:
@@ -159,6 +210,10 @@ class App:
         self.store = Store(url)
         await self.store.migrate()
         self.snmp_engine = PysnmpEngine(cfg.agent.snmp.max_concurrency)
+        self.ssh_pool = SshPool(semaphore=asyncio.Semaphore(cfg.agent.ssh.max_concurrency),
+                                command_timeout=cfg.agent.ssh.command_timeout,
+                                session_timeout=cfg.agent.ssh.session_timeout)
+        self._ssh_profiles = load_ssh_families()
         self.scheduler = AsyncIOScheduler(job_defaults={"coalesce": True, "max_instances": 1,
                                                         "misfire_grace_time": None})
         self.runtime = Runtime(loaded, profiles)
@@ -247,6 +302,8 @@ class App:
                 p.close()
         if self.snmp_engine is not None:
             self.snmp_engine.close()
+        if self.ssh_pool is not None:
+            await self.ssh_pool.close()
         if self.store is not None:
             await self.store.close()
         log.info("agent_stopped")

@@ -86,7 +86,7 @@ async def _run_lab(args: argparse.Namespace, *, with_agent: bool) -> int:
 
     logs.configure(getattr(args, "log_level", "info"))
     lab = Lab(Path(args.dir), interval=args.interval, http_port=args.http_port)
-    config_dir = lab.build()
+    config_dir = await lab.build()
     await asyncio.to_thread(lab.start)
     control = LabControl(lab, port=args.control_port)
     await control.start()
@@ -143,4 +143,5 @@ async def _run_lab(args: argparse.Namespace, *, with_agent: bool) -> int:
             await app.stop()
         await control.stop()
         lab.stop()
+        await lab.close_emulators()
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from callipso_agent.config.loader import load_config
 from callipso_agent.lab.snmpsim import SnmpSimulator, touch_later
+from callipso_agent.lab.ssh_emulator import EmulatedUser, EmulatorHandle, start_emulator
 from callipso_agent.paths import example_config_dir
 from callipso_agent.yamlload import load_yaml, parse_model
 
@@ -29,11 +31,15 @@ class FaultSpec(BaseModel):
     description: str
     set: dict[str, str] = Field(default_factory=dict)
     hide: bool = False
+    ssh_state: str | None = Field(default=None, description="state the SSH emulator switches to")
+    ssh_fault: str | None = Field(default=None, description="fault the SSH emulator plays (hang, drop, ...)")
 
 
 class LabSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     recordings: dict[str, list[str]]
+    ssh: dict[str, str] = Field(default_factory=dict, description="family -> SSH emulator fixture folder")
+    ssh_initial_state: dict[str, str] = Field(default_factory=dict, description="device -> emulator state")
     faults: dict[str, FaultSpec]
 
 
@@ -59,8 +65,10 @@ class LabDevice:
     name: str
     site: str
     family: str
-    recording: Path  # the pristine source
-    served: Path  # the copy snmpsim serves
+    recording: Path | None = None  # the pristine source
+    served: Path | None = None  # the copy snmpsim serves
+    emulator: EmulatorHandle | None = None
+    initial_state: str = "nominal"
     faults: set[str] = field(default_factory=set)
 
 
@@ -99,8 +107,8 @@ class Lab:
         self.sim: SnmpSimulator | None = None
 
     # ---- estate ---------------------------------------------------------------------------------
-    def build(self) -> Path:
-        """Write recordings and the lab configuration; returns the configuration folder."""
+    async def build(self) -> Path:
+        """Write recordings, start SSH emulators, write the lab configuration; returns the configuration folder."""
         fx = fixtures_dir()
         if self.data_dir.exists():
             shutil.rmtree(self.data_dir)
@@ -112,30 +120,55 @@ class Lab:
         turn: dict[str, int] = {}
         devices_out: list[dict[str, Any]] = []
         credentials: dict[str, Any] = {}
+        known_hosts = self.workdir / "known_hosts"
+        kh_lines: list[str] = []
         for dev in example.devices:
             recs = self.spec.recordings.get(dev.family)
-            if not recs:
+            ssh_fixture = self.spec.ssh.get(dev.family) if dev.ssh else None
+            if not recs and not ssh_fixture:
                 continue
-            i = turn.get(dev.family, 0)
-            turn[dev.family] = i + 1
-            src = fx / recs[i % len(recs)]
-            served = self.data_dir / f"{dev.name}.snmprec"
-            shutil.copyfile(src, served)
-            self.devices[dev.name] = LabDevice(dev.name, dev.site, dev.family, src, served)
-            secret = self.secrets_dir / f"{dev.name}.community"
-            secret.write_text(dev.name + "\n", encoding="utf-8")
-            os.chmod(secret, 0o600)
-            cred = f"lab-{dev.name}"
-            credentials[cred] = {"type": "snmp", "version": "2c", "community": {"file": str(secret)}}
+            lab_dev = LabDevice(dev.name, dev.site, dev.family)
             d = dev.model_dump(mode="json", exclude_defaults=True)
-            d.update(address="127.0.0.1", port=0, snmp=cred, interval=self.interval, timeout=2.0, retries=1)
+            d.update(address="127.0.0.1", interval=self.interval, timeout=2.0, retries=1)
             d.pop("ssh", None)
+            d.pop("snmp", None)
+            if recs:
+                i = turn.get(dev.family, 0)
+                turn[dev.family] = i + 1
+                src = fx / recs[i % len(recs)]
+                served = self.data_dir / f"{dev.name}.snmprec"
+                shutil.copyfile(src, served)
+                lab_dev.recording, lab_dev.served = src, served
+                secret = self.secrets_dir / f"{dev.name}.community"
+                secret.write_text(dev.name + "\n", encoding="utf-8")
+                os.chmod(secret, 0o600)
+                cred = f"lab-{dev.name}"
+                credentials[cred] = {"type": "snmp", "version": "2c", "community": {"file": str(secret)}}
+                d.update(port=0, snmp=cred)
+            if ssh_fixture:
+                password = secrets.token_urlsafe(12)
+                pw_file = self.secrets_dir / f"{dev.name}.ssh-password"
+                pw_file.write_text(password + "\n", encoding="utf-8")
+                os.chmod(pw_file, 0o600)
+                lab_dev.initial_state = self.spec.ssh_initial_state.get(dev.name, "nominal")
+                handle = await start_emulator(ssh_fixture, state=lab_dev.initial_state,
+                                              fixtures_dir=fx.parent / "ssh",
+                                              users=[EmulatedUser(username="callipso", password=password)])
+                lab_dev.emulator = handle
+                kh_lines.append(handle.known_hosts_line)
+                cred = f"lab-ssh-{dev.name}"
+                credentials[cred] = {"type": "ssh", "username": "callipso", "password": {"file": str(pw_file)},
+                                     "known_hosts": str(known_hosts)}
+                d.update(ssh=cred, ssh_port=handle.port)
+            self.devices[dev.name] = lab_dev
             devices_out.append(d)
+        known_hosts.write_text("".join(kh_lines), encoding="utf-8")
         sim = SnmpSimulator(self.data_dir, log_file=self.workdir / "snmpsim.log",
                             cache_dir=self.workdir / "snmpsim" / "cache")
         self.sim = sim
         for d in devices_out:
-            d["port"] = sim.port
+            if "snmp" in d:
+                d["port"] = sim.port
         sites = [s.model_dump(mode="json", exclude_defaults=True) for s in example.sites]
         services = [s.model_dump(mode="json", exclude_defaults=True) for s in example.services]
         agent = {
@@ -159,13 +192,19 @@ class Lab:
     def start(self) -> None:
         assert self.sim is not None, "build() first"
         self.sim.start()
-        if self.devices:
-            self.sim.wait_ready(next(iter(self.devices)))
+        snmp_devices = [d.name for d in self.devices.values() if d.served is not None]
+        if snmp_devices:
+            self.sim.wait_ready(snmp_devices[0])
         (self.workdir / "lab.json").write_text(json.dumps({"snmp_port": self.sim.port, "pid": os.getpid()}))
 
     def stop(self) -> None:
         if self.sim is not None:
             self.sim.stop()
+
+    async def close_emulators(self) -> None:
+        for d in self.devices.values():
+            if d.emulator is not None:
+                await d.emulator.close()
 
     # ---- faults ---------------------------------------------------------------------------------
     def targets(self, target: str) -> list[LabDevice]:
@@ -198,6 +237,10 @@ class Lab:
         return touched
 
     def _render(self, dev: LabDevice) -> None:
+        if dev.emulator is not None:
+            self._render_ssh(dev)
+        if dev.served is None or dev.recording is None:
+            return
         hidden = dev.served.with_suffix(".hidden")
         if any(self.spec.faults[f].hide for f in dev.faults):
             if dev.served.exists():
@@ -213,9 +256,27 @@ class Lab:
         os.replace(tmp, dev.served)
         touch_later(dev.served)
 
+    def _render_ssh(self, dev: LabDevice) -> None:
+        assert dev.emulator is not None
+        state, fault = dev.initial_state, None
+        for f in sorted(dev.faults):
+            spec = self.spec.faults[f]
+            if spec.ssh_state and spec.ssh_state in dev.emulator.fixture.states:
+                state = spec.ssh_state
+            if spec.ssh_fault:
+                fault = spec.ssh_fault
+            if spec.hide:
+                fault = "hang"
+        dev.emulator.set_state(state)
+        dev.emulator.set_fault(fault)
+        if fault in ("hang", "drop"):
+            dev.emulator.drop_connections()
+
     def state(self) -> dict[str, Any]:
         return {
-            "devices": {d.name: {"site": d.site, "family": d.family, "recording": d.recording.name,
+            "devices": {d.name: {"site": d.site, "family": d.family,
+                                 "recording": d.recording.name if d.recording else None,
+                                 "ssh_port": d.emulator.port if d.emulator else None,
                                  "faults": sorted(d.faults)} for d in self.devices.values()},
             "faults": {k: v.description for k, v in self.spec.faults.items()},
             "snmp_port": self.sim.port if self.sim else None,

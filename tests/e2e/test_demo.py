@@ -110,6 +110,20 @@ def test_demo_polls_lab_ups_reacts_to_fault_and_stops_cleanly(demo: Demo, tmp_pa
     other = demo.api("/api/v1/devices/ups-istres-mds")["measurements"]
     assert any(m["name"] == "ups_on_battery" and m["value"] == 0 for m in other)
 
+    # SSH-polled devices (OXE twin, OTMS, OmniVista 8770) answer through their emulators
+    def value(device: str, name: str, **labels: str) -> float | None:
+        for m in demo.api(f"/api/v1/devices/{device}")["measurements"]:
+            if m["name"] == name and all(m["labels"].get(k) == v for k, v in labels.items()):
+                return m["value"]
+        return None
+
+    roles = {m["labels"]["cpu"]: m["text"] for m in demo.api("/api/v1/devices/oxe-hd13")["measurements"]
+             if m["name"] == "pbx_cpu_role"}
+    assert roles == {"A": "main", "B": "standby"}
+    assert value("ov8770-hd13", "ov_directory_sync_ok") == 1
+    assert demo.lab("fault", "directory_sync_failed", "ov8770-hd13").returncode == 0
+    _wait(lambda: value("ov8770-hd13", "ov_directory_sync_ok") == 0, 30, "directory sync failed")
+
     out = demo.lab("fault", "unreachable", "GARDANNE-MDS")
     assert out.returncode == 0
     _wait(lambda: demo.api("/api/v1/devices/ups-gardanne-mds")["last_error"] == "timeout", 30, "unreachable")
