@@ -403,3 +403,28 @@ def poller_queues(pollers: Callable[[], Mapping[str, Any]], monotonic: Callable[
         }
 
     return provide
+
+
+def app_metrics(app: Any, *, incidents: IncidentProvider | None = None,
+                notifications: NotificationStats | None = None) -> tuple[CollectorRegistry, PollObserver]:
+    """Everything ``/metrics`` needs from a :class:`~callipso_agent.daemon.App`.
+
+    Returns the registry to serve (``metrics_routes(registry)``) and the poll observer to append to
+    ``app.result_hooks``. Reads ``app.cache``, ``app.inventory_view``, ``app.runtime.pollers`` and
+    ``app.clock`` lazily, so a reload is seen at the next scrape.
+    """
+    from callipso_agent import __version__
+
+    def pollers() -> Mapping[str, Any]:
+        return app.runtime.pollers if app.runtime is not None else {}
+
+    def family_of(device: str) -> str | None:
+        p = pollers().get(device)
+        return p.family if p is not None else None
+
+    observer = PollObserver(family_of)
+    collector = CallipsoCollector(
+        app.cache, app.inventory_view, observer=observer, incidents=incidents, notifications=notifications,
+        queues=poller_queues(pollers, app.clock.monotonic), agent_info={"version": __version__},
+    )
+    return build_registry(collector), observer
