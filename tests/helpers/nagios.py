@@ -205,3 +205,24 @@ class Nagios:
                 self.proc.kill()
                 self.proc.wait(5)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+DEBIAN_OBJECTS = ("commands.cfg", "contacts.cfg", "timeperiods.cfg", "templates.cfg")
+
+
+def verify_objects(files: list[Path], workdir: Path) -> subprocess.CompletedProcess[str]:
+    """``nagios4 -v`` on a main configuration holding Debian's stock object files plus ``files``."""
+    binary = require_binary("nagios4", "/usr/sbin/nagios4")
+    stock = Path("/etc/nagios4/objects")
+    if not all((stock / f).is_file() for f in DEBIAN_OBJECTS):
+        missing("Debian's stock Nagios object files (/etc/nagios4/objects, package nagios4-common)")
+    (workdir / "checkresults").mkdir(exist_ok=True)
+    user = pwd.getpwuid(os.getuid()).pw_name
+    main = MAIN.format(d=workdir, user=user, group=user).replace(
+        f"cfg_file={workdir}/objects.cfg\n",
+        "".join(f"cfg_file={stock / f}\n" for f in DEBIAN_OBJECTS) + "".join(f"cfg_file={p}\n" for p in files))
+    (workdir / "resource.cfg").write_text("$USER1$=/usr/lib/nagios/plugins\n$USER20$=http://127.0.0.1:9730\n"
+                                          "$USER21$=/opt/callipso-agent/bin\n", encoding="utf-8")
+    path = workdir / "nagios.cfg"
+    path.write_text(main, encoding="utf-8")
+    return subprocess.run([binary, "-v", str(path)], capture_output=True, text=True, timeout=60, check=False)
