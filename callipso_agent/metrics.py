@@ -43,7 +43,9 @@ from callipso_agent.model import IncidentState, IncidentView, Measurement, Metri
 
 PREFIX = "callipso_"
 MAX_LABEL_VALUE = 64
-RESERVED_LABELS = frozenset({"site", "device", "family", "state", "severity", "value", "le", "job", "instance"})
+RESERVED_LABELS = frozenset(
+    {"site", "device", "family", "state", "severity", "value", "le", "job", "instance"}
+)
 DEFAULT_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 PRIORITIES = ("P1", "P2", "P3", "P4")
 #: DeviceStatus.system keys exported on ``callipso_device_info`` (a whitelist: nothing unbounded).
@@ -148,7 +150,9 @@ class _Histogram:
 class PollObserver:
     """Result hook: ``app.result_hooks.append(observer)``. Observes each poll's duration per family."""
 
-    def __init__(self, family_of: Callable[[str], str | None], buckets: Sequence[float] = DEFAULT_BUCKETS) -> None:
+    def __init__(
+        self, family_of: Callable[[str], str | None], buckets: Sequence[float] = DEFAULT_BUCKETS
+    ) -> None:
         self.family_of = family_of
         self.buckets = tuple(sorted(buckets))
         self._hist: dict[tuple[str, str], _Histogram] = {}
@@ -160,8 +164,11 @@ class PollObserver:
         h.observe(max(result.duration, 0.0))
 
     def collect_into(self, families: _Families) -> None:
-        fam = families.get("callipso_poll_duration_seconds",
-                           "Duration of device polls, by device family and outcome", "histogram")
+        fam = families.get(
+            "callipso_poll_duration_seconds",
+            "Duration of device polls, by device family and outcome",
+            "histogram",
+        )
         assert fam is not None
         for (family, outcome), h in sorted(self._hist.items()):
             labels = {"family": label_value(family), "outcome": outcome}
@@ -173,7 +180,7 @@ class PollObserver:
 
 
 def _fmt_bound(b: float) -> str:
-    return floatToGoString(b)
+    return str(floatToGoString(b))  # type: ignore[no-untyped-call]
 
 
 # ---- notification counters (the outbox calls these) -----------------------------------------------------
@@ -193,9 +200,14 @@ class NotificationStats:
         self._failed[key] = self._failed.get(key, 0) + 1
 
     def collect_into(self, families: _Families) -> None:
-        sent = families.get("callipso_notifications_sent_total", "Notifications delivered, by channel", "counter")
-        failed = families.get("callipso_notification_failures_total",
-                              "Notification attempts that failed, by channel and reason", "counter")
+        sent = families.get(
+            "callipso_notifications_sent_total", "Notifications delivered, by channel", "counter"
+        )
+        failed = families.get(
+            "callipso_notification_failures_total",
+            "Notification attempts that failed, by channel and reason",
+            "counter",
+        )
         assert sent is not None and failed is not None
         for ch, n in sorted(self._sent.items()):
             sent.add({"channel": ch}, n)
@@ -207,10 +219,19 @@ class NotificationStats:
 class CallipsoCollector(Collector):
     """Reads the cache, the inventory and the providers at each scrape; keeps no series of its own."""
 
-    def __init__(self, cache: LatestCache, inventory: Inventory, *, observer: PollObserver | None = None,
-                 incidents: IncidentProvider | None = None, queues: QueueProvider | None = None,
-                 notifications: NotificationStats | None = None, clock: Callable[[], float] = time.time,
-                 max_series_per_metric: int = 500, agent_info: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        cache: LatestCache,
+        inventory: Inventory,
+        *,
+        observer: PollObserver | None = None,
+        incidents: IncidentProvider | None = None,
+        queues: QueueProvider | None = None,
+        notifications: NotificationStats | None = None,
+        clock: Callable[[], float] = time.time,
+        max_series_per_metric: int = 500,
+        agent_info: Mapping[str, str] | None = None,
+    ) -> None:
         self.cache = cache
         self.inventory = inventory
         self.observer = observer
@@ -236,20 +257,28 @@ class CallipsoCollector(Collector):
             self.notifications.collect_into(fams)
         incidents_ok = self._incidents(fams)
         self._queues(fams)
-        own = fams.get("callipso_exporter_dropped_series",
-                       "Series left out of this scrape by the per-metric, per-device series cap", "gauge")
+        own = fams.get(
+            "callipso_exporter_dropped_series",
+            "Series left out of this scrape by the per-metric, per-device series cap",
+            "gauge",
+        )
         assert own is not None
         own.add({}, dropped)
         if self.incidents is not None:
-            prov = fams.get("callipso_incident_provider_up",
-                            "1 when the incident provider answered during this scrape", "gauge")
+            prov = fams.get(
+                "callipso_incident_provider_up",
+                "1 when the incident provider answered during this scrape",
+                "gauge",
+            )
             assert prov is not None
             prov.add({}, 1 if incidents_ok else 0)
         if self.agent_info:
             info = fams.get("callipso_agent_info", "The agent's identity", "info")
             assert info is not None
             info.add({k: label_value(v) for k, v in self.agent_info.items()}, 1)
-        took = fams.get("callipso_exporter_collect_duration_seconds", "Time spent building this scrape", "gauge")
+        took = fams.get(
+            "callipso_exporter_collect_duration_seconds", "Time spent building this scrape", "gauge"
+        )
         assert took is not None
         took.add({}, time.perf_counter() - t0)
         yield from fams.metrics()
@@ -259,8 +288,11 @@ class CallipsoCollector(Collector):
         dropped = 0
         for device in sorted(inv):
             d = inv[device]
-            base = {"site": label_value(d.get("site")), "device": label_value(device),
-                    "family": label_value(d.get("family"))}
+            base = {
+                "site": label_value(d.get("site")),
+                "device": label_value(device),
+                "family": label_value(d.get("family")),
+            }
             per_metric: dict[str, int] = {}
             for m in self.cache.measurements(device):
                 n = per_metric.get(m.name, 0)
@@ -297,15 +329,24 @@ class CallipsoCollector(Collector):
     # ---- self-metrics of devices --------------------------------------------------------------------
     def _devices(self, fams: _Families, inv: Mapping[str, Mapping[str, Any]]) -> None:
         up = fams.get("callipso_device_up", "1 when the device's last poll succeeded", "gauge")
-        last_ok = fams.get("callipso_last_successful_poll_timestamp_seconds",
-                           "Unix time of the device's last successful poll", "gauge")
-        last_poll = fams.get("callipso_last_poll_timestamp_seconds", "Unix time of the device's last poll", "gauge")
-        last_dur = fams.get("callipso_last_poll_duration_seconds", "Duration of the device's last poll", "gauge")
+        last_ok = fams.get(
+            "callipso_last_successful_poll_timestamp_seconds",
+            "Unix time of the device's last successful poll",
+            "gauge",
+        )
+        last_poll = fams.get(
+            "callipso_last_poll_timestamp_seconds", "Unix time of the device's last poll", "gauge"
+        )
+        last_dur = fams.get(
+            "callipso_last_poll_duration_seconds", "Duration of the device's last poll", "gauge"
+        )
         fails = fams.get("callipso_device_consecutive_failures", "Failed polls in a row", "gauge")
         polls = fams.get("callipso_polls_total", "Polls of the device since the agent started", "counter")
         errors = fams.get("callipso_poll_errors_total", "Failed polls, by device and error kind", "counter")
         info = fams.get("callipso_device_info", "Inventory and identity of each device", "info")
-        known = fams.get("callipso_inventory_devices", "Devices in the inventory, by site and family", "gauge")
+        known = fams.get(
+            "callipso_inventory_devices", "Devices in the inventory, by site and family", "gauge"
+        )
         assert up and last_ok and last_poll and last_dur and fails and polls and errors and info and known
         counts: dict[tuple[str, str], int] = {}
         for device in sorted(inv):
@@ -335,14 +376,20 @@ class CallipsoCollector(Collector):
     def _incidents(self, fams: _Families) -> bool:
         if self.incidents is None:
             return True
-        opened = fams.get("callipso_incidents_open",
-                          "Unresolved incidents (open or acknowledged), by priority and site", "gauge")
-        deadline = fams.get("callipso_incident_deadline_timestamp_seconds",
-                            "Unix time of each SLA deadline of each unresolved incident", "gauge")
+        opened = fams.get(
+            "callipso_incidents_open",
+            "Unresolved incidents (open or acknowledged), by priority and site",
+            "gauge",
+        )
+        deadline = fams.get(
+            "callipso_incident_deadline_timestamp_seconds",
+            "Unix time of each SLA deadline of each unresolved incident",
+            "gauge",
+        )
         assert opened is not None and deadline is not None
         try:
             views = list(self.incidents())
-        except Exception:  # noqa: BLE001 - a failing provider must not break the whole scrape
+        except Exception:
             return False
         counts: dict[tuple[str, str], int] = {}
         for v in views:
@@ -352,8 +399,10 @@ class CallipsoCollector(Collector):
             site = label_value(v.site or "")
             counts[(prio, site)] = counts.get((prio, site), 0) + 1
             for name, at in sorted(v.deadlines.items()):
-                deadline.add({"incident": str(v.id), "deadline": label_value(name), "priority": prio,
-                              "site": site}, at.timestamp())
+                deadline.add(
+                    {"incident": str(v.id), "deadline": label_value(name), "priority": prio, "site": site},
+                    at.timestamp(),
+                )
         for (prio, site), n in sorted(counts.items()):
             opened.add({"priority": prio, "site": site}, n)
         return True
@@ -405,8 +454,9 @@ def poller_queues(pollers: Callable[[], Mapping[str, Any]], monotonic: Callable[
     return provide
 
 
-def app_metrics(app: Any, *, incidents: IncidentProvider | None = None,
-                notifications: NotificationStats | None = None) -> tuple[CollectorRegistry, PollObserver]:
+def app_metrics(
+    app: Any, *, incidents: IncidentProvider | None = None, notifications: NotificationStats | None = None
+) -> tuple[CollectorRegistry, PollObserver]:
     """Everything ``/metrics`` needs from a :class:`~callipso_agent.daemon.App`.
 
     Returns the registry to serve (``metrics_routes(registry)``) and the poll observer to append to
@@ -424,7 +474,12 @@ def app_metrics(app: Any, *, incidents: IncidentProvider | None = None,
 
     observer = PollObserver(family_of)
     collector = CallipsoCollector(
-        app.cache, app.inventory_view, observer=observer, incidents=incidents, notifications=notifications,
-        queues=poller_queues(pollers, app.clock.monotonic), agent_info={"version": __version__},
+        app.cache,
+        app.inventory_view,
+        observer=observer,
+        incidents=incidents,
+        notifications=notifications,
+        queues=poller_queues(pollers, app.clock.monotonic),
+        agent_info={"version": __version__},
     )
     return build_registry(collector), observer

@@ -40,7 +40,7 @@ class AgentClient:
             if err.code == 404:
                 raise NotFound(f"{path}: 404 from the agent") from err
             raise CheckError(f"agent answered HTTP {err.code} for {path}") from err
-        except (TimeoutError, socket.timeout) as err:
+        except TimeoutError as err:
             raise CheckError(f"agent {self.base_url} did not answer within {self.timeout:g}s") from err
         except urllib.error.URLError as err:
             reason = err.reason
@@ -71,8 +71,10 @@ class AgentClient:
         try:
             data = self.get("/api/v1/incidents", state="open")
         except NotFound as err:
-            raise CheckError("this agent has no incidents API (/api/v1/incidents answered 404): "
-                             "the incident engine is not enabled or the agent is too old") from err
+            raise CheckError(
+                "this agent has no incidents API (/api/v1/incidents answered 404): "
+                "the incident engine is not enabled or the agent is too old"
+            ) from err
         items = data.get("incidents", data) if isinstance(data, dict) else data
         if not isinstance(items, list):
             raise CheckError("unexpected answer from /api/v1/incidents")

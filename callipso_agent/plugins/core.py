@@ -22,9 +22,18 @@ class CheckError(Exception):
 
 
 TEXTS = {
-    "fr": {"outside": "hors de la plage", "inside": "dans la plage", "no_data": "aucune donnée",
-           "all_ok": "tout est nominal"},
-    "en": {"outside": "outside range", "inside": "inside range", "no_data": "no data", "all_ok": "all nominal"},
+    "fr": {
+        "outside": "hors de la plage",
+        "inside": "dans la plage",
+        "no_data": "aucune donnée",
+        "all_ok": "tout est nominal",
+    },
+    "en": {
+        "outside": "outside range",
+        "inside": "inside range",
+        "no_data": "no data",
+        "all_ok": "all nominal",
+    },
 }
 
 
@@ -34,7 +43,7 @@ def text(lang: str, key: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Metric:
-    """One value to evaluate. ``state``/``state_text`` are set for vendor states already mapped to a severity."""
+    """One value to evaluate; ``state`` and ``state_text`` are set for states the profile already mapped."""
 
     name: str  # perfdata label and display name
     value: float | None
@@ -85,8 +94,13 @@ def perf_label(name: str) -> str:
 def perfdata(metric: Metric, warning: Range | None = None, critical: Range | None = None) -> str | None:
     if metric.value is None or (isinstance(metric.value, float) and math.isnan(metric.value)):
         return None
-    fields = [f"{perf_label(metric.name)}={_num(metric.value)}{metric.uom}", str(warning or ""), str(critical or ""),
-              _num(metric.min), _num(metric.max)]
+    fields = [
+        f"{perf_label(metric.name)}={_num(metric.value)}{metric.uom}",
+        str(warning or ""),
+        str(critical or ""),
+        _num(metric.min),
+        _num(metric.max),
+    ]
     while fields and fields[-1] == "":
         fields.pop()
     return ";".join(fields)
@@ -163,8 +177,15 @@ class Outcome:
         return "\n".join(lines)
 
 
-def evaluate(name: str, metrics: Iterable[Metric], contexts: Sequence[Context], *, lang: str = "fr",
-             prefix: str = "", extra: Iterable[Result] = ()) -> Outcome:
+def evaluate(
+    name: str,
+    metrics: Iterable[Metric],
+    contexts: Sequence[Context],
+    *,
+    lang: str = "fr",
+    prefix: str = "",
+    extra: Iterable[Result] = (),
+) -> Outcome:
     by_name = {c.name: c for c in contexts}
     out = Outcome(name=name, summary_prefix=prefix, lang=lang)
     for m in metrics:

@@ -40,7 +40,9 @@ class Range:
         spec = text.strip()
         m = _SYNTAX.match(spec)
         if m is None or (m["start"] is None and m["end"] is None):
-            raise RangeError(f"invalid range {text!r}: expected [@][start:][end], e.g. 10, 10:, ~:10, 10:20, @10:20")
+            raise RangeError(
+                f"invalid range {text!r}: expected [@][start:][end], e.g. 10, 10:, ~:10, 10:20, @10:20"
+            )
         has_colon = ":" in spec
         if has_colon:
             raw = m["start"]

@@ -13,7 +13,9 @@ DEPLOY = ROOT / "deploy"
 
 def test_containerfile_copies_what_exists_and_what_the_wheel_needs() -> None:
     text = (DEPLOY / "container" / "Containerfile").read_text(encoding="utf-8")
-    sources = [s for line in re.findall(r"^COPY (?!--from)(.+)$", text, flags=re.M) for s in line.split()[:-1]]
+    sources = [
+        s for line in re.findall(r"^COPY (?!--from)(.+)$", text, flags=re.M) for s in line.split()[:-1]
+    ]
     assert sources
     for s in sources:
         assert (ROOT / s).exists(), f"Containerfile copies {s}, which does not exist"
@@ -24,7 +26,9 @@ def test_containerfile_copies_what_exists_and_what_the_wheel_needs() -> None:
 
 
 def test_environment_example_covers_the_example_env_secrets() -> None:
-    wanted = set(re.findall(r"\{env: (\w+)\}", (ROOT / "config" / "credentials.yaml").read_text(encoding="utf-8")))
+    wanted = set(
+        re.findall(r"\{env: (\w+)\}", (ROOT / "config" / "credentials.yaml").read_text(encoding="utf-8"))
+    )
     example = (DEPLOY / "etc" / "callipso-agent" / "environment.example").read_text(encoding="utf-8")
     given = set(re.findall(r"^(\w+)=", example, flags=re.M))
     assert wanted and wanted <= given

@@ -58,7 +58,9 @@ UNREACHABLE_SITE, UNREACHABLE = "GARDANNE-MDS", "ups-gardanne-mds"
 
 
 def dashboards() -> list[dict[str, Any]]:
-    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted((GRAFANA / "dashboards").glob("*.json"))]
+    return [
+        json.loads(p.read_text(encoding="utf-8")) for p in sorted((GRAFANA / "dashboards").glob("*.json"))
+    ]
 
 
 def panel_queries() -> list[tuple[str, str, str]]:
@@ -96,15 +98,25 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LabAgent, 
 
 
 def test_dashboard_json_is_what_the_generator_writes() -> None:
-    out = subprocess.run([sys.executable, str(GRAFANA / "generate.py"), "--check"], capture_output=True, text=True,
-                         timeout=60, check=False)
+    out = subprocess.run(
+        [sys.executable, str(GRAFANA / "generate.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
 
 
 def test_dashboards_are_well_formed_and_use_the_variables() -> None:
     ds = dashboards()
-    assert {d["uid"] for d in ds} == {"callipso-noc", "callipso-ups", "callipso-sbc", "callipso-oxe",
-                                      "callipso-environment"}
+    assert {d["uid"] for d in ds} == {
+        "callipso-noc",
+        "callipso-ups",
+        "callipso-sbc",
+        "callipso-oxe",
+        "callipso-environment",
+    }
     for d in ds:
         names = [v["name"] for v in d["templating"]["list"]]
         assert names[:2] == ["datasource", "site"], d["uid"]
@@ -146,7 +158,9 @@ def test_prometheus_scrapes_the_agent_and_evaluates_every_rule(stack: tuple[LabA
     assert len(rules) >= 30
 
 
-def test_ups_on_battery_alert_goes_pending_for_the_faulty_ups_only(stack: tuple[LabAgent, Prometheus]) -> None:
+def test_ups_on_battery_alert_goes_pending_for_the_faulty_ups_only(
+    stack: tuple[LabAgent, Prometheus],
+) -> None:
     _, prom = stack
 
     def pending() -> list[dict[str, Any]]:
@@ -158,8 +172,9 @@ def test_ups_on_battery_alert_goes_pending_for_the_faulty_ups_only(stack: tuple[
 
 
 @pytest.mark.parametrize(("uid", "title", "expr"), panel_queries(), ids=lambda v: str(v)[:60])
-def test_every_panel_query_parses_and_returns_data_when_served(stack: tuple[LabAgent, Prometheus], uid: str,
-                                                               title: str, expr: str) -> None:
+def test_every_panel_query_parses_and_returns_data_when_served(
+    stack: tuple[LabAgent, Prometheus], uid: str, title: str, expr: str
+) -> None:
     _, prom = stack
     query = substitute(expr)
     assert "$" not in query, f"unsubstituted variable in {expr!r}"
@@ -191,8 +206,14 @@ def test_template_variables_list_lab_values(stack: tuple[LabAgent, Prometheus]) 
             if (d["uid"], v["name"]) in NOT_SERVED_VARIABLES:
                 assert prom.api("series", **{"match[]": match})["status"] == "success"
                 continue
-            values = wait_for(lambda: prom.api(f"label/{m['label']}/values", **{"match[]": match})["data"], 30,
-                              f"values of ${v['name']} in {d['uid']}")
+            label = m["label"]
+            values = wait_for(
+                lambda label=label, match=match: prom.api(f"label/{label}/values", **{"match[]": match})[
+                    "data"
+                ],
+                30,
+                f"values of ${v['name']} in {d['uid']}",
+            )
             if v["name"] == "site":
                 assert {"AUBAGNE-MDS", UNREACHABLE_SITE} <= set(values)
             if d["uid"] == "callipso-ups" and v["name"] == "device":

@@ -121,17 +121,33 @@ class LabAgent:
             missing("snmpsim")
         env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.helpers.lab_agent", "--dir", str(self.workdir / "lab"),
-             "--interval", str(self.interval), "--http-port", str(self.http), "--control-port", str(self.control),
-             "--metrics-port", str(self.metrics)],
-            cwd=ROOT, stdout=self.log.open("ab"), stderr=subprocess.STDOUT, env=env)
+            [
+                sys.executable,
+                "-m",
+                "tests.helpers.lab_agent",
+                "--dir",
+                str(self.workdir / "lab"),
+                "--interval",
+                str(self.interval),
+                "--http-port",
+                str(self.http),
+                "--control-port",
+                str(self.control),
+                "--metrics-port",
+                str(self.metrics),
+            ],
+            cwd=ROOT,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
 
     def api(self, path: str) -> Any:
         with urllib.request.urlopen(self.api_url + path, timeout=5) as rsp:  # noqa: S310 - loopback
             return json.loads(rsp.read())
 
     def metrics_text(self) -> str:
-        with urllib.request.urlopen(f"http://{self.metrics_target}/metrics", timeout=5) as rsp:  # noqa: S310
+        with urllib.request.urlopen(f"http://{self.metrics_target}/metrics", timeout=5) as rsp:
             return rsp.read().decode()
 
     def wait_all_up(self, timeout: float = 90) -> dict[str, Any]:
@@ -145,9 +161,15 @@ class LabAgent:
         return wait_for(ready, timeout, "every lab device up")
 
     def lab(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "callipso_agent", "lab", "--control-port", str(self.control),
-                               *args], capture_output=True, text=True, timeout=30, check=False, cwd=ROOT,
-                              env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        return subprocess.run(
+            [sys.executable, "-m", "callipso_agent", "lab", "--control-port", str(self.control), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+            cwd=ROOT,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        )
 
     def fault(self, fault: str, target: str) -> None:
         out = self.lab("fault", fault, target)

@@ -127,30 +127,38 @@ class Nagios:
         self.services: list[str] = []
 
     def add_service(self, name: str, command_line: str, interval: int = 2) -> None:
-        self.commands.append(f"define command {{\n    command_name check_{name}\n    command_line {command_line}\n}}\n")
+        self.commands.append(
+            f"define command {{\n    command_name check_{name}\n    command_line {command_line}\n}}\n"
+        )
         self.services.append(
             f"define service {{\n    host_name {self.host}\n    service_description {name}\n"
             f"    check_command check_{name}\n    max_check_attempts 1\n    check_interval {interval}\n"
-            f"    retry_interval 1\n    check_period 24x7\n    contacts nobody\n    notification_period 24x7\n"
-            f"    notifications_enabled 0\n}}\n")
+            f"    retry_interval 1\n    check_period 24x7\n    contacts nobody\n"
+            f"    notification_period 24x7\n"
+            f"    notifications_enabled 0\n}}\n"
+        )
 
     def write(self) -> Path:
         main = self.dir / "nagios.cfg"
         main.write_text(MAIN.format(d=self.dir, user=self.user, group=self.group), encoding="utf-8")
         (self.dir / "resource.cfg").write_text("$USER1$=/usr/lib/nagios/plugins\n", encoding="utf-8")
-        (self.dir / "objects.cfg").write_text(OBJECTS_HEAD.format(host=self.host) + "".join(self.commands)
-                                              + "".join(self.services), encoding="utf-8")
+        (self.dir / "objects.cfg").write_text(
+            OBJECTS_HEAD.format(host=self.host) + "".join(self.commands) + "".join(self.services),
+            encoding="utf-8",
+        )
         for p in [self.dir, *self.dir.rglob("*")]:
             os.chown(p, self.uid, self.gid)
         return main
 
     def start(self) -> None:
         main = self.write()
-        verify = subprocess.run([self.binary, "-v", str(main)], capture_output=True, text=True, timeout=60,
-                                check=False)
+        verify = subprocess.run(
+            [self.binary, "-v", str(main)], capture_output=True, text=True, timeout=60, check=False
+        )
         assert verify.returncode == 0, verify.stdout[-3000:] + verify.stderr[-2000:]
-        self.proc = subprocess.Popen([self.binary, str(main)], stdout=(self.dir / "stdout.log").open("ab"),
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [self.binary, str(main)], stdout=(self.dir / "stdout.log").open("ab"), stderr=subprocess.STDOUT
+        )
         wait_for(lambda: self.status() is not None and self._alive(), 30, "nagios status.dat")
 
     def _alive(self) -> bool:
@@ -184,11 +192,14 @@ class Nagios:
 
     def wait_state(self, name: str, state: int, timeout: float = 60) -> dict[str, str]:
         """Wait until the service's last check result has this state (hard, with max_check_attempts 1)."""
+
         def reached() -> dict[str, str] | None:
             self._alive()
             s = self.service(name)
             checked = s.get("has_been_checked") == "1"
-            return s if checked and s.get("current_state") == str(state) and s.get("state_type") == "1" else None
+            return (
+                s if checked and s.get("current_state") == str(state) and s.get("state_type") == "1" else None
+            )
 
         return wait_for(reached, timeout, f"nagios service {name} in state {state}; now {self.service(name)}")
 
@@ -220,9 +231,13 @@ def verify_objects(files: list[Path], workdir: Path) -> subprocess.CompletedProc
     user = pwd.getpwuid(os.getuid()).pw_name
     main = MAIN.format(d=workdir, user=user, group=user).replace(
         f"cfg_file={workdir}/objects.cfg\n",
-        "".join(f"cfg_file={stock / f}\n" for f in DEBIAN_OBJECTS) + "".join(f"cfg_file={p}\n" for p in files))
-    (workdir / "resource.cfg").write_text("$USER1$=/usr/lib/nagios/plugins\n$USER20$=http://127.0.0.1:9730\n"
-                                          "$USER21$=/opt/callipso-agent/bin\n", encoding="utf-8")
+        "".join(f"cfg_file={stock / f}\n" for f in DEBIAN_OBJECTS)
+        + "".join(f"cfg_file={p}\n" for p in files),
+    )
+    (workdir / "resource.cfg").write_text(
+        "$USER1$=/usr/lib/nagios/plugins\n$USER20$=http://127.0.0.1:9730\n$USER21$=/opt/callipso-agent/bin\n",
+        encoding="utf-8",
+    )
     path = workdir / "nagios.cfg"
     path.write_text(main, encoding="utf-8")
     return subprocess.run([binary, "-v", str(path)], capture_output=True, text=True, timeout=60, check=False)

@@ -24,11 +24,22 @@ class Prometheus:
         self.port = free_tcp_port()
         self.config = workdir / "prometheus.yml"
         self.log = workdir / "prometheus.log"
-        self.config.write_text(yaml.safe_dump({
-            "global": {"scrape_interval": interval, "evaluation_interval": interval, "scrape_timeout": interval},
-            "rule_files": [str(p) for p in rule_files],
-            "scrape_configs": [{"job_name": "callipso-agent", "static_configs": [{"targets": [target]}]}],
-        }), encoding="utf-8")
+        self.config.write_text(
+            yaml.safe_dump(
+                {
+                    "global": {
+                        "scrape_interval": interval,
+                        "evaluation_interval": interval,
+                        "scrape_timeout": interval,
+                    },
+                    "rule_files": [str(p) for p in rule_files],
+                    "scrape_configs": [
+                        {"job_name": "callipso-agent", "static_configs": [{"targets": [target]}]}
+                    ],
+                }
+            ),
+            encoding="utf-8",
+        )
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -37,9 +48,16 @@ class Prometheus:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [self.binary, f"--config.file={self.config}", f"--storage.tsdb.path={self.workdir / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1h"],
-            stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+            [
+                self.binary,
+                f"--config.file={self.config}",
+                f"--storage.tsdb.path={self.workdir / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--storage.tsdb.retention.time=1h",
+            ],
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
         wait_for(self._ready, 60, "prometheus ready")
 
     def _ready(self) -> bool:

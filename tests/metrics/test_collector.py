@@ -40,22 +40,48 @@ def ups_poll(device: str, *, charge: float, on_battery: bool = False, duration: 
     ms = (
         Measurement(device, "ups_battery_charge_percent", charge, T0, unit="percent", help="Battery charge"),
         Measurement(device, "ups_input_voltage_volts", 231.0, T0, unit="volts", labels={"phase": "1"}),
-        Measurement(device, "ups_input_voltage_volts", 0.0 if on_battery else 229.0, T0, unit="volts",
-                    labels={"phase": "2"}),
-        Measurement(device, "ups_output_source", 5.0 if on_battery else 3.0, T0, kind=MetricKind.STATE,
-                    state=Severity.CRITICAL if on_battery else Severity.OK,
-                    text="battery" if on_battery else "normal"),
+        Measurement(
+            device,
+            "ups_input_voltage_volts",
+            0.0 if on_battery else 229.0,
+            T0,
+            unit="volts",
+            labels={"phase": "2"},
+        ),
+        Measurement(
+            device,
+            "ups_output_source",
+            5.0 if on_battery else 3.0,
+            T0,
+            kind=MetricKind.STATE,
+            state=Severity.CRITICAL if on_battery else Severity.OK,
+            text="battery" if on_battery else "normal",
+        ),
         Measurement(device, "ups_input_line_bads_total", 7.0, T0, kind=MetricKind.COUNTER),
-        Measurement(device, "ups_alarm", 1.0, T0, kind=MetricKind.INFO, labels={"alarm_id": "3"},
-                    text="1.3.6.1.2.1.33.1.6.3.2"),
+        Measurement(
+            device,
+            "ups_alarm",
+            1.0,
+            T0,
+            kind=MetricKind.INFO,
+            labels={"alarm_id": "3"},
+            text="1.3.6.1.2.1.33.1.6.3.2",
+        ),
         Measurement(device, "ups_battery_temperature_celsius", None, T0, unit="celsius"),
     )
-    return PollResult(device=device, started=T0, duration=duration, measurements=ms,
-                      system={"profile": "ups-mib", "model": "9PX", "sys_descr": "x" * 500})
+    return PollResult(
+        device=device,
+        started=T0,
+        duration=duration,
+        measurements=ms,
+        system={"profile": "ups-mib", "model": "9PX", "sys_descr": "x" * 500},
+    )
 
 
 def failed_poll(device: str, kind: str = "timeout") -> PollResult:
-    return PollResult(device=device, started=T0 + timedelta(minutes=1), duration=6.0, error=kind, error_text="no")
+    return PollResult(
+        device=device, started=T0 + timedelta(minutes=1), duration=6.0, error=kind, error_text="no"
+    )
 
 
 def samples(text: str) -> list[tuple[str, dict[str, str], float]]:
@@ -81,8 +107,9 @@ def expose(collector: CallipsoCollector) -> str:
 def test_measurements_carry_site_device_family_and_their_own_labels(cache: LatestCache) -> None:
     inv = inventory_of("ups-aubagne", "ups-istres")
     text = expose(CallipsoCollector(cache, lambda: inv))
-    assert find(text, "callipso_ups_battery_charge_percent", device="ups-istres", site="ISTRES",
-                family="ups-mib") == [62.0]
+    assert find(
+        text, "callipso_ups_battery_charge_percent", device="ups-istres", site="ISTRES", family="ups-mib"
+    ) == [62.0]
     assert find(text, "callipso_ups_input_voltage_volts", device="ups-istres", phase="2") == [0.0]
     # counters keep their _total name and are typed as counters
     fams = {f.name: f.type for f in text_string_to_metric_families(text)}
@@ -96,17 +123,22 @@ def test_measurements_carry_site_device_family_and_their_own_labels(cache: Lates
 def test_state_is_a_value_plus_one_series_naming_the_state(cache: LatestCache) -> None:
     text = expose(CallipsoCollector(cache, lambda: inventory_of("ups-aubagne", "ups-istres")))
     assert find(text, "callipso_ups_output_source", device="ups-istres") == [5.0]
-    states = [(lab["state"], lab["severity"]) for n, lab, _ in samples(text)
-              if n == "callipso_ups_output_source_state" and lab["device"] == "ups-istres"]
+    states = [
+        (lab["state"], lab["severity"])
+        for n, lab, _ in samples(text)
+        if n == "callipso_ups_output_source_state" and lab["device"] == "ups-istres"
+    ]
     assert states == [("battery", "critical")]
-    assert find(text, "callipso_ups_output_source_state", device="ups-aubagne", state="normal",
-                severity="ok") == [1.0]
+    assert find(
+        text, "callipso_ups_output_source_state", device="ups-aubagne", state="normal", severity="ok"
+    ) == [1.0]
 
 
 def test_info_measurements_and_device_info_are_bounded(cache: LatestCache) -> None:
     text = expose(CallipsoCollector(cache, lambda: inventory_of("ups-aubagne", "ups-istres")))
-    assert find(text, "callipso_ups_alarm_info", device="ups-istres", alarm_id="3",
-                value="1.3.6.1.2.1.33.1.6.3.2") == [1.0]
+    assert find(
+        text, "callipso_ups_alarm_info", device="ups-istres", alarm_id="3", value="1.3.6.1.2.1.33.1.6.3.2"
+    ) == [1.0]
     infos = [lab for n, lab, _ in samples(text) if n == "callipso_device_info"]
     assert {i["device"] for i in infos} == {"ups-aubagne", "ups-istres"}
     assert all("sys_descr" not in i for i in infos)  # only whitelisted identity keys
@@ -115,10 +147,24 @@ def test_info_measurements_and_device_info_are_bounded(cache: LatestCache) -> No
 
 def test_long_label_values_are_truncated_and_reserved_label_names_renamed() -> None:
     c = LatestCache()
-    c.update(PollResult("gw-x", T0, 0.1, measurements=(
-        Measurement("gw-x", "interface_oper_up", 1.0, T0, kind=MetricKind.STATE, text="up",
-                    labels={"interface": "eth" + "0" * 300, "device": "inner", "__meta": "m", "9x": "y"}),
-    )))
+    c.update(
+        PollResult(
+            "gw-x",
+            T0,
+            0.1,
+            measurements=(
+                Measurement(
+                    "gw-x",
+                    "interface_oper_up",
+                    1.0,
+                    T0,
+                    kind=MetricKind.STATE,
+                    text="up",
+                    labels={"interface": "eth" + "0" * 300, "device": "inner", "__meta": "m", "9x": "y"},
+                ),
+            ),
+        )
+    )
     text = expose(CallipsoCollector(c, lambda: {"gw-x": {"site": "S", "family": "audiocodes-mp11x"}}))
     (lab,) = [lab for n, lab, _ in samples(text) if n == "callipso_interface_oper_up"]
     assert len(lab["interface"]) == MAX_LABEL_VALUE
@@ -129,11 +175,18 @@ def test_long_label_values_are_truncated_and_reserved_label_names_renamed() -> N
 
 def test_series_cap_per_metric_and_device_drops_and_counts() -> None:
     c = LatestCache()
-    ms = tuple(Measurement("sbc-1", "sbc_alarm", 1.0, T0, kind=MetricKind.INFO, labels={"seq": str(i)},
-                           text=f"alarm {i}") for i in range(30))
+    ms = tuple(
+        Measurement(
+            "sbc-1", "sbc_alarm", 1.0, T0, kind=MetricKind.INFO, labels={"seq": str(i)}, text=f"alarm {i}"
+        )
+        for i in range(30)
+    )
     c.update(PollResult("sbc-1", T0, 0.1, measurements=ms))
-    text = expose(CallipsoCollector(c, lambda: {"sbc-1": {"site": "HD13", "family": "audiocodes-sbc"}},
-                                    max_series_per_metric=10))
+    text = expose(
+        CallipsoCollector(
+            c, lambda: {"sbc-1": {"site": "HD13", "family": "audiocodes-sbc"}}, max_series_per_metric=10
+        )
+    )
     assert len(find(text, "callipso_sbc_alarm_info")) == 10
     assert find(text, "callipso_exporter_dropped_series") == [20.0]
 
@@ -156,7 +209,10 @@ def test_devices_leaving_the_inventory_disappear_at_the_next_scrape(cache: Lates
 def test_self_metrics_up_errors_timestamps_and_duration_histogram(cache: LatestCache) -> None:
     inv = inventory_of("ups-aubagne", "ups-istres", "ups-never")
     observer = PollObserver(lambda d: inv.get(d, {}).get("family"), buckets=(0.5, 5.0))
-    for r in (ups_poll("ups-aubagne", charge=1, duration=0.2), ups_poll("ups-istres", charge=1, duration=0.7)):
+    for r in (
+        ups_poll("ups-aubagne", charge=1, duration=0.2),
+        ups_poll("ups-istres", charge=1, duration=0.7),
+    ):
         observer(r)
     f = failed_poll("ups-istres")
     cache.update(f)
@@ -169,24 +225,44 @@ def test_self_metrics_up_errors_timestamps_and_duration_histogram(cache: LatestC
     assert find(text, "callipso_poll_errors_total", device="ups-istres", kind="timeout") == [1.0]
     assert find(text, "callipso_poll_errors_total", device="ups-istres", kind="auth_failed") == [1.0]
     assert find(text, "callipso_device_consecutive_failures", device="ups-istres") == [2.0]
-    assert find(text, "callipso_last_successful_poll_timestamp_seconds", device="ups-istres") == [T0.timestamp()]
-    assert find(text, "callipso_poll_duration_seconds_bucket", family="ups-mib", outcome="success",
-                le="0.5") == [1.0]
+    assert find(text, "callipso_last_successful_poll_timestamp_seconds", device="ups-istres") == [
+        T0.timestamp()
+    ]
+    assert find(
+        text, "callipso_poll_duration_seconds_bucket", family="ups-mib", outcome="success", le="0.5"
+    ) == [1.0]
     assert find(text, "callipso_poll_duration_seconds_count", family="ups-mib", outcome="success") == [2.0]
-    assert find(text, "callipso_poll_duration_seconds_bucket", family="ups-mib", outcome="failure",
-                le="5.0") == [0.0]
+    assert find(
+        text, "callipso_poll_duration_seconds_bucket", family="ups-mib", outcome="failure", le="5.0"
+    ) == [0.0]
     assert find(text, "callipso_inventory_devices", site="NEVER", family="ups-mib") == [1.0]
 
 
-def incident(i: int, prio: str, site: str | None, state: IncidentState = IncidentState.OPEN,
-             deadlines: dict[str, datetime] | None = None) -> IncidentView:
-    return IncidentView(id=i, key=f"k:{i}", title="t", state=state, priority=prio, severity=Severity.CRITICAL,
-                        opened_at=T0, site=site, deadlines=deadlines or {})
+def incident(
+    i: int,
+    prio: str,
+    site: str | None,
+    state: IncidentState = IncidentState.OPEN,
+    deadlines: dict[str, datetime] | None = None,
+) -> IncidentView:
+    return IncidentView(
+        id=i,
+        key=f"k:{i}",
+        title="t",
+        state=state,
+        priority=prio,
+        severity=Severity.CRITICAL,
+        opened_at=T0,
+        site=site,
+        deadlines=deadlines or {},
+    )
 
 
 def test_incident_metrics_from_the_provider_and_notification_counters(cache: LatestCache) -> None:
     views = [
-        incident(1, "P1", "HD13", deadlines={"restore": T0 + timedelta(hours=4), "ack": T0 + timedelta(minutes=15)}),
+        incident(
+            1, "P1", "HD13", deadlines={"restore": T0 + timedelta(hours=4), "ack": T0 + timedelta(minutes=15)}
+        ),
         incident(2, "P1", "HD13", state=IncidentState.ACKNOWLEDGED),
         incident(3, "P3", None),
         incident(4, "P1", "HD13", state=IncidentState.RESOLVED, deadlines={"restore": T0}),
@@ -195,12 +271,16 @@ def test_incident_metrics_from_the_provider_and_notification_counters(cache: Lat
     notes.sent("easyvista")
     notes.failed("sms", "http_503")
     notes.failed("sms", "http_503")
-    text = expose(CallipsoCollector(cache, lambda: {}, incidents=lambda: views, notifications=notes,
-                                    queues=lambda: {"outbox": 3}))
+    text = expose(
+        CallipsoCollector(
+            cache, lambda: {}, incidents=lambda: views, notifications=notes, queues=lambda: {"outbox": 3}
+        )
+    )
     assert find(text, "callipso_incidents_open", priority="P1", site="HD13") == [2.0]
     assert find(text, "callipso_incidents_open", priority="P3") == [1.0]
     assert find(text, "callipso_incident_deadline_timestamp_seconds", incident="1", deadline="restore") == [
-        (T0 + timedelta(hours=4)).timestamp()]
+        (T0 + timedelta(hours=4)).timestamp()
+    ]
     assert find(text, "callipso_incident_deadline_timestamp_seconds", incident="4") == []  # resolved
     assert find(text, "callipso_notification_failures_total", channel="sms", reason="http_503") == [2.0]
     assert find(text, "callipso_notifications_sent_total", channel="easyvista") == [1.0]
@@ -219,8 +299,9 @@ def test_a_failing_incident_provider_does_not_break_the_scrape(cache: LatestCach
 
 def promtool_check(text: str) -> None:
     promtool = require_binary("promtool")
-    out = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30,
-                         check=False)
+    out = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30, check=False
+    )
     assert out.returncode == 0 and not out.stdout.strip() and not out.stderr.strip(), out.stdout + out.stderr
 
 
@@ -233,9 +314,15 @@ async def test_metrics_route_on_the_agent_http_server_in_both_formats(cache: Lat
 
     observer = PollObserver(lambda d: inv.get(d, {}).get("family"))
     observer(ups_poll("ups-istres", charge=3))
-    collector = CallipsoCollector(cache, lambda: inv, observer=observer, incidents=lambda: [incident(1, "P2", "X")],
-                                  notifications=NotificationStats(), queues=lambda: {"outbox": 0},
-                                  agent_info={"version": "test", "name": "lab"})
+    collector = CallipsoCollector(
+        cache,
+        lambda: inv,
+        observer=observer,
+        incidents=lambda: [incident(1, "P2", "X")],
+        notifications=NotificationStats(),
+        queues=lambda: {"outbox": 0},
+        agent_info={"version": "test", "name": "lab"},
+    )
     server = HttpServer(cache, host="127.0.0.1", port=0, ready=ready, inventory=lambda: inv)
     server.add_routes(metrics_routes(build_registry(collector)))
     await server.start()

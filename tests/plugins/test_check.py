@@ -26,21 +26,36 @@ NOW = datetime.now(UTC)
 
 
 def incident_json(i: IncidentView) -> dict[str, Any]:
-    return {"id": i.id, "key": i.key, "title": i.title, "state": i.state.value, "priority": i.priority,
-            "severity": i.severity.label, "opened_at": i.opened_at.isoformat(), "site": i.site, "device": i.device,
-            "user_impact": i.user_impact, "technical_impact": i.technical_impact,
-            "deadlines": {k: v.isoformat() for k, v in i.deadlines.items()}}
+    return {
+        "id": i.id,
+        "key": i.key,
+        "title": i.title,
+        "state": i.state.value,
+        "priority": i.priority,
+        "severity": i.severity.label,
+        "opened_at": i.opened_at.isoformat(),
+        "site": i.site,
+        "device": i.device,
+        "user_impact": i.user_impact,
+        "technical_impact": i.technical_impact,
+        "deadlines": {k: v.isoformat() for k, v in i.deadlines.items()},
+    }
 
 
 def ups(device: str, *, charge: float, runtime: float, source: str = "normal") -> PollResult:
     sev = {"normal": Severity.OK, "bypass": Severity.WARNING, "battery": Severity.CRITICAL}[source]
-    return PollResult(device, NOW, 0.1, measurements=(
-        Measurement(device, "ups_output_source", 3.0, NOW, kind=MetricKind.STATE, state=sev, text=source),
-        Measurement(device, "ups_battery_charge_percent", charge, NOW, unit="percent"),
-        Measurement(device, "ups_battery_runtime_seconds", runtime, NOW, unit="seconds"),
-        Measurement(device, "ups_load_percent", 40.0, NOW, unit="percent", labels={"phase": "1"}),
-        Measurement(device, "ups_input_line_bads_total", 3.0, NOW, kind=MetricKind.COUNTER),
-    ))
+    return PollResult(
+        device,
+        NOW,
+        0.1,
+        measurements=(
+            Measurement(device, "ups_output_source", 3.0, NOW, kind=MetricKind.STATE, state=sev, text=source),
+            Measurement(device, "ups_battery_charge_percent", charge, NOW, unit="percent"),
+            Measurement(device, "ups_battery_runtime_seconds", runtime, NOW, unit="seconds"),
+            Measurement(device, "ups_load_percent", 40.0, NOW, unit="percent", labels={"phase": "1"}),
+            Measurement(device, "ups_input_line_bads_total", 3.0, NOW, kind=MetricKind.COUNTER),
+        ),
+    )
 
 
 @dataclass
@@ -64,10 +79,26 @@ async def _start(with_incidents: bool, slow: bool = False) -> tuple[HttpServer, 
     cache.update(ups("ups-a", charge=100, runtime=3000))
     cache.update(ups("ups-b", charge=45, runtime=1200, source="battery"))
     cache.update(PollResult("ups-c", NOW, 6.0, error="timeout", error_text="no answer within 6s"))
-    cache.update(PollResult("probe-a", NOW, 0.1, measurements=(
-        Measurement("probe-a", "env_temperature_celsius", 31.5, NOW, unit="celsius", labels={"sensor": "salle 1"}),
-        Measurement("probe-a", "env_humidity_percent", 50.0, NOW, unit="percent", labels={"sensor": "salle 1"}),
-    )))
+    cache.update(
+        PollResult(
+            "probe-a",
+            NOW,
+            0.1,
+            measurements=(
+                Measurement(
+                    "probe-a",
+                    "env_temperature_celsius",
+                    31.5,
+                    NOW,
+                    unit="celsius",
+                    labels={"sensor": "salle 1"},
+                ),
+                Measurement(
+                    "probe-a", "env_humidity_percent", 50.0, NOW, unit="percent", labels={"sensor": "salle 1"}
+                ),
+            ),
+        )
+    )
 
     async def ready() -> tuple[bool, dict[str, Any]]:
         return True, {}
@@ -78,8 +109,11 @@ async def _start(with_incidents: bool, slow: bool = False) -> tuple[HttpServer, 
     async def incidents(request: web.Request) -> web.Response:
         if slow:
             await asyncio.sleep(3)
-        items = [incident_json(i) for i in agent.incidents
-                 if request.query.get("state") != "open" or i.state is not IncidentState.RESOLVED]
+        items = [
+            incident_json(i)
+            for i in agent.incidents
+            if request.query.get("state") != "open" or i.state is not IncidentState.RESOLVED
+        ]
         return web.json_response({"incidents": items})
 
     if with_incidents:
@@ -105,6 +139,7 @@ async def old_agent() -> AsyncIterator[Agent]:
 
 async def check(*argv: str) -> tuple[int, str]:
     """Run the plugin in a thread (the agent's server runs on this loop)."""
+
     def run() -> tuple[int, str]:
         out, err = io.StringIO(), io.StringIO()
         with redirect_stdout(out), redirect_stderr(err):
@@ -122,7 +157,7 @@ def perf(output: str) -> dict[str, list[str]]:
     while rest:
         assert rest.startswith("'"), rest
         end = rest.index("'=", 1)
-        label, tail = rest[1:end], rest[end + 2:]
+        label, tail = rest[1:end], rest[end + 2 :]
         value, _, rest = tail.partition(" ")
         items[label.replace("''", "'")] = value.split(";")
         rest = rest.strip()
@@ -130,13 +165,21 @@ def perf(output: str) -> dict[str, list[str]]:
 
 
 # ---- pure parts --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("value", "warn", "crit", "state"), [
-    (100, "50:", "20:", Severity.OK), (45, "50:", "20:", Severity.WARNING), (10, "50:", "20:", Severity.CRITICAL),
-    (10, None, "20:", Severity.CRITICAL), (45, None, None, Severity.OK), (15, "@10:20", "@12:14", Severity.WARNING),
-    (13, "@10:20", "@12:14", Severity.CRITICAL),
-])
-def test_scalar_context_checks_critical_before_warning(value: float, warn: str | None, crit: str | None,
-                                                       state: Severity) -> None:
+@pytest.mark.parametrize(
+    ("value", "warn", "crit", "state"),
+    [
+        (100, "50:", "20:", Severity.OK),
+        (45, "50:", "20:", Severity.WARNING),
+        (10, "50:", "20:", Severity.CRITICAL),
+        (10, None, "20:", Severity.CRITICAL),
+        (45, None, None, Severity.OK),
+        (15, "@10:20", "@12:14", Severity.WARNING),
+        (13, "@10:20", "@12:14", Severity.CRITICAL),
+    ],
+)
+def test_scalar_context_checks_critical_before_warning(
+    value: float, warn: str | None, crit: str | None, state: Severity
+) -> None:
     ctx = ScalarContext("charge", Range.optional(warn), Range.optional(crit))
     assert ctx.evaluate(Metric("charge", value, "%"), "en").state is state
 
@@ -178,16 +221,20 @@ async def test_ups_state_and_thresholds_with_long_output(agent: Agent) -> None:
     code, out = await check("ups", "-d", "ups-b", "--agent-url", agent.url, "-v")
     assert code == 2
     first, *long = out.splitlines()
-    assert first.startswith("CALLIPSO-UPS CRITICAL - ups-b: ups_output_source battery, ups_battery_charge_percent 45%")
+    assert first.startswith(
+        "CALLIPSO-UPS CRITICAL - ups-b: ups_output_source battery, ups_battery_charge_percent 45%"
+    )
     assert "CRITICAL: ups_output_source battery" in long
     assert "WARNING: ups_battery_charge_percent 45% (hors de la plage 50:)" in long
     # -w/-c set the primary threshold (charge); the state of the output source still decides CRITICAL
-    code, out = await check("ups", "-d", "ups-b", "--agent-url", agent.url, "-w", "40:", "-c", "@0:10",
-                            "--lang", "en")
+    code, out = await check(
+        "ups", "-d", "ups-b", "--agent-url", agent.url, "-w", "40:", "-c", "@0:10", "--lang", "en"
+    )
     assert code == 2 and "charge_percent 45%" not in out.split("|")[0]
     assert perf(out)["ups_battery_charge_percent"][1:3] == ["40:", "@0:10"]
-    code, out = await check("ups", "-d", "ups-a", "--agent-url", agent.url, "--critical-runtime", "3600:",
-                            "--lang", "en")
+    code, out = await check(
+        "ups", "-d", "ups-a", "--agent-url", agent.url, "--critical-runtime", "3600:", "--lang", "en"
+    )
     assert code == 2 and "ups_battery_runtime_seconds 3000s (outside range 3600:)" in out
 
 
@@ -222,19 +269,36 @@ async def test_device_mode(agent: Agent) -> None:
 
 
 # ---- incidents and météo ---------------------------------------------------------------------------------
-def view(i: int, prio: str, site: str, impact: str = "degraded", state: IncidentState = IncidentState.OPEN,
-         deadlines: dict[str, datetime] | None = None) -> IncidentView:
-    return IncidentView(id=i, key=f"k{i}", title=f"incident {i}", state=state, priority=prio,
-                        severity=Severity.CRITICAL, opened_at=NOW, site=site, user_impact=impact,
-                        deadlines=deadlines or {})
+def view(
+    i: int,
+    prio: str,
+    site: str,
+    impact: str = "degraded",
+    state: IncidentState = IncidentState.OPEN,
+    deadlines: dict[str, datetime] | None = None,
+) -> IncidentView:
+    return IncidentView(
+        id=i,
+        key=f"k{i}",
+        title=f"incident {i}",
+        state=state,
+        priority=prio,
+        severity=Severity.CRITICAL,
+        opened_at=NOW,
+        site=site,
+        user_impact=impact,
+        deadlines=deadlines or {},
+    )
 
 
 async def test_incidents_counts_priorities_and_the_next_deadline(agent: Agent) -> None:
     code, out = await check("incidents", "--agent-url", agent.url)
     assert code == 0 and "0 incident(s) ouvert(s)" in out
-    agent.incidents = [view(1, "P3", "ARENC", deadlines={"restoration": NOW + timedelta(hours=5)}),
-                       view(2, "P2", "HD13", deadlines={"taking_charge": NOW + timedelta(minutes=25)}),
-                       view(3, "P1", "HD13", state=IncidentState.RESOLVED)]
+    agent.incidents = [
+        view(1, "P3", "ARENC", deadlines={"restoration": NOW + timedelta(hours=5)}),
+        view(2, "P2", "HD13", deadlines={"taking_charge": NOW + timedelta(minutes=25)}),
+        view(3, "P1", "HD13", state=IncidentState.RESOLVED),
+    ]
     code, out = await check("incidents", "--agent-url", agent.url, "-v")
     assert code == 1, out  # a P2 (warning "0" means any) and a deadline within 30 min
     p = perf(out)

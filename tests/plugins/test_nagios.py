@@ -37,15 +37,24 @@ def run_check(*argv: str) -> tuple[int, str]:
 
 
 def plugin_python(uid: int, gid: int) -> str:
-    """A Python 3.11+ the Nagios user can run: this one, or the system's (the plugin needs only the stdlib)."""
+    """A Python 3.11+ the Nagios user can run: this one or the system's (the plugin needs only the stdlib)."""
     for candidate in (sys.executable, shutil.which("python3", path="/usr/bin:/bin") or ""):
         if not candidate:
             continue
         try:
             probe = subprocess.run(
-                [candidate, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import callipso_agent.plugins.check",
-                 str(ROOT)], capture_output=True, timeout=30, check=False,
-                user=uid if os.geteuid() == 0 else None, group=gid if os.geteuid() == 0 else None)
+                [
+                    candidate,
+                    "-c",
+                    "import sys; sys.path.insert(0, sys.argv[1]); import callipso_agent.plugins.check",
+                    str(ROOT),
+                ],
+                capture_output=True,
+                timeout=30,
+                check=False,
+                user=uid if os.geteuid() == 0 else None,
+                group=gid if os.geteuid() == 0 else None,
+            )
         except PermissionError:
             continue
         if probe.returncode == 0:
@@ -73,7 +82,9 @@ def pick_devices(agent: LabAgent) -> tuple[str, str, str]:
     devices = sorted(d["name"] for d in agent.api("/api/v1/devices")["devices"])
     sites = {d["name"]: d["site"] for d in agent.api("/api/v1/devices")["devices"]}
     ups = next(d for d in devices if run_check("ups", "-d", d, *url)[0] == 0)
-    sensors = next(d for d in devices if sites[d] != sites[ups] and run_check("sensors", "-d", d, *url)[0] == 0)
+    sensors = next(
+        d for d in devices if sites[d] != sites[ups] and run_check("sensors", "-d", d, *url)[0] == 0
+    )
     dev = next(d for d in devices if sites[d] not in (sites[ups], sites[sensors]))
     return ups, sensors, dev
 
@@ -83,8 +94,11 @@ def test_nagios_runs_every_mode_ok_then_critical_after_lab_faults(agent: LabAgen
     nagios = Nagios()
     py = plugin_python(nagios.uid, nagios.gid)
     wrapper = nagios.dir / "callipso-check"
-    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="{ROOT}" PYTHONDONTWRITEBYTECODE=1 exec "{py}" '
-                       f'-m callipso_agent.plugins.check "$@"\n', encoding="utf-8")
+    wrapper.write_text(
+        f'#!/bin/sh\nPYTHONPATH="{ROOT}" PYTHONDONTWRITEBYTECODE=1 exec "{py}" '
+        f'-m callipso_agent.plugins.check "$@"\n',
+        encoding="utf-8",
+    )
     wrapper.chmod(0o755)
     url = f"--agent-url {agent.api_url}"
     nagios.add_service("ups", f"{wrapper} ups -d {ups} {url}")
@@ -101,9 +115,13 @@ def test_nagios_runs_every_mode_ok_then_critical_after_lab_faults(agent: LabAgen
         assert ok["ups"]["plugin_output"].startswith(f"CALLIPSO-UPS OK - {ups}")
         assert "ups_battery_charge_percent" in ok["ups"]["performance_data"]
         assert "ups_battery_temperature_celsius" in ok["sensors"]["performance_data"]
-        for name, expected in (("sbc", "unknown device 'sbc-hd13'"), ("gateway", "unknown device 'gw-aix-mds'"),
-                               ("pbx", "unknown device 'oxe-hd13'"), ("incidents", "no incidents API"),
-                               ("meteo", "no incidents API")):
+        for name, expected in (
+            ("sbc", "unknown device 'sbc-hd13'"),
+            ("gateway", "unknown device 'gw-aix-mds'"),
+            ("pbx", "unknown device 'oxe-hd13'"),
+            ("incidents", "no incidents API"),
+            ("meteo", "no incidents API"),
+        ):
             s = nagios.wait_state(name, 3)
             assert expected in s["plugin_output"], s["plugin_output"]
 

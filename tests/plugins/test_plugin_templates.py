@@ -27,7 +27,11 @@ def parse(command_line: str, macros: dict[str, str]) -> object:
 
 @pytest.mark.system
 def test_nagios_templates_and_example_pass_nagios_verification(tmp_path: Path) -> None:
-    files = [NAGIOS / "callipso-commands.cfg", NAGIOS / "callipso-templates.cfg", NAGIOS / "callipso-example.cfg"]
+    files = [
+        NAGIOS / "callipso-commands.cfg",
+        NAGIOS / "callipso-templates.cfg",
+        NAGIOS / "callipso-example.cfg",
+    ]
     out = verify_objects(files, tmp_path)
     assert out.returncode == 0, out.stdout[-3000:]
     assert "Total Errors:   0" in out.stdout
@@ -41,16 +45,19 @@ def test_nagios_command_lines_are_valid_invocations() -> None:
     for line in lines:
         for extra in ("", "-v --lang en -t 5"):
             args = parse(line.replace("$ARG1$", extra), {"$_HOSTCALLIPSO_DEVICE$": "ups-hd13"})
-            modes.add(getattr(args, "mode"))
+            modes.add(args.mode)
     assert modes == MODES
 
 
 def test_centreon_commands_are_valid_invocations_and_templates_name_them() -> None:
-    rows = [line.split(";") for line in CENTREON.read_text(encoding="utf-8").splitlines()
-            if line and not line.startswith("#")]
+    rows = [
+        line.split(";")
+        for line in CENTREON.read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#")
+    ]
     commands = {r[2]: r[4] for r in rows if r[:2] == ["CMD", "ADD"]}
     macros = {"$_SERVICEEXTRAOPTIONS$": "-v"}
-    modes = {getattr(parse(cmd, macros), "mode") for cmd in commands.values()}
+    modes = {parse(cmd, macros).mode for cmd in commands.values()}
     assert modes == MODES
     used = {r[4] for r in rows if r[0] in ("STPL", "HTPL") and r[1] == "SETPARAM" and r[3] == "check_command"}
     assert used == set(commands)

@@ -10,21 +10,45 @@ from callipso_agent.rules.ranges import Range, RangeError
 
 CASES = [
     # plain end: 0..end is fine
-    ("10", -1, True), ("10", 0, False), ("10", 5.5, False), ("10", 10, False), ("10", 10.01, True),
+    ("10", -1, True),
+    ("10", 0, False),
+    ("10", 5.5, False),
+    ("10", 10, False),
+    ("10", 10.01, True),
     # start: -> start..+inf is fine
-    ("10:", 9.99, True), ("10:", 10, False), ("10:", 1e9, False),
+    ("10:", 9.99, True),
+    ("10:", 10, False),
+    ("10:", 1e9, False),
     # ~: -> -inf..end is fine
-    ("~:10", -1e9, False), ("~:10", 10, False), ("~:10", 11, True),
+    ("~:10", -1e9, False),
+    ("~:10", 10, False),
+    ("~:10", 11, True),
     # start:end
-    ("10:20", 9, True), ("10:20", 10, False), ("10:20", 20, False), ("10:20", 21, True),
+    ("10:20", 9, True),
+    ("10:20", 10, False),
+    ("10:20", 20, False),
+    ("10:20", 21, True),
     # @ inverts, bounds included
-    ("@10:20", 9, False), ("@10:20", 10, True), ("@10:20", 15, True), ("@10:20", 20, True), ("@10:20", 21, False),
-    ("@0:0", 0, True), ("@0:0", 1, False), ("@5", 0, True), ("@5", 6, False),
+    ("@10:20", 9, False),
+    ("@10:20", 10, True),
+    ("@10:20", 15, True),
+    ("@10:20", 20, True),
+    ("@10:20", 21, False),
+    ("@0:0", 0, True),
+    ("@0:0", 1, False),
+    ("@5", 0, True),
+    ("@5", 6, False),
     # negatives, decimals, exponent
-    ("-10:-5", -7, False), ("-10:-5", -4, True), ("0.5:1.5", 0.4, True), ("1e3", 999, False), ("1e3", 1001, True),
-    ("~:", -1e12, False), ("~:", 1e12, False),
+    ("-10:-5", -7, False),
+    ("-10:-5", -4, True),
+    ("0.5:1.5", 0.4, True),
+    ("1e3", 999, False),
+    ("1e3", 1001, True),
+    ("~:", -1e12, False),
+    ("~:", 1e12, False),
     # "0": anything but zero alerts (counts of P1 incidents: -c 0)
-    ("0", 0, False), ("0", 1, True),
+    ("0", 0, False),
+    ("0", 1, True),
 ]
 
 
@@ -35,17 +59,26 @@ def test_alerts_table(spec: str, value: float, alerts: bool) -> None:
     assert r.match(value) is not alerts
 
 
-@pytest.mark.parametrize(("spec", "start", "end", "inside"), [
-    ("10", 0, 10, False), ("10:", 10, math.inf, False), ("~:10", -math.inf, 10, False), (":10", 0, 10, False),
-    ("@10:20", 10, 20, True), (" 5:7 ", 5, 7, False), ("+3", 0, 3, False),
-])
+@pytest.mark.parametrize(
+    ("spec", "start", "end", "inside"),
+    [
+        ("10", 0, 10, False),
+        ("10:", 10, math.inf, False),
+        ("~:10", -math.inf, 10, False),
+        (":10", 0, 10, False),
+        ("@10:20", 10, 20, True),
+        (" 5:7 ", 5, 7, False),
+        ("+3", 0, 3, False),
+    ],
+)
 def test_parsed_bounds(spec: str, start: float, end: float, inside: bool) -> None:
     r = Range.parse(spec)
     assert (r.start, r.end, r.inside) == (start, end, inside)
 
 
-@pytest.mark.parametrize("bad", ["", " ", "@", ":", "@:", "abc", "10:5", "1:2:3", "~", "@@1", "10-20", "nan", "1,5",
-                                 "~:~"])
+@pytest.mark.parametrize(
+    "bad", ["", " ", "@", ":", "@:", "abc", "10:5", "1:2:3", "~", "@@1", "10-20", "nan", "1,5", "~:~"]
+)
 def test_invalid_ranges_are_refused_with_the_syntax_in_the_message(bad: str) -> None:
     with pytest.raises(RangeError) as err:
         Range.parse(bad)
