@@ -1,0 +1,189 @@
+"""A lab agent with /metrics, for the Prometheus, Grafana and Nagios tests.
+
+``python -m tests.helpers.lab_agent --dir D --interval 2 --http-port P --control-port C --metrics-port M``
+runs what ``callipso-agent demo`` runs (snmpsim lab, fault switch, the real daemon ``App``) and serves the
+agent's metrics (``callipso_agent.metrics.app_metrics``, exactly as the daemon wires them) on a second
+loopback port, because the daemon's own HTTP server only gains the route once ``daemon.py`` wires it.
+
+:class:`LabAgent` starts it as a child process and waits for it, for tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from callipso_agent.lab.snmpsim import free_tcp_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def _main(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from callipso_agent import logs
+    from callipso_agent.daemon import App
+    from callipso_agent.lab.control import LabControl
+    from callipso_agent.lab.estate import Lab
+    from callipso_agent.metrics import app_metrics, metrics_routes
+
+    logs.configure("info", json=True)
+    lab = Lab(Path(args.dir), interval=args.interval, http_port=args.http_port)
+    config_dir = lab.build()
+    await asyncio.to_thread(lab.start)
+    control = LabControl(lab, port=args.control_port)
+    await control.start()
+    app = App(config_dir)
+    registry, observer = app_metrics(app)
+    app.result_hooks.append(observer)
+    web_app = web.Application()
+    web_app.add_routes(metrics_routes(registry))
+    runner = web.AppRunner(web_app, access_log=None)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await app.start()
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", args.metrics_port).start()
+        print(json.dumps({"event": "lab_agent_ready", "config": str(config_dir)}), flush=True)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await app.stop()
+        await control.stop()
+        lab.stop()
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--dir", required=True)
+    p.add_argument("--interval", type=float, default=2.0)
+    p.add_argument("--http-port", type=int, required=True)
+    p.add_argument("--control-port", type=int, required=True)
+    p.add_argument("--metrics-port", type=int, required=True)
+    return asyncio.run(_main(p.parse_args()))
+
+
+def wait_for(pred: Callable[[], Any], timeout: float, what: str, every: float = 0.3) -> Any:
+    """Poll ``pred`` until it returns something truthy; OSError and ValueError count as 'not yet'."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            last = pred()
+            if last:
+                return last
+        except (OSError, ValueError) as err:
+            last = err
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+class LabAgent:
+    """The lab agent as a child process on ephemeral loopback ports."""
+
+    def __init__(self, workdir: Path, interval: float = 2.0) -> None:
+        self.workdir = workdir
+        self.interval = interval
+        self.http = free_tcp_port()
+        self.control = free_tcp_port()
+        self.metrics = free_tcp_port()
+        self.log = workdir / "lab-agent.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.http}"
+
+    @property
+    def metrics_target(self) -> str:
+        return f"127.0.0.1:{self.metrics}"
+
+    def start(self) -> None:
+        from tests.helpers.system import missing
+
+        try:
+            import snmpsim  # noqa: F401
+        except ImportError:
+            missing("snmpsim")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.helpers.lab_agent",
+                "--dir",
+                str(self.workdir / "lab"),
+                "--interval",
+                str(self.interval),
+                "--http-port",
+                str(self.http),
+                "--control-port",
+                str(self.control),
+                "--metrics-port",
+                str(self.metrics),
+            ],
+            cwd=ROOT,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+    def api(self, path: str) -> Any:
+        with urllib.request.urlopen(self.api_url + path, timeout=5) as rsp:  # noqa: S310 - loopback
+            return json.loads(rsp.read())
+
+    def metrics_text(self) -> str:
+        with urllib.request.urlopen(f"http://{self.metrics_target}/metrics", timeout=5) as rsp:
+            return rsp.read().decode()
+
+    def wait_all_up(self, timeout: float = 90) -> dict[str, Any]:
+        def ready() -> dict[str, Any] | None:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"lab agent exited: {self.log.read_text()[-3000:]}")
+            r = self.api("/readyz")
+            return r if r["devices"] > 0 and r["devices_up"] >= r["devices"] else None
+
+        return wait_for(ready, timeout, "every lab device up")
+
+    def lab(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "callipso_agent", "lab", "--control-port", str(self.control), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+            cwd=ROOT,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        )
+
+    def fault(self, fault: str, target: str) -> None:
+        out = self.lab("fault", fault, target)
+        assert out.returncode == 0, out.stdout + out.stderr
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""callipso-check run by a real Nagios 4 against the real lab agent: OK first, CRITICAL after a lab fault.
+
+The lab serves UPSes only, so ``ups``, ``sensors`` (a UPS's battery temperature) and ``device`` go from OK to
+CRITICAL; ``sbc``, ``gateway`` and ``pbx`` are pointed at devices of the example estate the lab does not
+serve, and ``incidents`` / ``meteo`` at an agent without the incidents API: Nagios must show them UNKNOWN
+with the plugin's explanation.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import pytest
+
+from callipso_agent.plugins.check import main as check_main
+from tests.helpers.lab_agent import LabAgent
+from tests.helpers.nagios import Nagios
+from tests.helpers.system import missing, require_binary
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.system, pytest.mark.slow]
+
+
+def run_check(*argv: str) -> tuple[int, str]:
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        code = check_main(list(argv))
+    return code, buf.getvalue()
+
+
+def plugin_python(uid: int, gid: int) -> str:
+    """A Python 3.11+ the Nagios user can run: this one or the system's (the plugin needs only the stdlib)."""
+    for candidate in (sys.executable, shutil.which("python3", path="/usr/bin:/bin") or ""):
+        if not candidate:
+            continue
+        try:
+            probe = subprocess.run(
+                [
+                    candidate,
+                    "-c",
+                    "import sys; sys.path.insert(0, sys.argv[1]); import callipso_agent.plugins.check",
+                    str(ROOT),
+                ],
+                capture_output=True,
+                timeout=30,
+                check=False,
+                user=uid if os.geteuid() == 0 else None,
+                group=gid if os.geteuid() == 0 else None,
+            )
+        except PermissionError:
+            continue
+        if probe.returncode == 0:
+            return candidate
+    missing("a Python 3.11 the nagios user can run")
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabAgent]:
+    require_binary("nagios4", "/usr/sbin/nagios4")
+    a = LabAgent(tmp_path_factory.mktemp("nagios-lab"))
+    a.start()
+    try:
+        a.wait_all_up()
+        yield a
+    finally:
+        a.stop()
+
+
+def pick_devices(agent: LabAgent) -> tuple[str, str, str]:
+    """Three UPSes on three sites, each OK for its check now: one for ups, one with a battery temperature
+    for sensors, one for device."""
+    url = ("--agent-url", agent.api_url)
+    devices = sorted(d["name"] for d in agent.api("/api/v1/devices")["devices"])
+    sites = {d["name"]: d["site"] for d in agent.api("/api/v1/devices")["devices"]}
+    ups = next(d for d in devices if run_check("ups", "-d", d, *url)[0] == 0)
+    sensors = next(
+        d for d in devices if sites[d] != sites[ups] and run_check("sensors", "-d", d, *url)[0] == 0
+    )
+    dev = next(d for d in devices if sites[d] not in (sites[ups], sites[sensors]))
+    return ups, sensors, dev
+
+
+def test_nagios_runs_every_mode_ok_then_critical_after_lab_faults(agent: LabAgent) -> None:
+    ups, sensors, dev = pick_devices(agent)
+    nagios = Nagios()
+    py = plugin_python(nagios.uid, nagios.gid)
+    wrapper = nagios.dir / "callipso-check"
+    wrapper.write_text(
+        f'#!/bin/sh\nPYTHONPATH="{ROOT}" PYTHONDONTWRITEBYTECODE=1 exec "{py}" '
+        f'-m callipso_agent.plugins.check "$@"\n',
+        encoding="utf-8",
+    )
+    wrapper.chmod(0o755)
+    url = f"--agent-url {agent.api_url}"
+    nagios.add_service("ups", f"{wrapper} ups -d {ups} {url}")
+    nagios.add_service("sensors", f"{wrapper} sensors -d {sensors} {url}")
+    nagios.add_service("device", f"{wrapper} device -d {dev} {url} -c 60")
+    nagios.add_service("sbc", f"{wrapper} sbc -d sbc-hd13 {url}")
+    nagios.add_service("gateway", f"{wrapper} gateway -d gw-aix-mds {url}")
+    nagios.add_service("pbx", f"{wrapper} pbx -d oxe-hd13 {url}")
+    nagios.add_service("incidents", f"{wrapper} incidents {url}")
+    nagios.add_service("meteo", f"{wrapper} meteo {url}")
+    nagios.start()
+    try:
+        ok = {name: nagios.wait_state(name, 0) for name in ("ups", "sensors", "device")}
+        assert ok["ups"]["plugin_output"].startswith(f"CALLIPSO-UPS OK - {ups}")
+        assert "ups_battery_charge_percent" in ok["ups"]["performance_data"]
+        assert "ups_battery_temperature_celsius" in ok["sensors"]["performance_data"]
+        for name, expected in (
+            ("sbc", "unknown device 'sbc-hd13'"),
+            ("gateway", "unknown device 'gw-aix-mds'"),
+            ("pbx", "unknown device 'oxe-hd13'"),
+            ("incidents", "no incidents API"),
+            ("meteo", "no incidents API"),
+        ):
+            s = nagios.wait_state(name, 3)
+            assert expected in s["plugin_output"], s["plugin_output"]
+
+        agent.fault("on_battery", ups)
+        agent.fault("over_temperature", sensors)
+        agent.fault("unreachable", dev)
+        crit = {name: nagios.wait_state(name, 2) for name in ("ups", "sensors", "device")}
+        assert "ups_output_source battery" in crit["ups"]["plugin_output"]
+        assert "ups_battery_temperature_celsius 48" in crit["sensors"]["plugin_output"]
+        assert "injoignable" in crit["device"]["plugin_output"]
+        log = nagios.log()
+        assert f"SERVICE ALERT: lab;ups;CRITICAL;HARD;1;CALLIPSO-UPS CRITICAL - {ups}" in log
+        assert "SERVICE ALERT: lab;sensors;CRITICAL;HARD" in log
+        assert "SERVICE ALERT: lab;device;CRITICAL;HARD" in log
+    finally:
+        nagios.stop()
