@@ -27,6 +27,7 @@ from callipso_agent.collect.ssh_fetcher import CompositeFetcher, SshFetcher
 from callipso_agent.config.loader import LoadedConfig, load_config
 from callipso_agent.config.models import Device, SnmpV2Credential, SnmpV3Credential, SshCredential
 from callipso_agent.errors import CallipsoError, ConfigErrors
+from callipso_agent.metrics import app_metrics, metrics_routes
 from callipso_agent.model import PollResult
 from callipso_agent.paths import collectors_dir
 from callipso_agent.profiles.loader import ProfileSet, load_profiles
@@ -93,6 +94,8 @@ class App:
         self.ssh_pool: SshPool | None = None
         self._ssh_profiles: dict[str, SshProfile] = {}
         self.result_hooks: list[ResultHook] = []
+        self.metrics_registry, poll_observer = app_metrics(self)
+        self.result_hooks.append(poll_observer)
         self._stop = asyncio.Event()
         self._started = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -223,6 +226,7 @@ class App:
         port = self.http_port_override if self.http_port_override is not None else cfg.agent.http.port
         self.http = HttpServer(self.cache, host=cfg.agent.http.host, port=port, ready=self.ready,
                                inventory=self.inventory_view)
+        self.http.add_routes(metrics_routes(self.metrics_registry))
         await self.http.start()
         self._started = True
         log.info("agent_started", devices=len(self.runtime.pollers), config=str(self.config_path))

@@ -122,6 +122,7 @@ async def _run_lab(args: argparse.Namespace, *, with_agent: bool) -> int:
             lines += [
                 f"Agent health:  {base}/healthz   readiness: {base}/readyz",
                 f"Devices:       {base}/api/v1/devices",
+                f"Metrics:       {base}/metrics",
                 f"Measurements:  {base}/api/v1/measurements?name=ups_battery_charge_percent",
                 "Logs: this terminal. Stop with Ctrl-C.",
             ]

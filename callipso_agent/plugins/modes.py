@@ -39,6 +39,13 @@ class Threshold:
     critical: str | None = None
     min: float | None = None
     max: float | None = None
+    labels: tuple[tuple[str, str], ...] = ()  # the measurement must carry these labels
+
+    def matches(self, m: Mapping[str, Any]) -> bool:
+        if not fnmatch.fnmatchcase(str(m["name"]), self.pattern) or m.get("kind") not in ("gauge", "counter"):
+            return False
+        labels = m.get("labels") or {}
+        return all(labels.get(k) == v for k, v in self.labels)
 
 
 @dataclass(frozen=True)
@@ -98,11 +105,16 @@ DEVICE_MODES: dict[str, ModeSpec] = {
         ),
         ModeSpec(
             "pbx",
-            "OmniPCX Enterprise: call server state, role, trunks",
+            "OmniPCX Enterprise: call server state, twin roles, trunks, sets, backups",
             families=("oxe",),
-            states=("oxe_*",),
-            thresholds=(Threshold("role", "oxe_role", "role (1 main, 0 standby); e.g. -c 1:1 for the main"),),
-            primary="role",
+            states=("pbx_*",),
+            thresholds=(
+                Threshold("trunks-out-of-service", "pbx_trunk_channels", "B-channels out of service per trunk group (default critical above 29: a whole T2)",
+                          None, "29", 0, labels=(("state", "out_of_service"),)),
+                Threshold("sets-out-of-service", "pbx_sets", "sets out of service", None, None, 0,
+                          labels=(("state", "out_of_service"),)),
+            ),
+            primary="trunks-out-of-service",
         ),
     )
 }
@@ -152,7 +164,7 @@ def device_mode(
             )
             continue
         for t in spec.thresholds:
-            if fnmatch.fnmatchcase(name, t.pattern) and m.get("kind") in ("gauge", "counter"):
+            if t.matches(m):
                 uom = "c" if m.get("kind") == "counter" else UOM.get(str(m.get("unit", "")), "")
                 metrics.append(
                     Metric(_label(m), m.get("value"), uom=uom, context=t.key, min=t.min, max=t.max)

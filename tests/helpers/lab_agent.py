@@ -1,17 +1,8 @@
-"""A lab agent with /metrics, for the Prometheus, Grafana and Nagios tests.
-
-``python -m tests.helpers.lab_agent --dir D --interval 2 --http-port P --control-port C --metrics-port M``
-runs what ``callipso-agent demo`` runs (snmpsim lab, fault switch, the real daemon ``App``) and serves the
-agent's metrics (``callipso_agent.metrics.app_metrics``, exactly as the daemon wires them) on a second
-loopback port, because the daemon's own HTTP server only gains the route once ``daemon.py`` wires it.
-
-:class:`LabAgent` starts it as a child process and waits for it, for tests.
-"""
+"""The lab agent (``callipso-agent demo``: snmpsim lab, SSH emulators, fault switch and the real daemon)
+as a child process on ephemeral loopback ports, for the Prometheus, Grafana and Nagios tests."""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
 import os
 import signal
@@ -26,55 +17,6 @@ from typing import Any
 from callipso_agent.lab.snmpsim import free_tcp_port
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-async def _main(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from callipso_agent import logs
-    from callipso_agent.daemon import App
-    from callipso_agent.lab.control import LabControl
-    from callipso_agent.lab.estate import Lab
-    from callipso_agent.metrics import app_metrics, metrics_routes
-
-    logs.configure("info", json=True)
-    lab = Lab(Path(args.dir), interval=args.interval, http_port=args.http_port)
-    config_dir = lab.build()
-    await asyncio.to_thread(lab.start)
-    control = LabControl(lab, port=args.control_port)
-    await control.start()
-    app = App(config_dir)
-    registry, observer = app_metrics(app)
-    app.result_hooks.append(observer)
-    web_app = web.Application()
-    web_app.add_routes(metrics_routes(registry))
-    runner = web.AppRunner(web_app, access_log=None)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await app.start()
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", args.metrics_port).start()
-        print(json.dumps({"event": "lab_agent_ready", "config": str(config_dir)}), flush=True)
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-        await app.stop()
-        await control.stop()
-        lab.stop()
-    return 0
-
-
-def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--dir", required=True)
-    p.add_argument("--interval", type=float, default=2.0)
-    p.add_argument("--http-port", type=int, required=True)
-    p.add_argument("--control-port", type=int, required=True)
-    p.add_argument("--metrics-port", type=int, required=True)
-    return asyncio.run(_main(p.parse_args()))
 
 
 def wait_for(pred: Callable[[], Any], timeout: float, what: str, every: float = 0.3) -> Any:
@@ -100,7 +42,6 @@ class LabAgent:
         self.interval = interval
         self.http = free_tcp_port()
         self.control = free_tcp_port()
-        self.metrics = free_tcp_port()
         self.log = workdir / "lab-agent.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -110,7 +51,7 @@ class LabAgent:
 
     @property
     def metrics_target(self) -> str:
-        return f"127.0.0.1:{self.metrics}"
+        return f"127.0.0.1:{self.http}"
 
     def start(self) -> None:
         from tests.helpers.system import missing
@@ -124,7 +65,8 @@ class LabAgent:
             [
                 sys.executable,
                 "-m",
-                "tests.helpers.lab_agent",
+                "callipso_agent",
+                "demo",
                 "--dir",
                 str(self.workdir / "lab"),
                 "--interval",
@@ -133,8 +75,6 @@ class LabAgent:
                 str(self.http),
                 "--control-port",
                 str(self.control),
-                "--metrics-port",
-                str(self.metrics),
             ],
             cwd=ROOT,
             stdout=self.log.open("ab"),
@@ -184,6 +124,3 @@ class LabAgent:
                 self.proc.kill()
                 self.proc.wait(10)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

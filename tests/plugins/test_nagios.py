@@ -1,9 +1,9 @@
 """callipso-check run by a real Nagios 4 against the real lab agent: OK first, CRITICAL after a lab fault.
 
-The lab serves UPSes only, so ``ups``, ``sensors`` (a UPS's battery temperature) and ``device`` go from OK to
-CRITICAL; ``sbc``, ``gateway`` and ``pbx`` are pointed at devices of the example estate the lab does not
-serve, and ``incidents`` / ``meteo`` at an agent without the incidents API: Nagios must show them UNKNOWN
-with the plugin's explanation.
+``ups``, ``sensors`` (a UPS's battery temperature), ``device`` and ``pbx`` (the OXE over SSH) go from OK to
+CRITICAL; ``sbc`` and ``gateway`` are pointed at devices of the example estate the lab does not serve yet,
+and ``incidents`` / ``meteo`` at an agent without the incidents API: Nagios must show them UNKNOWN with the
+plugin's explanation.
 """
 
 from __future__ import annotations
@@ -111,14 +111,13 @@ def test_nagios_runs_every_mode_ok_then_critical_after_lab_faults(agent: LabAgen
     nagios.add_service("meteo", f"{wrapper} meteo {url}")
     nagios.start()
     try:
-        ok = {name: nagios.wait_state(name, 0) for name in ("ups", "sensors", "device")}
+        ok = {name: nagios.wait_state(name, 0) for name in ("ups", "sensors", "device", "pbx")}
         assert ok["ups"]["plugin_output"].startswith(f"CALLIPSO-UPS OK - {ups}")
         assert "ups_battery_charge_percent" in ok["ups"]["performance_data"]
         assert "ups_battery_temperature_celsius" in ok["sensors"]["performance_data"]
         for name, expected in (
             ("sbc", "unknown device 'sbc-hd13'"),
             ("gateway", "unknown device 'gw-aix-mds'"),
-            ("pbx", "unknown device 'oxe-hd13'"),
             ("incidents", "no incidents API"),
             ("meteo", "no incidents API"),
         ):
@@ -128,7 +127,9 @@ def test_nagios_runs_every_mode_ok_then_critical_after_lab_faults(agent: LabAgen
         agent.fault("on_battery", ups)
         agent.fault("over_temperature", sensors)
         agent.fault("unreachable", dev)
-        crit = {name: nagios.wait_state(name, 2) for name in ("ups", "sensors", "device")}
+        agent.fault("oxe_trunk_down", "oxe-hd13")
+        crit = {name: nagios.wait_state(name, 2) for name in ("ups", "sensors", "device", "pbx")}
+        assert "pbx_trunk" in crit["pbx"]["plugin_output"]
         assert "ups_output_source battery" in crit["ups"]["plugin_output"]
         assert "ups_battery_temperature_celsius 48" in crit["sensors"]["plugin_output"]
         assert "injoignable" in crit["device"]["plugin_output"]
@@ -136,5 +137,6 @@ def test_nagios_runs_every_mode_ok_then_critical_after_lab_faults(agent: LabAgen
         assert f"SERVICE ALERT: lab;ups;CRITICAL;HARD;1;CALLIPSO-UPS CRITICAL - {ups}" in log
         assert "SERVICE ALERT: lab;sensors;CRITICAL;HARD" in log
         assert "SERVICE ALERT: lab;device;CRITICAL;HARD" in log
+        assert "SERVICE ALERT: lab;pbx;CRITICAL;HARD" in log
     finally:
         nagios.stop()
