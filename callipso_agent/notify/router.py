@@ -272,7 +272,7 @@ class NotificationRouter:
             p = Planned(channel, recipient, event, route, key, due if due > at else None, tuple(reasons),
                         incident.id, enq.created)
             planned.append(p)
-            log.info("notification_planned", incident=incident.id, channel=channel, event=event, route=route,
+            log.info("notification_planned", incident=incident.id, channel=channel, change=event, route=route,
                      deferred_to=p.not_before.isoformat() if p.not_before else None, reasons=list(reasons))
             if timeline:
                 text = self.t["planned"].format(subject=message.subject, label=label, route=route or "-")
