@@ -7,11 +7,14 @@ specific to the customer's EasyVista tenant, so all of them are data here, never
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from callipso_agent.config.secrets import SecretRef
+from callipso_agent.errors import ConfigError, ConfigErrors
+from callipso_agent.yamlload import load_yaml, parse_model
 
 # Meta-status GUIDs documented by EasyVista ("Close a ticket").
 STATUS_SOLVED = "DC97DD1D-0F35-4153-B0E1-0F2E0155365D"
@@ -129,3 +132,22 @@ class EasyVistaSettings(_Model):
         default_factory=lambda: ["P1", "P2", "P3", "P4"], description="priorities that open a ticket")
     language: Literal["fr", "en"] = "fr"
     mapping: TicketMapping
+
+
+class EasyVistaFile(_Model):
+    easyvista: EasyVistaSettings
+
+
+def easyvista_path(config_path: Path) -> Path:
+    """``<config folder>/outputs/easyvista.yaml`` (beside a single config file as well)."""
+    folder = config_path if config_path.is_dir() else config_path.parent
+    return folder / "outputs" / "easyvista.yaml"
+
+
+def load_easyvista(path: Path) -> EasyVistaSettings:
+    """Load and validate; raise ConfigErrors naming file, line and field."""
+    try:
+        data = load_yaml(path)
+    except ConfigError as err:
+        raise ConfigErrors([err]) from None
+    return parse_model(EasyVistaFile, data, str(path)).easyvista
