@@ -77,7 +77,7 @@ class Outputs:
         while not self._stop.is_set():
             try:
                 await self.router.tick()
-            except Exception:  # noqa: BLE001 - the next tick tries again
+            except Exception:
                 log.exception("notify_tick_failed")
             try:
                 await asyncio.wait_for(self._stop.wait(), timeout=self.tick_seconds)
@@ -95,10 +95,19 @@ class Outputs:
             await self.easyvista.close()
 
 
-def build_outputs(config_path: Path, *, agent: AgentSettings, store: Store, clock: Clock,
-                  incidents: IncidentSource, maintenance: MaintenanceSource, events: EventSink | None = None,
-                  calendar: BusinessCalendar | None = None, audit: AuditSink | None = None,
-                  tick_seconds: float = 30.0) -> Outputs:
+def build_outputs(
+    config_path: Path,
+    *,
+    agent: AgentSettings,
+    store: Store,
+    clock: Clock,
+    incidents: IncidentSource,
+    maintenance: MaintenanceSource,
+    events: EventSink | None = None,
+    calendar: BusinessCalendar | None = None,
+    audit: AuditSink | None = None,
+    tick_seconds: float = 30.0,
+) -> Outputs:
     """Build every output from the configuration (raises ConfigErrors; resolves secrets)."""
     base_dir = config_path if config_path.is_dir() else config_path.parent
     outbox = Outbox(store.engine, clock)
@@ -111,8 +120,14 @@ def build_outputs(config_path: Path, *, agent: AgentSettings, store: Store, cloc
         ev = load_easyvista(ev_file)
         client = EasyVistaClient.from_settings(ev, base_dir)
         mapper = TicketMapper(ev.mapping, Texts(ev.language, agent.timezone))
-        itsm = ItsmPublisher(outbox, mapper, target=ev.target, reference_prefix=ev.reference_prefix,
-                             priorities=tuple(ev.priorities), language=ev.language)
+        itsm = ItsmPublisher(
+            outbox,
+            mapper,
+            target=ev.target,
+            reference_prefix=ev.reference_prefix,
+            priorities=tuple(ev.priorities),
+            language=ev.language,
+        )
         deliverers["itsm"] = EasyVistaDeliverer(client, incidents, outbox, mapper, language=ev.language)
         target_limits[ev.target] = ev.concurrency
         subscribers.append(itsm.on_change)
@@ -125,21 +140,40 @@ def build_outputs(config_path: Path, *, agent: AgentSettings, store: Store, cloc
         router = NotificationRouter(nf, outbox, incidents, clock, calendar=calendar)
         deliverers["notify"] = NotifyDeliverer(channels, incidents)
         subscribers.append(router.on_change)
-    worker = OutboxWorker(outbox, deliverers, clock=clock, timeline=incidents, language=agent.language,
-                          timezone=agent.timezone, target_limits=target_limits)
+    worker = OutboxWorker(
+        outbox,
+        deliverers,
+        clock=clock,
+        timeline=incidents,
+        language=agent.language,
+        timezone=agent.timezone,
+        target_limits=target_limits,
+    )
     auth = TokenAuth(agent.http.tokens, clock, open_reads=agent.http.open_reads)
     alerts = AlertmanagerReceiver(events, clock) if events is not None else None
     api = IncidentApi(incidents, maintenance, audit or store, clock, alerts=alerts)
     log.info("outputs_built", easyvista=client is not None, channels=sorted(channels), routes=bool(router))
-    return Outputs(outbox=outbox, worker=worker, dispatcher=OutputDispatcher(*subscribers), api=api, auth=auth,
-                   router=router, itsm=itsm, easyvista=client, channels=channels, tick_seconds=tick_seconds)
+    return Outputs(
+        outbox=outbox,
+        worker=worker,
+        dispatcher=OutputDispatcher(*subscribers),
+        api=api,
+        auth=auth,
+        router=router,
+        itsm=itsm,
+        easyvista=client,
+        channels=channels,
+        tick_seconds=tick_seconds,
+    )
 
 
 def check_outputs(config_path: Path) -> list[ConfigError]:
     """Validate the output files (for ``config check``) without resolving secrets."""
     errors: list[ConfigError] = []
-    for path, loader in ((easyvista_path(config_path), load_easyvista),
-                         (notifications_path(config_path), load_notifications)):
+    for path, loader in (
+        (easyvista_path(config_path), load_easyvista),
+        (notifications_path(config_path), load_notifications),
+    ):
         if path.exists():
             try:
                 loader(path)

@@ -50,11 +50,13 @@ class IncidentQuery:
 
     def matches(self, incident: IncidentView) -> bool:
         """Reference semantics of the filters (an in-memory source may use it as is)."""
-        return ((self.states is None or incident.state in self.states)
-                and (self.priority is None or incident.priority == self.priority)
-                and (self.site is None or incident.site == self.site)
-                and (self.service is None or self.service in incident.services)
-                and (self.device is None or incident.device == self.device))
+        return (
+            (self.states is None or incident.state in self.states)
+            and (self.priority is None or incident.priority == self.priority)
+            and (self.site is None or incident.site == self.site)
+            and (self.service is None or self.service in incident.services)
+            and (self.device is None or incident.device == self.device)
+        )
 
 
 @runtime_checkable
@@ -71,8 +73,9 @@ class IncidentSource(Protocol):
 
     async def resolve(self, incident_id: int, actor: str, reason: str) -> IncidentView: ...
 
-    async def add_timeline(self, incident_id: int, kind: str, text: str,
-                           data: Mapping[str, Any] | None = None) -> None: ...
+    async def add_timeline(
+        self, incident_id: int, kind: str, text: str, data: Mapping[str, Any] | None = None
+    ) -> None: ...
 
     async def set_itsm_ref(self, incident_id: int, ref: str) -> None: ...
 
@@ -114,8 +117,14 @@ class MaintenanceSource(Protocol):
 class AuditSink(Protocol):
     """``callipso_agent.store.Store`` satisfies it."""
 
-    async def audit(self, at: datetime, actor: str, action: str, target: str | None = None,
-                    detail: dict[str, Any] | None = None) -> None: ...
+    async def audit(
+        self,
+        at: datetime,
+        actor: str,
+        action: str,
+        target: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None: ...
 
 
 class ChangeKind(enum.StrEnum):

@@ -27,11 +27,22 @@ log = structlog.get_logger()
 EventSink = Callable[[Event], Awaitable[None] | None]
 
 SEVERITIES = {
-    "critical": Severity.CRITICAL, "page": Severity.CRITICAL, "error": Severity.CRITICAL, "high": Severity.CRITICAL,
-    "major": Severity.CRITICAL, "disaster": Severity.CRITICAL, "emergency": Severity.CRITICAL,
-    "warning": Severity.WARNING, "warn": Severity.WARNING, "minor": Severity.WARNING, "medium": Severity.WARNING,
+    "critical": Severity.CRITICAL,
+    "page": Severity.CRITICAL,
+    "error": Severity.CRITICAL,
+    "high": Severity.CRITICAL,
+    "major": Severity.CRITICAL,
+    "disaster": Severity.CRITICAL,
+    "emergency": Severity.CRITICAL,
+    "warning": Severity.WARNING,
+    "warn": Severity.WARNING,
+    "minor": Severity.WARNING,
+    "medium": Severity.WARNING,
     "average": Severity.WARNING,
-    "info": Severity.OK, "informational": Severity.OK, "low": Severity.OK, "none": Severity.OK,
+    "info": Severity.OK,
+    "informational": Severity.OK,
+    "low": Severity.OK,
+    "none": Severity.OK,
     "unknown": Severity.UNKNOWN,
 }
 ZERO_TIME_YEAR = 1  # endsAt is 0001-01-01T00:00:00Z while firing
@@ -46,22 +57,22 @@ class Alert(_Lenient):
     status: Literal["firing", "resolved"]
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
-    startsAt: datetime  # noqa: N815 - Alertmanager's field name
-    endsAt: datetime | None = None  # noqa: N815
-    generatorURL: str = ""  # noqa: N815
+    startsAt: datetime
+    endsAt: datetime | None = None
+    generatorURL: str = ""
     fingerprint: str = Field(min_length=1, max_length=128)
 
 
 class WebhookPayload(_Lenient):
     version: Literal["4"]
-    groupKey: str = Field(max_length=4096)  # noqa: N815
-    truncatedAlerts: int = Field(default=0, ge=0)  # noqa: N815
+    groupKey: str = Field(max_length=4096)
+    truncatedAlerts: int = Field(default=0, ge=0)
     status: Literal["firing", "resolved"]
     receiver: str = ""
-    groupLabels: dict[str, str] = Field(default_factory=dict)  # noqa: N815
-    commonLabels: dict[str, str] = Field(default_factory=dict)  # noqa: N815
-    commonAnnotations: dict[str, str] = Field(default_factory=dict)  # noqa: N815
-    externalURL: str = ""  # noqa: N815
+    groupLabels: dict[str, str] = Field(default_factory=dict)
+    commonLabels: dict[str, str] = Field(default_factory=dict)
+    commonAnnotations: dict[str, str] = Field(default_factory=dict)
+    externalURL: str = ""
     alerts: list[Alert] = Field(max_length=10_000)
 
 
@@ -77,12 +88,27 @@ def to_event(alert: Alert, payload: WebhookPayload, now: datetime) -> Event:
     if clear:
         at = alert.endsAt if alert.endsAt is not None and alert.endsAt.year > ZERO_TIME_YEAR else now
     text = alert.annotations.get("summary") or alert.annotations.get("description") or ""
-    raw = {"fingerprint": alert.fingerprint, "groupKey": payload.groupKey, "receiver": payload.receiver,
-           "startsAt": alert.startsAt.isoformat(), "endsAt": alert.endsAt.isoformat() if alert.endsAt else "",
-           "generatorURL": alert.generatorURL, "externalURL": payload.externalURL,
-           **{f"annotation.{k}": v for k, v in alert.annotations.items()}}
-    return Event(device=device, name=labels.get("alertname", "alertmanager_alert"), severity=severity_of(labels),
-                 at=at, source="alertmanager", text=text, clear=clear, labels=labels, raw=raw)
+    raw = {
+        "fingerprint": alert.fingerprint,
+        "groupKey": payload.groupKey,
+        "receiver": payload.receiver,
+        "startsAt": alert.startsAt.isoformat(),
+        "endsAt": alert.endsAt.isoformat() if alert.endsAt else "",
+        "generatorURL": alert.generatorURL,
+        "externalURL": payload.externalURL,
+        **{f"annotation.{k}": v for k, v in alert.annotations.items()},
+    }
+    return Event(
+        device=device,
+        name=labels.get("alertname", "alertmanager_alert"),
+        severity=severity_of(labels),
+        at=at,
+        source="alertmanager",
+        text=text,
+        clear=clear,
+        labels=labels,
+        raw=raw,
+    )
 
 
 class AlertmanagerReceiver:
@@ -121,5 +147,9 @@ class AlertmanagerReceiver:
 
 
 def describe(payload: WebhookPayload) -> dict[str, Any]:
-    return {"groupKey": payload.groupKey, "status": payload.status, "receiver": payload.receiver,
-            "alerts": len(payload.alerts)}
+    return {
+        "groupKey": payload.groupKey,
+        "status": payload.status,
+        "receiver": payload.receiver,
+        "alerts": len(payload.alerts),
+    }

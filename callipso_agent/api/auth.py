@@ -55,8 +55,9 @@ def _json_error(status: int, message: str, headers: dict[str, str] | None = None
 class FailureLimiter:
     """Per-client sliding window of failed authentications (bounded memory)."""
 
-    def __init__(self, clock: Clock, *, max_failures: int = 10, window: float = 300.0,
-                 max_clients: int = 10_000) -> None:
+    def __init__(
+        self, clock: Clock, *, max_failures: int = 10, window: float = 300.0, max_clients: int = 10_000
+    ) -> None:
         self.clock = clock
         self.max_failures = max_failures
         self.window = window
@@ -89,8 +90,16 @@ class FailureLimiter:
 
 
 class TokenAuth:
-    def __init__(self, tokens: Sequence[ApiToken], clock: Clock, *, open_reads: bool = True,
-                 max_failures: int = 10, window: float = 300.0, prefix: str = "/api/") -> None:
+    def __init__(
+        self,
+        tokens: Sequence[ApiToken],
+        clock: Clock,
+        *,
+        open_reads: bool = True,
+        max_failures: int = 10,
+        window: float = 300.0,
+        prefix: str = "/api/",
+    ) -> None:
         self._tokens = [(t.name, bytes.fromhex(t.sha256), frozenset(t.scopes)) for t in tokens]
         self.open_reads = open_reads
         self.prefix = prefix
@@ -116,13 +125,18 @@ class TokenAuth:
         scope = "read" if request.method in READ_METHODS else "write"
         wait = self.limiter.blocked_for(client)
         if wait is not None:
-            return _json_error(429, "too many failed authentication attempts; try again later",
-                               {"Retry-After": str(int(wait + 0.999))})
+            return _json_error(
+                429,
+                "too many failed authentication attempts; try again later",
+                {"Retry-After": str(int(wait + 0.999))},
+            )
         header = request.headers.get("Authorization")
         if header is None:
             if scope == "read" and self.open_reads and self._loopback(request.remote):
                 return Principal("anonymous@loopback", frozenset({"read"}), token=False)
-            return _json_error(401, "a bearer token is required", {"WWW-Authenticate": 'Bearer realm="callipso"'})
+            return _json_error(
+                401, "a bearer token is required", {"WWW-Authenticate": 'Bearer realm="callipso"'}
+            )
         kind, _, presented = header.partition(" ")
         matched = self._match(presented.strip()) if kind.lower() == "bearer" and presented.strip() else None
         if matched is None:

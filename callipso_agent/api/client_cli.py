@@ -36,14 +36,28 @@ HEADERS = {
     "en": ("ID", "PRIO", "STATE", "SITE", "DEVICE", "TICKET", "TITLE"),
 }
 WORDS = {
-    "fr": {"opened": "Ouvert le", "timeline": "Historique", "acknowledged": "Incident {id} pris en compte",
-           "noted": "Note ajoutée à l'incident {id}", "resolved": "Incident {id} résolu",
-           "added": "Fenêtre de maintenance {id} déclarée ({start} → {end})",
-           "deleted": "Fenêtre de maintenance {id} supprimée", "none": "aucun", "deadlines": "Échéances"},
-    "en": {"opened": "Opened", "timeline": "Timeline", "acknowledged": "Incident {id} acknowledged",
-           "noted": "Note added to incident {id}", "resolved": "Incident {id} resolved",
-           "added": "Maintenance window {id} declared ({start} → {end})",
-           "deleted": "Maintenance window {id} deleted", "none": "none", "deadlines": "Deadlines"},
+    "fr": {
+        "opened": "Ouvert le",
+        "timeline": "Historique",
+        "acknowledged": "Incident {id} pris en compte",
+        "noted": "Note ajoutée à l'incident {id}",
+        "resolved": "Incident {id} résolu",
+        "added": "Fenêtre de maintenance {id} déclarée ({start} → {end})",
+        "deleted": "Fenêtre de maintenance {id} supprimée",
+        "none": "aucun",
+        "deadlines": "Échéances",
+    },
+    "en": {
+        "opened": "Opened",
+        "timeline": "Timeline",
+        "acknowledged": "Incident {id} acknowledged",
+        "noted": "Note added to incident {id}",
+        "resolved": "Incident {id} resolved",
+        "added": "Maintenance window {id} declared ({start} → {end})",
+        "deleted": "Maintenance window {id} deleted",
+        "none": "none",
+        "deadlines": "Deadlines",
+    },
 }
 
 
@@ -118,7 +132,7 @@ def add_maintenance(subparsers: Any) -> None:
 
 
 def register(subparsers: Any, *, incident_actions: Any = None) -> None:
-    """Add ``incident`` (unless ``incident_actions`` is an existing one's sub-commands) and ``maintenance``."""
+    """Add ``incident`` and ``maintenance``; ``incident_actions``: an existing ``incident``'s sub-commands."""
     if incident_actions is None:
         inc = subparsers.add_parser("incident", help="incidents of a running agent")
         incident_actions = inc.add_subparsers(dest="incident_command", required=True, metavar="ACTION")
@@ -145,8 +159,14 @@ def read_token(args: argparse.Namespace, environ: Mapping[str, str] | None = Non
     return None
 
 
-def request(args: argparse.Namespace, method: str, path: str, *, body: Any = None,
-            query: Mapping[str, Any] | None = None) -> tuple[int, Any]:
+def request(
+    args: argparse.Namespace,
+    method: str,
+    path: str,
+    *,
+    body: Any = None,
+    query: Mapping[str, Any] | None = None,
+) -> tuple[int, Any]:
     base = (args.url or os.environ.get("CALLIPSO_URL") or DEFAULT_URL).rstrip("/")
     url = base + path
     if query:
@@ -207,14 +227,36 @@ def _print_json(payload: Any) -> None:
 
 # ---- incident commands ---------------------------------------------------------------------------------
 def _incident_list(args: argparse.Namespace) -> int:
-    payload = _check(*request(args, "GET", "/api/v1/incidents", query={
-        "state": args.state, "priority": args.priority, "site": args.site, "service": args.service,
-        "device": args.device, "limit": args.limit}))
+    payload = _check(
+        *request(
+            args,
+            "GET",
+            "/api/v1/incidents",
+            query={
+                "state": args.state,
+                "priority": args.priority,
+                "site": args.site,
+                "service": args.service,
+                "device": args.device,
+                "limit": args.limit,
+            },
+        )
+    )
     if args.json:
         _print_json(payload)
         return EXIT_OK
-    rows = [(str(i["id"]), i["priority"], i["state"], i["site"] or "-", i["device"] or "-", i["itsm_ref"] or "-",
-             i["title"]) for i in payload["incidents"]]
+    rows = [
+        (
+            str(i["id"]),
+            i["priority"],
+            i["state"],
+            i["site"] or "-",
+            i["device"] or "-",
+            i["itsm_ref"] or "-",
+            i["title"],
+        )
+        for i in payload["incidents"]
+    ]
     table = [HEADERS[args.lang], *rows]
     widths = [max(len(r[c]) for r in table) for c in range(len(table[0]) - 1)]
     for r in table:
@@ -230,8 +272,8 @@ def _incident_show(args: argparse.Namespace) -> int:
     i = payload["incident"]
     w = WORDS[args.lang]
     print(f"#{i['id']} [{i['priority']}] {i['title']} ({i['state']})")
-    print(f"  {HEADERS[args.lang][3].title()}: {i['site'] or '-'}   {HEADERS[args.lang][4].title()}: {i['device'] or '-'}"
-          f"   Ticket: {i['itsm_ref'] or '-'}")
+    site, device = HEADERS[args.lang][3].title(), HEADERS[args.lang][4].title()
+    print(f"  {site}: {i['site'] or '-'}   {device}: {i['device'] or '-'}   Ticket: {i['itsm_ref'] or '-'}")
     print(f"  {w['opened']}: {_when(i['opened_at'], args)}")
     if i["deadlines"]:
         print(f"  {w['deadlines']}: " + ", ".join(f"{k} {_when(v, args)}" for k, v in i["deadlines"].items()))
@@ -260,8 +302,9 @@ def cmd_incident_show(args: argparse.Namespace) -> int:
 
 
 def cmd_incident_ack(args: argparse.Namespace) -> int:
-    return _run(lambda a: _incident_write(a, "ack", {"comment": a.comment} if a.comment else {}, "acknowledged"),
-                args)
+    return _run(
+        lambda a: _incident_write(a, "ack", {"comment": a.comment} if a.comment else {}, "acknowledged"), args
+    )
 
 
 def cmd_incident_note(args: argparse.Namespace) -> int:
@@ -294,19 +337,31 @@ def parse_instant(text: str, tz: str) -> datetime:
 def _maintenance_add(args: argparse.Namespace) -> int:
     start = parse_instant(args.start, args.timezone) if args.start else datetime.now(ZoneInfo(args.timezone))
     end = parse_instant(args.end, args.timezone) if args.end else start + parse_duration(args.duration)
-    body = {"start": start.isoformat(), "end": end.isoformat(), "reason": args.reason, "sites": args.sites,
-            "devices": args.devices, "services": args.services}
+    body = {
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "reason": args.reason,
+        "sites": args.sites,
+        "devices": args.devices,
+        "services": args.services,
+    }
     payload = _check(*request(args, "POST", "/api/v1/maintenance", body=body))
     if args.json:
         _print_json(payload)
     else:
         w = payload["window"]
-        print(WORDS[args.lang]["added"].format(id=w["id"], start=_when(w["start"], args), end=_when(w["end"], args)))
+        print(
+            WORDS[args.lang]["added"].format(
+                id=w["id"], start=_when(w["start"], args), end=_when(w["end"], args)
+            )
+        )
     return EXIT_OK
 
 
 def _maintenance_list(args: argparse.Namespace) -> int:
-    payload = _check(*request(args, "GET", "/api/v1/maintenance", query={"active": "true" if args.active else None}))
+    payload = _check(
+        *request(args, "GET", "/api/v1/maintenance", query={"active": "true" if args.active else None})
+    )
     if args.json:
         _print_json(payload)
         return EXIT_OK
@@ -314,8 +369,10 @@ def _maintenance_list(args: argparse.Namespace) -> int:
         print(WORDS[args.lang]["none"])
     for w in payload["windows"]:
         scope = ", ".join([*w["sites"], *w["devices"], *w["services"]])
-        print(f"{w['id']:>4}  {_when(w['start'], args)} → {_when(w['end'], args)}  [{scope}]  {w['reason']}"
-              f"  ({w['created_by']})")
+        print(
+            f"{w['id']:>4}  {_when(w['start'], args)} → {_when(w['end'], args)}  [{scope}]  {w['reason']}"
+            f"  ({w['created_by']})"
+        )
     return EXIT_OK
 
 

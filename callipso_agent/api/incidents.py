@@ -76,10 +76,15 @@ class MaintenanceCreate(_Body):
     start: AwareDatetime
     end: AwareDatetime
     reason: Annotated[str, Field(min_length=1, max_length=2000)]
-    sites: Annotated[list[Annotated[str, Field(pattern=NAME)]], Field(max_length=500)] = Field(default_factory=list)
-    devices: Annotated[list[Annotated[str, Field(pattern=NAME)]], Field(max_length=5000)] = Field(default_factory=list)
+    sites: Annotated[list[Annotated[str, Field(pattern=NAME)]], Field(max_length=500)] = Field(
+        default_factory=list
+    )
+    devices: Annotated[list[Annotated[str, Field(pattern=NAME)]], Field(max_length=5000)] = Field(
+        default_factory=list
+    )
     services: Annotated[list[Annotated[str, Field(pattern=NAME)]], Field(max_length=500)] = Field(
-        default_factory=list)
+        default_factory=list
+    )
 
     @model_validator(mode="after")
     def _sane(self) -> MaintenanceCreate:
@@ -97,11 +102,23 @@ def _iso(value: datetime | None) -> str | None:
 
 def incident_json(i: IncidentView) -> dict[str, Any]:
     return {
-        "id": i.id, "key": i.key, "title": i.title, "state": i.state.value, "priority": i.priority,
-        "severity": i.severity.label, "opened_at": _iso(i.opened_at), "resolved_at": _iso(i.resolved_at),
-        "site": i.site, "device": i.device, "services": list(i.services), "rule": i.rule, "itsm_ref": i.itsm_ref,
-        "user_impact": i.user_impact, "technical_impact": i.technical_impact,
-        "deadlines": {k: _iso(v) for k, v in i.deadlines.items()}, "runbook": i.runbook,
+        "id": i.id,
+        "key": i.key,
+        "title": i.title,
+        "state": i.state.value,
+        "priority": i.priority,
+        "severity": i.severity.label,
+        "opened_at": _iso(i.opened_at),
+        "resolved_at": _iso(i.resolved_at),
+        "site": i.site,
+        "device": i.device,
+        "services": list(i.services),
+        "rule": i.rule,
+        "itsm_ref": i.itsm_ref,
+        "user_impact": i.user_impact,
+        "technical_impact": i.technical_impact,
+        "deadlines": {k: _iso(v) for k, v in i.deadlines.items()},
+        "runbook": i.runbook,
     }
 
 
@@ -110,9 +127,17 @@ def timeline_json(e: TimelineEntry) -> dict[str, Any]:
 
 
 def window_json(w: MaintenanceWindow) -> dict[str, Any]:
-    return {"id": w.id, "start": _iso(w.start), "end": _iso(w.end), "reason": w.reason, "created_by": w.created_by,
-            "created_at": _iso(w.created_at), "sites": list(w.sites), "devices": list(w.devices),
-            "services": list(w.services)}
+    return {
+        "id": w.id,
+        "start": _iso(w.start),
+        "end": _iso(w.end),
+        "reason": w.reason,
+        "created_by": w.created_by,
+        "created_at": _iso(w.created_at),
+        "sites": list(w.sites),
+        "devices": list(w.devices),
+        "services": list(w.services),
+    }
 
 
 _dumps = partial(json.dumps, default=str, ensure_ascii=False)
@@ -178,7 +203,9 @@ def _query(request: web.Request, model: type[BaseModel]) -> Any:
 def _id(request: web.Request) -> int:
     text = request.match_info["id"]
     if not text.isdigit() or not 1 <= int(text) <= MAX_ID:
-        raise BadRequest(_error(400, "invalid request", [{"field": "id", "message": "expected a positive integer"}]))
+        raise BadRequest(
+            _error(400, "invalid request", [{"field": "id", "message": "expected a positive integer"}])
+        )
     return int(text)
 
 
@@ -188,8 +215,15 @@ def _actor(request: web.Request) -> str:
 
 
 class IncidentApi:
-    def __init__(self, incidents: IncidentSource, maintenance: MaintenanceSource, audit: AuditSink, clock: Clock,
-                 *, alerts: AlertmanagerReceiver | None = None) -> None:
+    def __init__(
+        self,
+        incidents: IncidentSource,
+        maintenance: MaintenanceSource,
+        audit: AuditSink,
+        clock: Clock,
+        *,
+        alerts: AlertmanagerReceiver | None = None,
+    ) -> None:
         self.incidents = incidents
         self.maintenance = maintenance
         self.audit_sink = audit
@@ -224,18 +258,20 @@ class IncidentApi:
     def _wrap(handler: Any) -> Any:
         async def run(request: web.Request) -> web.StreamResponse:
             try:
-                return await handler(request)
+                response: web.StreamResponse = await handler(request)
             except BadRequest as bad:
                 return bad.response
+            return response
 
         run.__name__ = handler.__name__
         return run
 
     async def _audit(self, request: web.Request, action: str, target: str, detail: dict[str, Any]) -> None:
         try:
-            await self.audit_sink.audit(self.clock.now(), _actor(request), action, target,
-                                        {"client": request.remote, **detail})
-        except Exception:  # noqa: BLE001 - the action is done; a missing audit row must be loud
+            await self.audit_sink.audit(
+                self.clock.now(), _actor(request), action, target, {"client": request.remote, **detail}
+            )
+        except Exception:
             log.exception("audit_write_failed", action=action, target=target)
 
     # ---- handlers ---------------------------------------------------------------------------------
@@ -244,8 +280,15 @@ class IncidentApi:
 
     async def list_incidents(self, request: web.Request) -> web.Response:
         f: IncidentFilter = _query(request, IncidentFilter)
-        query = IncidentQuery(states=(f.state,) if f.state else None, priority=f.priority, site=f.site,
-                              service=f.service, device=f.device, limit=f.limit, offset=f.offset)
+        query = IncidentQuery(
+            states=(f.state,) if f.state else None,
+            priority=f.priority,
+            site=f.site,
+            service=f.service,
+            device=f.device,
+            limit=f.limit,
+            offset=f.offset,
+        )
         found = await self.incidents.list(query)
         return _json({"incidents": [incident_json(i) for i in found], "count": len(found)})
 
@@ -274,20 +317,29 @@ class IncidentApi:
     async def acknowledge(self, request: web.Request) -> web.Response:
         _id(request)
         body: AckRequest = await _body(request, AckRequest, optional=True)
-        return await self._act(request, "incident.acknowledge", body,
-                               lambda i: self.incidents.acknowledge(i, _actor(request), body.comment))
+        return await self._act(
+            request,
+            "incident.acknowledge",
+            body,
+            lambda i: self.incidents.acknowledge(i, _actor(request), body.comment),
+        )
 
     async def add_note(self, request: web.Request) -> web.Response:
         _id(request)
         body: NoteRequest = await _body(request, NoteRequest)
-        return await self._act(request, "incident.note", body,
-                               lambda i: self.incidents.add_note(i, _actor(request), body.text))
+        return await self._act(
+            request, "incident.note", body, lambda i: self.incidents.add_note(i, _actor(request), body.text)
+        )
 
     async def resolve(self, request: web.Request) -> web.Response:
         _id(request)
         body: ResolveRequest = await _body(request, ResolveRequest)
-        return await self._act(request, "incident.resolve", body,
-                               lambda i: self.incidents.resolve(i, _actor(request), body.reason))
+        return await self._act(
+            request,
+            "incident.resolve",
+            body,
+            lambda i: self.incidents.resolve(i, _actor(request), body.reason),
+        )
 
     async def list_maintenance(self, request: web.Request) -> web.Response:
         f: MaintenanceFilter = _query(request, MaintenanceFilter)
@@ -297,10 +349,19 @@ class IncidentApi:
     async def add_maintenance(self, request: web.Request) -> web.Response:
         body: MaintenanceCreate = await _body(request, MaintenanceCreate)
         window = await self.maintenance.add(
-            MaintenanceRequest(start=body.start.astimezone(UTC), end=body.end.astimezone(UTC), reason=body.reason,
-                               sites=tuple(body.sites), devices=tuple(body.devices), services=tuple(body.services)),
-            _actor(request))
-        await self._audit(request, "maintenance.add", f"maintenance:{window.id}", body.model_dump(mode="json"))
+            MaintenanceRequest(
+                start=body.start.astimezone(UTC),
+                end=body.end.astimezone(UTC),
+                reason=body.reason,
+                sites=tuple(body.sites),
+                devices=tuple(body.devices),
+                services=tuple(body.services),
+            ),
+            _actor(request),
+        )
+        await self._audit(
+            request, "maintenance.add", f"maintenance:{window.id}", body.model_dump(mode="json")
+        )
         return _json({"window": window_json(window)}, status=201)
 
     async def delete_maintenance(self, request: web.Request) -> web.StreamResponse:
@@ -315,11 +376,14 @@ class IncidentApi:
         payload: WebhookPayload = await _body(request, WebhookPayload)
         try:
             accepted, duplicates = await self.alerts.receive(payload)
-        except Exception:  # noqa: BLE001 - Alertmanager retries on 5xx: nothing is lost
+        except Exception:
             log.exception("alertmanager_sink_failed", group=payload.groupKey)
             return _error(503, "alerts could not be processed now; retry")
         if accepted:
-            await self._audit(request, "alertmanager.receive", f"alertgroup:{payload.groupKey[:200]}",
-                              {**describe(payload), "accepted": accepted, "duplicates": duplicates})
+            await self._audit(
+                request,
+                "alertmanager.receive",
+                f"alertgroup:{payload.groupKey[:200]}",
+                {**describe(payload), "accepted": accepted, "duplicates": duplicates},
+            )
         return _json({"received": len(payload.alerts), "accepted": accepted, "duplicates": duplicates})
-

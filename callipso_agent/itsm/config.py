@@ -92,12 +92,15 @@ class TicketMapping(_Model):
     recipient_identification: str | None = None
     recipient_name: str | None = None
     origin: Ident | None = None
-    send_title: bool = Field(default=False, description="also send 'title' (not in EasyVista's list; check the tenant)")
+    send_title: bool = Field(
+        default=False, description="also send 'title' (not in EasyVista's list; check the tenant)"
+    )
     asset_from_device: bool = Field(default=False, description="send the device name as 'asset_name'")
     custom_fields: dict[str, str] = Field(
         default_factory=dict,
         description="e_* fields; values are templates over {id} {key} {title} {priority} {site} {device} "
-                    "{services} {rule} {opened_at}")
+        "{services} {rule} {opened_at}",
+    )
     comment: ActionSettings | None = None
     resolve_as: Literal["solved", "closed"] = "solved"
     status_guid: str | None = Field(default=None, description="override the GUID applied when resolving")
@@ -119,17 +122,22 @@ class TicketMapping(_Model):
 
 class EasyVistaSettings(_Model):
     url: Annotated[str, Field(pattern=r"^https?://[^/\s]+", description="https://<host>, without /api/v1")]
-    account: Annotated[str, Field(pattern=r"^[0-9]+$", description="50004 production, 50005 sandbox")] = "50004"
+    account: Annotated[str, Field(pattern=r"^[0-9]+$", description="50004 production, 50005 sandbox")] = (
+        "50004"
+    )
     auth: EasyVistaAuth
     timeout: Annotated[float, Field(gt=0, le=300)] = 65.0  # EasyVista may take 60 s before its own timeout
     verify_tls: bool = True
     ca_file: str | None = None
-    wrap_actions: bool = Field(default=True, description="send actions as {'actions':[{...}]} (else a flat object)")
+    wrap_actions: bool = Field(
+        default=True, description="send actions as {'actions':[{...}]} (else a flat object)"
+    )
     target: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+$")] = "easyvista"
     concurrency: Annotated[int, Field(ge=1, le=16)] = 2
     reference_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,40}$")] = "CALLIPSO"
     priorities: list[Annotated[str, Field(pattern=r"^P[1-4]$")]] = Field(
-        default_factory=lambda: ["P1", "P2", "P3", "P4"], description="priorities that open a ticket")
+        default_factory=lambda: ["P1", "P2", "P3", "P4"], description="priorities that open a ticket"
+    )
     language: Literal["fr", "en"] = "fr"
     mapping: TicketMapping
 

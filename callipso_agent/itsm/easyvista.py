@@ -41,7 +41,9 @@ from callipso_agent.itsm.errors import (
 
 log = structlog.get_logger()
 
-_INNER_ERROR = re.compile(r'^\s*\{\s*"error"\s*:\s*"(?P<error>.*)"\s*\}\s*(?:\((?P<code>[^)]*)\))?\s*$', re.DOTALL)
+_INNER_ERROR = re.compile(
+    r'^\s*\{\s*"error"\s*:\s*"(?P<error>.*)"\s*\}\s*(?:\((?P<code>[^)]*)\))?\s*$', re.DOTALL
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +62,10 @@ def ref_from_href(href: str) -> str:
 
 
 def parse_590(body: Any) -> tuple[str, str | None]:
-    """The business error inside a 590 reply (``{"message":"{\\"error\\": ...} (code)", "correlationId"}``)."""
+    """The business error inside a 590 reply.
+
+    The body looks like ``{"message":"{\\"error\\": ...} (code)", "correlationId": ...}``.
+    """
     if not isinstance(body, Mapping):
         return (str(body)[:500] if body else "functional error"), None
     message = str(body.get("message") or "")
@@ -72,9 +77,19 @@ def parse_590(body: Any) -> tuple[str, str | None]:
 
 
 class EasyVistaClient:
-    def __init__(self, url: str, account: str, *, username: str | None = None, password: Secret | None = None,
-                 token: Secret | None = None, timeout: float = 65.0, ssl_context: ssl.SSLContext | bool = True,
-                 wrap_actions: bool = True, session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        account: str,
+        *,
+        username: str | None = None,
+        password: Secret | None = None,
+        token: Secret | None = None,
+        timeout: float = 65.0,
+        ssl_context: ssl.SSLContext | bool = True,
+        wrap_actions: bool = True,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
         if (token is None) == (username is None or password is None):
             raise ValueError("EasyVistaClient needs basic credentials or a bearer token")
         parts = urlsplit(url)
@@ -89,17 +104,30 @@ class EasyVistaClient:
         self._own_session = session is None
 
     @classmethod
-    def from_settings(cls, settings: EasyVistaSettings, base_dir: Path | None = None,
-                      session: aiohttp.ClientSession | None = None) -> EasyVistaClient:
+    def from_settings(
+        cls,
+        settings: EasyVistaSettings,
+        base_dir: Path | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> EasyVistaClient:
         auth = settings.auth
         ctx: ssl.SSLContext | bool = settings.verify_tls
         if settings.ca_file:
             ca = Path(settings.ca_file)
-            ctx = ssl.create_default_context(cafile=str(ca if ca.is_absolute() or base_dir is None else base_dir / ca))
-        return cls(settings.url, settings.account, username=auth.username,
-                   password=auth.password.resolve(base_dir) if auth.password else None,
-                   token=auth.token.resolve(base_dir) if auth.token else None,
-                   timeout=settings.timeout, ssl_context=ctx, wrap_actions=settings.wrap_actions, session=session)
+            ctx = ssl.create_default_context(
+                cafile=str(ca if ca.is_absolute() or base_dir is None else base_dir / ca)
+            )
+        return cls(
+            settings.url,
+            settings.account,
+            username=auth.username,
+            password=auth.password.resolve(base_dir) if auth.password else None,
+            token=auth.token.resolve(base_dir) if auth.token else None,
+            timeout=settings.timeout,
+            ssl_context=ctx,
+            wrap_actions=settings.wrap_actions,
+            session=session,
+        )
 
     async def close(self) -> None:
         if self._session is not None and self._own_session:
@@ -121,23 +149,31 @@ class EasyVistaClient:
         return self._session
 
     # ---- transport --------------------------------------------------------------------------------
-    async def _call(self, method: str, path: str, *, body: Any = None,
-                    params: Mapping[str, str] | None = None) -> tuple[int, Any]:
+    async def _call(
+        self, method: str, path: str, *, body: Any = None, params: Mapping[str, str] | None = None
+    ) -> tuple[int, Any]:
         url = f"{self.root}/{path}"
         writes = method != "GET"
         try:
             async with asyncio.timeout(self.timeout):
-                async with self._client().request(method, url, json=body, params=params,
-                                                  headers=self._headers()) as rsp:
+                async with self._client().request(
+                    method, url, json=body, params=params, headers=self._headers()
+                ) as rsp:
                     status = rsp.status
                     text = await rsp.text()
                     retry_after = _retry_after(rsp.headers.get("Retry-After"))
         except aiohttp.ClientConnectorError as err:
-            raise ItsmUnavailable(f"cannot connect to EasyVista ({err.os_error or err})", uncertain=False) from err
+            raise ItsmUnavailable(
+                f"cannot connect to EasyVista ({err.os_error or err})", uncertain=False
+            ) from err
         except TimeoutError as err:
-            raise ItsmTimeout(f"EasyVista did not answer within {self.timeout:.0f} s", uncertain=writes) from err
+            raise ItsmTimeout(
+                f"EasyVista did not answer within {self.timeout:.0f} s", uncertain=writes
+            ) from err
         except aiohttp.ClientError as err:
-            raise ItsmUnavailable(f"connection to EasyVista lost ({type(err).__name__})", uncertain=writes) from err
+            raise ItsmUnavailable(
+                f"connection to EasyVista lost ({type(err).__name__})", uncertain=writes
+            ) from err
         try:
             data: Any = json.loads(text) if text.strip() else None
         except ValueError:
@@ -227,18 +263,25 @@ def _status_error(status: int, data: Any, *, writes: bool, retry_after: float | 
     if status == 404:
         return ItsmNotFound("EasyVista: no such ticket or resource (404)")
     if status == 406:
-        return ItsmRejected("EasyVista: the recipient does not exist or is outside the REST user's domains (406)",
-                            status=406)
+        return ItsmRejected(
+            "EasyVista: the recipient does not exist or is outside the REST user's domains (406)", status=406
+        )
     if status == 590:
         detail, correlation = parse_590(data)
-        return ItsmFunctionalError(f"EasyVista refused the request (590): {detail}", detail=detail,
-                                   correlation_id=correlation)
+        return ItsmFunctionalError(
+            f"EasyVista refused the request (590): {detail}", detail=detail, correlation_id=correlation
+        )
     if status in (408, 429):
-        return ItsmUnavailable(f"EasyVista asked to slow down ({status})", uncertain=False, status=status,
-                               retry_after=retry_after)
+        return ItsmUnavailable(
+            f"EasyVista asked to slow down ({status})",
+            uncertain=False,
+            status=status,
+            retry_after=retry_after,
+        )
     if status >= 500:
-        return ItsmUnavailable(f"EasyVista server error ({status})", uncertain=writes, status=status,
-                               retry_after=retry_after)
+        return ItsmUnavailable(
+            f"EasyVista server error ({status})", uncertain=writes, status=status, retry_after=retry_after
+        )
     if status == 400:
         detail, _ = parse_590(data)
         return ItsmRejected(f"EasyVista: malformed request (400): {detail}", status=400)

@@ -8,8 +8,15 @@ from callipso_agent.outbox.errors import DeliveryError
 class ItsmError(DeliveryError):
     kind = "itsm_error"
 
-    def __init__(self, message: str, *, retryable: bool, uncertain: bool = False, status: int | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        uncertain: bool = False,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message, retryable=retryable, uncertain=uncertain, retry_after=retry_after)
         self.status = status
 
@@ -55,8 +62,9 @@ class ItsmUnavailable(ItsmError):
 
     kind = "itsm_unavailable"
 
-    def __init__(self, message: str, *, uncertain: bool, status: int | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, uncertain: bool, status: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message, retryable=True, uncertain=uncertain, status=status, retry_after=retry_after)
 
 

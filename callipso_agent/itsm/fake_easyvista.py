@@ -51,16 +51,54 @@ STATUS = {
 GUID_TO_STATUS = {v[0].strip("{}").upper(): k for k, v in STATUS.items()}
 
 REQUEST_FIELDS = {
-    "catalog_guid", "catalog_code", "description", "external_reference", "urgency_id", "severity_id", "impact_id",
-    "requestor_mail", "requestor_identification", "requestor_name", "recipient_id", "recipient_identification",
-    "recipient_mail", "recipient_name", "origin", "phone", "location_id", "location_code", "department_id",
-    "department_code", "assetid", "assettag", "asset_name", "ci_id", "ci_asset_tag", "ci_name", "parentrequest",
-    "submit_date", "title", "comment",
+    "catalog_guid",
+    "catalog_code",
+    "description",
+    "external_reference",
+    "urgency_id",
+    "severity_id",
+    "impact_id",
+    "requestor_mail",
+    "requestor_identification",
+    "requestor_name",
+    "recipient_id",
+    "recipient_identification",
+    "recipient_mail",
+    "recipient_name",
+    "origin",
+    "phone",
+    "location_id",
+    "location_code",
+    "department_id",
+    "department_code",
+    "assetid",
+    "assettag",
+    "asset_name",
+    "ci_id",
+    "ci_asset_tag",
+    "ci_name",
+    "parentrequest",
+    "submit_date",
+    "title",
+    "comment",
 }
 ACTION_FIELDS = {
-    "action_type_id", "action_type_name", "group_id", "group_mail", "group_name", "description", "comment",
-    "creation_date_ut", "doneby_id", "doneby_identification", "doneby_mail", "doneby_name",
-    "expected_start_date_ut", "expected_end_date_ut", "max_intervention_date_ut", "contact_id",
+    "action_type_id",
+    "action_type_name",
+    "group_id",
+    "group_mail",
+    "group_name",
+    "description",
+    "comment",
+    "creation_date_ut",
+    "doneby_id",
+    "doneby_identification",
+    "doneby_mail",
+    "doneby_name",
+    "expected_start_date_ut",
+    "expected_end_date_ut",
+    "max_intervention_date_ut",
+    "contact_id",
 }
 OPS = ("create", "update", "close", "action", "get", "search", "any")
 FAULTS = ("error500", "hang", "slow", "reply_lost", "hang_after_commit")
@@ -105,26 +143,48 @@ def _lower(data: Mapping[str, Any]) -> dict[str, Any]:
 
 def _error_590(message: str, correlation: str) -> web.Response:
     inner = json.dumps({"error": message}, ensure_ascii=False)
-    return web.json_response({"message": f"{inner} (2013-{correlation})", "correlationId": correlation,
-                              "dataError": "", "exception": []}, status=590)
+    return web.json_response(
+        {
+            "message": f"{inner} (2013-{correlation})",
+            "correlationId": correlation,
+            "dataError": "",
+            "exception": [],
+        },
+        status=590,
+    )
 
 
 class FakeEasyVista:
-    def __init__(self, *, account: str = "50004", number_pattern: str = "I%y%m%d_%06d",
-                 users: Mapping[str, str] | None = None, tokens: Iterable[str] = (),
-                 readonly_users: Iterable[str] = (),
-                 catalogs: Mapping[str, str] | None = None, urgencies: Iterable[int] = (1, 2, 3, 4, 5),
-                 severities: Iterable[int] = (1, 2, 3, 4, 5), impacts: Iterable[int] = (1, 2, 3, 4, 5),
-                 recipients: Iterable[str] = (), clock: Clock | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        *,
+        account: str = "50004",
+        number_pattern: str = "I%y%m%d_%06d",
+        users: Mapping[str, str] | None = None,
+        tokens: Iterable[str] = (),
+        readonly_users: Iterable[str] = (),
+        catalogs: Mapping[str, str] | None = None,
+        urgencies: Iterable[int] = (1, 2, 3, 4, 5),
+        severities: Iterable[int] = (1, 2, 3, 4, 5),
+        impacts: Iterable[int] = (1, 2, 3, 4, 5),
+        recipients: Iterable[str] = (),
+        clock: Clock | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
         self.account = account
         self.number_pattern = number_pattern
         self.users = dict(users if users is not None else {"rest": "rest-password"})
         self.tokens = set(tokens)
         self.readonly_users = set(readonly_users)
         # catalog_guid -> catalog_code
-        self.catalogs = {guid.strip("{}").upper(): code for guid, code in
-                         (catalogs if catalogs is not None else
-                          {"7E3A3D4B-5C1A-4C4F-9E55-2F1C0B6B2A10": "INC_TELEPHONIE"}).items()}
+        self.catalogs = {
+            guid.strip("{}").upper(): code
+            for guid, code in (
+                catalogs
+                if catalogs is not None
+                else {"7E3A3D4B-5C1A-4C4F-9E55-2F1C0B6B2A10": "INC_TELEPHONIE"}
+            ).items()
+        }
         self.urgencies = {str(x) for x in urgencies}
         self.severities = {str(x) for x in severities}
         self.impacts = {str(x) for x in impacts}
@@ -143,18 +203,20 @@ class FakeEasyVista:
     # ---- lifecycle --------------------------------------------------------------------------------
     def _build(self) -> web.Application:
         app = web.Application()
-        root = f"/api/v1/{{account}}"
-        app.add_routes([
-            web.post(f"{root}/requests", self._create),
-            web.get(f"{root}/requests", self._search),
-            web.get(f"{root}/requests/{{ref}}", self._get),
-            web.put(f"{root}/requests/{{ref}}", self._put),
-            web.post(f"{root}/requests/{{ref}}/actions", self._action),
-            web.get("/_fake/tickets", self._inspect_tickets),
-            web.get("/_fake/requests", self._inspect_log),
-            web.post("/_fake/faults", self._add_fault),
-            web.delete("/_fake/faults", self._clear_faults),
-        ])
+        root = "/api/v1/{account}"
+        app.add_routes(
+            [
+                web.post(f"{root}/requests", self._create),
+                web.get(f"{root}/requests", self._search),
+                web.get(f"{root}/requests/{{ref}}", self._get),
+                web.put(f"{root}/requests/{{ref}}", self._put),
+                web.post(f"{root}/requests/{{ref}}/actions", self._action),
+                web.get("/_fake/tickets", self._inspect_tickets),
+                web.get("/_fake/requests", self._inspect_log),
+                web.post("/_fake/faults", self._add_fault),
+                web.delete("/_fake/faults", self._clear_faults),
+            ]
+        )
         return app
 
     async def start(self, port: int = 0) -> None:
@@ -207,7 +269,9 @@ class FakeEasyVista:
         f = ticket.fields
         guid, status_id, label = STATUS[ticket.status]
         href = f"{self.api_root}/requests/{ticket.rfc_number}"
-        catalog_code = f.get("catalog_code") or self.catalogs.get(str(f.get("catalog_guid", "")).strip("{}").upper(), "")
+        catalog_code = f.get("catalog_code") or self.catalogs.get(
+            str(f.get("catalog_guid", "")).strip("{}").upper(), ""
+        )
         rec: dict[str, Any] = {
             "RFC_NUMBER": ticket.rfc_number,
             "REQUEST_ID": str(ticket.request_id),
@@ -216,16 +280,35 @@ class FakeEasyVista:
             "URGENCY_ID": str(f.get("urgency_id", "")),
             "SEVERITY_ID": str(f.get("severity_id", "")),
             "IMPACT_ID": str(f.get("impact_id", "")),
-            "STATUS": {"STATUS_GUID": guid, "STATUS_EN": label, "STATUS_ID": status_id,
-                       "HREF": f"{self.api_root}/statuses/{status_id}"},
-            "CATALOG_REQUEST": {"CODE": catalog_code, "SD_CATALOG_ID": "5218", "TITLE_EN": catalog_code,
-                                "CATALOG_REQUEST_PATH": f"Incidents/{catalog_code}",
-                                "HREF": f"{self.api_root}/catalog-requests/5218"},
-            "REQUESTOR": {"E_MAIL": str(f.get("requestor_mail", "")), "LAST_NAME": str(f.get("requestor_name", ""))},
-            "RECIPIENT": {"E_MAIL": str(f.get("recipient_mail", "")), "LAST_NAME": str(f.get("recipient_name", ""))},
-            "LOCATION": {"LOCATION_CODE": str(f.get("location_code", "")), "LOCATION_ID": str(f.get("location_id", ""))},
-            "DEPARTMENT": {"DEPARTMENT_CODE": str(f.get("department_code", "")),
-                           "DEPARTMENT_ID": str(f.get("department_id", ""))},
+            "STATUS": {
+                "STATUS_GUID": guid,
+                "STATUS_EN": label,
+                "STATUS_ID": status_id,
+                "HREF": f"{self.api_root}/statuses/{status_id}",
+            },
+            "CATALOG_REQUEST": {
+                "CODE": catalog_code,
+                "SD_CATALOG_ID": "5218",
+                "TITLE_EN": catalog_code,
+                "CATALOG_REQUEST_PATH": f"Incidents/{catalog_code}",
+                "HREF": f"{self.api_root}/catalog-requests/5218",
+            },
+            "REQUESTOR": {
+                "E_MAIL": str(f.get("requestor_mail", "")),
+                "LAST_NAME": str(f.get("requestor_name", "")),
+            },
+            "RECIPIENT": {
+                "E_MAIL": str(f.get("recipient_mail", "")),
+                "LAST_NAME": str(f.get("recipient_name", "")),
+            },
+            "LOCATION": {
+                "LOCATION_CODE": str(f.get("location_code", "")),
+                "LOCATION_ID": str(f.get("location_id", "")),
+            },
+            "DEPARTMENT": {
+                "DEPARTMENT_CODE": str(f.get("department_code", "")),
+                "DEPARTMENT_ID": str(f.get("department_id", "")),
+            },
             "SUBMIT_DATE_UT": ticket.submitted_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
             "MAX_RESOLUTION_DATE_UT": "",
             "HREF": href,
@@ -272,8 +355,11 @@ class FakeEasyVista:
         elif scheme.lower() == "bearer" and value in self.tokens:
             user = "token"
         if user is None:
-            return web.json_response({"message": "Unauthorized"}, status=401,
-                                     headers={"WWW-Authenticate": 'Basic realm="EasyVista"'})
+            return web.json_response(
+                {"message": "Unauthorized"},
+                status=401,
+                headers={"WWW-Authenticate": 'Basic realm="EasyVista"'},
+            )
         if write and user in self.readonly_users:
             return web.json_response({"message": "Forbidden"}, status=403)
         return None
@@ -296,7 +382,9 @@ class FakeEasyVista:
     def _correlation(self) -> str:
         return str(uuid.uuid4().int % 100000).zfill(5)
 
-    async def _guarded(self, request: web.Request, op: str, *, write: bool) -> tuple[web.Response | None, Fault | None]:
+    async def _guarded(
+        self, request: web.Request, op: str, *, write: bool
+    ) -> tuple[web.Response | None, Fault | None]:
         refused = self._account(request) or self._auth(request, write=write)
         if refused is not None:
             return refused, None
@@ -324,8 +412,12 @@ class FakeEasyVista:
         body = await self._json(request)
         items = body.get("requests") if isinstance(body, dict) else None
         if not isinstance(items, list) or len(items) != 1 or not isinstance(items[0], dict):
-            return self._logged(request, web.json_response(
-                {"message": "the body must be {\"requests\":[{...}]} with exactly one ticket"}, status=400))
+            return self._logged(
+                request,
+                web.json_response(
+                    {"message": 'the body must be {"requests":[{...}]} with exactly one ticket'}, status=400
+                ),
+            )
         fields = _lower(items[0])
         problem = self._check_ticket(fields)
         if problem is not None:
@@ -337,7 +429,9 @@ class FakeEasyVista:
         self.tickets[ref] = FakeTicket(ref, 1000 + self._counter, kept, now)
         if fault is not None and fault.kind in ("reply_lost", "hang_after_commit"):
             return self._logged(request, await self._after_commit(request, fault))
-        return self._logged(request, web.json_response({"HREF": f"{self.api_root}/requests/{ref}"}, status=201))
+        return self._logged(
+            request, web.json_response({"HREF": f"{self.api_root}/requests/{ref}"}, status=201)
+        )
 
     def _check_ticket(self, fields: Mapping[str, Any]) -> web.Response | None:
         guid = fields.get("catalog_guid")
@@ -350,17 +444,24 @@ class FakeEasyVista:
                 return _error_590(f"Catalog code {code} doesn't exist - ", self._correlation())
         else:
             return _error_590("catalog_guid or catalog_code is mandatory - ", self._correlation())
-        for name, known, table in (("urgency_id", self.urgencies, "SD_URGENCY"),
-                                   ("severity_id", self.severities, "SD_SEVERITY"),
-                                   ("impact_id", self.impacts, "SD_IMPACT")):
+        for name, known, table in (
+            ("urgency_id", self.urgencies, "SD_URGENCY"),
+            ("severity_id", self.severities, "SD_SEVERITY"),
+            ("impact_id", self.impacts, "SD_IMPACT"),
+        ):
             if name in fields and str(fields[name]) not in known:
                 return _error_590(
-                    f'The INSERT statement conflicted with the FOREIGN KEY constraint "FK_SD_REQUEST_{table}". '
+                    "The INSERT statement conflicted with the FOREIGN KEY constraint "
+                    f'"FK_SD_REQUEST_{table}". '
                     f'The conflict occurred in database "EZV", table "{self.account}.{table}", '
-                    f"column '{name.upper()}'", self._correlation())
+                    f"column '{name.upper()}'",
+                    self._correlation(),
+                )
         for name in ("recipient_id", "recipient_identification", "recipient_mail", "recipient_name"):
             if name in fields and str(fields[name]).lower() not in self.recipients:
-                return web.json_response({"message": "Recipient not found or outside your domains"}, status=406)
+                return web.json_response(
+                    {"message": "Recipient not found or outside your domains"}, status=406
+                )
         return None
 
     async def _get(self, request: web.Request) -> web.StreamResponse:
@@ -389,8 +490,12 @@ class FakeEasyVista:
             else:
                 found = [t for t in found if str(t.fields.get(name, "")) == value]
         records = [self.record(t) for t in found]
-        body = {"record_count": str(len(records)), "total_record_count": str(len(records)), "records": records,
-                "HREF": f"{self.api_root}/requests"}
+        body = {
+            "record_count": str(len(records)),
+            "total_record_count": str(len(records)),
+            "records": records,
+            "HREF": f"{self.api_root}/requests",
+        }
         return self._logged(request, web.json_response(body))
 
     async def _put(self, request: web.Request) -> web.StreamResponse:
@@ -407,8 +512,9 @@ class FakeEasyVista:
         fields = _lower(body)
         href = f"{self.api_root}/requests/{ticket.rfc_number}"
         if ticket.status in ("solved", "closed"):
-            return self._logged(request, _error_590("The ticket is closed and cannot be modified - ",
-                                                    self._correlation()))
+            return self._logged(
+                request, _error_590("The ticket is closed and cannot be modified - ", self._correlation())
+            )
         if "closed" in fields:
             closed = _lower(fields["closed"]) if isinstance(fields["closed"], dict) else {}
             guid = str(closed.get("status_guid", "")).strip("{}").upper()
@@ -419,18 +525,32 @@ class FakeEasyVista:
             ticket.status = "suspended"
         elif "restarted" in fields:
             if ticket.status != "suspended":
-                return self._logged(request, _error_590("The ticket is not suspended - ", self._correlation()))
+                return self._logged(
+                    request, _error_590("The ticket is not suspended - ", self._correlation())
+                )
             ticket.status = "new"
         else:
             changes = {k: v for k, v in fields.items() if k in REQUEST_FIELDS or k.startswith("e_")}
             if not changes:
-                return self._logged(request, _error_590(
-                    "Nothing to update (check fieldnames, if wrong they are ignored) - ", self._correlation()))
-            for name, known in (("urgency_id", self.urgencies), ("severity_id", self.severities),
-                                ("impact_id", self.impacts)):
+                return self._logged(
+                    request,
+                    _error_590(
+                        "Nothing to update (check fieldnames, if wrong they are ignored) - ",
+                        self._correlation(),
+                    ),
+                )
+            for name, known in (
+                ("urgency_id", self.urgencies),
+                ("severity_id", self.severities),
+                ("impact_id", self.impacts),
+            ):
                 if name in changes and str(changes[name]) not in known:
-                    return self._logged(request, _error_590(
-                        f"{name.split('_')[0].capitalize()} ID doesn't exist - ", self._correlation()))
+                    return self._logged(
+                        request,
+                        _error_590(
+                            f"{name.split('_')[0].capitalize()} ID doesn't exist - ", self._correlation()
+                        ),
+                    )
             ticket.fields.update(changes)
             ticket.updates.append(changes)
         if fault is not None and fault.kind in ("reply_lost", "hang_after_commit"):
@@ -446,27 +566,38 @@ class FakeEasyVista:
             return self._logged(request, web.json_response({"message": "Not Found"}, status=404))
         body = await self._json(request)
         # the documentation asks for "a table in JSON format"; both {"actions":[{...}]} and {...} are taken
-        if isinstance(body, dict) and isinstance(_lower(body).get("actions"), list) and \
-                len(_lower(body)["actions"]) == 1 and isinstance(_lower(body)["actions"][0], dict):
+        if (
+            isinstance(body, dict)
+            and isinstance(_lower(body).get("actions"), list)
+            and len(_lower(body)["actions"]) == 1
+            and isinstance(_lower(body)["actions"][0], dict)
+        ):
             body = _lower(body)["actions"][0]
         if not isinstance(body, dict):
             return self._logged(request, web.json_response({"message": "malformed JSON"}, status=400))
         fields = _lower(body)
         if "action_type_id" not in fields and "action_type_name" not in fields:
-            return self._logged(request, _error_590("action_type_id or action_type_name is mandatory - ",
-                                                    self._correlation()))
+            return self._logged(
+                request, _error_590("action_type_id or action_type_name is mandatory - ", self._correlation())
+            )
         if not ({"group_id", "group_mail", "group_name"} & set(fields)):
-            return self._logged(request, _error_590("group_id, group_mail or group_name is mandatory - ",
-                                                    self._correlation()))
+            return self._logged(
+                request, _error_590("group_id, group_mail or group_name is mandatory - ", self._correlation())
+            )
         if ticket.status in ("solved", "closed"):
-            return self._logged(request, _error_590("The ticket is closed and cannot be modified - ",
-                                                    self._correlation()))
+            return self._logged(
+                request, _error_590("The ticket is closed and cannot be modified - ", self._correlation())
+            )
         ticket.actions.append({k: v for k, v in fields.items() if k in ACTION_FIELDS})
         action_id = len(ticket.actions)
         if fault is not None and fault.kind in ("reply_lost", "hang_after_commit"):
             return self._logged(request, await self._after_commit(request, fault))
-        return self._logged(request, web.json_response(
-            {"HREF": f"{self.api_root}/requests/{ticket.rfc_number}/actions/{action_id}"}, status=201))
+        return self._logged(
+            request,
+            web.json_response(
+                {"HREF": f"{self.api_root}/requests/{ticket.rfc_number}/actions/{action_id}"}, status=201
+            ),
+        )
 
     # ---- inspection over HTTP ---------------------------------------------------------------------
     async def _inspect_tickets(self, _request: web.Request) -> web.Response:
@@ -486,8 +617,12 @@ class FakeEasyVista:
         if not isinstance(body, dict):
             return web.json_response({"error": "expected {kind, op, count, seconds}"}, status=400)
         try:
-            self.inject(str(body.get("kind")), op=str(body.get("op", "create")), count=int(body.get("count", 1)),
-                        seconds=float(body.get("seconds", 0)))
+            self.inject(
+                str(body.get("kind")),
+                op=str(body.get("op", "create")),
+                count=int(body.get("count", 1)),
+                seconds=float(body.get("seconds", 0)),
+            )
         except (TypeError, ValueError) as err:
             return web.json_response({"error": str(err)}, status=400)
         return web.json_response({"faults": [f.__dict__ for f in self.faults]})
@@ -507,7 +642,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     async def serve() -> None:
-        fake = FakeEasyVista(account=args.account, number_pattern=args.pattern, users={args.user: args.password})
+        fake = FakeEasyVista(
+            account=args.account, number_pattern=args.pattern, users={args.user: args.password}
+        )
         await fake.start(args.port)
         print(f"fake EasyVista on {fake.api_root}", flush=True)
         await asyncio.Event().wait()

@@ -33,19 +33,33 @@ CREATE, UPDATE, COMMENT, RESOLVE = "itsm.create", "itsm.update", "itsm.comment",
 
 TEXTS = {
     "fr": {
-        "label": "Ticket EasyVista", "created": "ticket {ref} créé", "found": "ticket {ref} retrouvé (créé par un essai précédent)",
-        "commented": "commentaire ajouté au ticket {ref}", "updated": "ticket {ref} mis à jour",
-        "unchanged": "ticket {ref} : rien à modifier", "resolved": "ticket {ref} résolu",
-        "already": "ticket {ref} déjà clos", "no_ticket": "pas de ticket EasyVista pour cet incident",
-        "ack": "Pris en compte par {actor}", "note": "Note de {actor}", "resolve": "Résolu par {actor}",
+        "label": "Ticket EasyVista",
+        "created": "ticket {ref} créé",
+        "found": "ticket {ref} retrouvé (créé par un essai précédent)",
+        "commented": "commentaire ajouté au ticket {ref}",
+        "updated": "ticket {ref} mis à jour",
+        "unchanged": "ticket {ref} : rien à modifier",
+        "resolved": "ticket {ref} résolu",
+        "already": "ticket {ref} déjà clos",
+        "no_ticket": "pas de ticket EasyVista pour cet incident",
+        "ack": "Pris en compte par {actor}",
+        "note": "Note de {actor}",
+        "resolve": "Résolu par {actor}",
         "update": "Incident mis à jour",
     },
     "en": {
-        "label": "EasyVista ticket", "created": "ticket {ref} created", "found": "ticket {ref} found (created by an earlier attempt)",
-        "commented": "comment added to ticket {ref}", "updated": "ticket {ref} updated",
-        "unchanged": "ticket {ref}: nothing to change", "resolved": "ticket {ref} resolved",
-        "already": "ticket {ref} already closed", "no_ticket": "no EasyVista ticket for this incident",
-        "ack": "Acknowledged by {actor}", "note": "Note from {actor}", "resolve": "Resolved by {actor}",
+        "label": "EasyVista ticket",
+        "created": "ticket {ref} created",
+        "found": "ticket {ref} found (created by an earlier attempt)",
+        "commented": "comment added to ticket {ref}",
+        "updated": "ticket {ref} updated",
+        "unchanged": "ticket {ref}: nothing to change",
+        "resolved": "ticket {ref} resolved",
+        "already": "ticket {ref} already closed",
+        "no_ticket": "no EasyVista ticket for this incident",
+        "ack": "Acknowledged by {actor}",
+        "note": "Note from {actor}",
+        "resolve": "Resolved by {actor}",
         "update": "Incident updated",
     },
 }
@@ -68,10 +82,17 @@ class TicketMapper:
         return {k: v for k, v in (pf.model_dump() if pf else {}).items() if v is not None}
 
     def _custom(self, incident: IncidentView) -> dict[str, str]:
-        values = _SafeDict(id=incident.id, key=incident.key, title=incident.title, priority=incident.priority,
-                           site=incident.site or "", device=incident.device or "",
-                           services=",".join(incident.services), rule=incident.rule or "",
-                           opened_at=incident.opened_at.astimezone(UTC).isoformat())
+        values = _SafeDict(
+            id=incident.id,
+            key=incident.key,
+            title=incident.title,
+            priority=incident.priority,
+            site=incident.site or "",
+            device=incident.device or "",
+            services=",".join(incident.services),
+            rule=incident.rule or "",
+            opened_at=incident.opened_at.astimezone(UTC).isoformat(),
+        )
         return {name: template.format_map(values) for name, template in self.mapping.custom_fields.items()}
 
     def create_fields(self, incident: IncidentView, external_reference: str) -> dict[str, Any]:
@@ -89,8 +110,15 @@ class TicketMapper:
         site = m.sites.get(incident.site or "") or m.default_site
         if site is not None:
             fields.update({k: v for k, v in site.model_dump().items() if v is not None})
-        for name in ("requestor_mail", "requestor_identification", "requestor_name", "recipient_mail",
-                     "recipient_identification", "recipient_name", "origin"):
+        for name in (
+            "requestor_mail",
+            "requestor_identification",
+            "requestor_name",
+            "recipient_mail",
+            "recipient_identification",
+            "recipient_name",
+            "origin",
+        ):
             value = getattr(m, name)
             if value is not None:
                 fields[name] = value
@@ -122,9 +150,16 @@ class TicketMapper:
 class ItsmPublisher:
     """Incident changes → outbox jobs for EasyVista."""
 
-    def __init__(self, outbox: Outbox, mapper: TicketMapper, *, target: str = "easyvista",
-                 reference_prefix: str = "CALLIPSO", priorities: tuple[str, ...] = ("P1", "P2", "P3", "P4"),
-                 language: Lang = "fr") -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        mapper: TicketMapper,
+        *,
+        target: str = "easyvista",
+        reference_prefix: str = "CALLIPSO",
+        priorities: tuple[str, ...] = ("P1", "P2", "P3", "P4"),
+        language: Lang = "fr",
+    ) -> None:
         self.outbox = outbox
         self.mapper = mapper
         self.target = target
@@ -141,8 +176,14 @@ class ItsmPublisher:
 
     async def _enqueue(self, kind: str, incident: IncidentView, key: str, payload: dict[str, Any]) -> None:
         payload = {"label": self.t["label"], "create_key": self.external_reference(incident), **payload}
-        await self.outbox.enqueue(kind, self.target, payload, key=key, incident_id=incident.id,
-                                  ordering_key=self._ordering(incident))
+        await self.outbox.enqueue(
+            kind,
+            self.target,
+            payload,
+            key=key,
+            incident_id=incident.id,
+            ordering_key=self._ordering(incident),
+        )
 
     async def on_change(self, change: IncidentChange) -> None:
         incident = change.incident
@@ -150,16 +191,24 @@ class ItsmPublisher:
         if change.kind is ChangeKind.OPENED:
             if incident.priority not in self.priorities:
                 return
-            await self._enqueue(CREATE, incident, ext,
-                                {"fields": self.mapper.create_fields(incident, ext), "external_reference": ext})
+            await self._enqueue(
+                CREATE,
+                incident,
+                ext,
+                {"fields": self.mapper.create_fields(incident, ext), "external_reference": ext},
+            )
             return
         if await self.outbox.by_key(ext) is None:
             return  # this incident has no ticket (priority not ticketed, or opened before the connector)
         stamp = f"{change.at.astimezone(UTC):%Y%m%dT%H%M%S.%f}"
         actor = change.actor or "callipso"
         if change.kind is ChangeKind.UPDATED:
-            await self._enqueue(UPDATE, incident, f"{ext}:update:{stamp}",
-                                {"fields": self.mapper.update_fields(incident), "text": change.text or ""})
+            await self._enqueue(
+                UPDATE,
+                incident,
+                f"{ext}:update:{stamp}",
+                {"fields": self.mapper.update_fields(incident), "text": change.text or ""},
+            )
         elif change.kind in (ChangeKind.ACKNOWLEDGED, ChangeKind.NOTE):
             head = self.t["ack" if change.kind is ChangeKind.ACKNOWLEDGED else "note"].format(actor=actor)
             text = f"{head} : {change.text}" if change.text else head
@@ -168,14 +217,23 @@ class ItsmPublisher:
         elif change.kind is ChangeKind.RESOLVED:
             head = self.t["resolve"].format(actor=actor)
             reason = f"{head} : {change.text}" if change.text else head
-            await self._enqueue(RESOLVE, incident, f"{ext}:resolve", {"closed": self.mapper.close_fields(reason)})
+            await self._enqueue(
+                RESOLVE, incident, f"{ext}:resolve", {"closed": self.mapper.close_fields(reason)}
+            )
 
 
 class EasyVistaDeliverer:
     """Runs ``itsm.*`` outbox jobs against EasyVista."""
 
-    def __init__(self, client: EasyVistaClient, incidents: IncidentSource, outbox: Outbox, mapper: TicketMapper,
-                 *, language: Lang = "fr") -> None:
+    def __init__(
+        self,
+        client: EasyVistaClient,
+        incidents: IncidentSource,
+        outbox: Outbox,
+        mapper: TicketMapper,
+        *,
+        language: Lang = "fr",
+    ) -> None:
         self.client = client
         self.incidents = incidents
         self.outbox = outbox
@@ -212,7 +270,9 @@ class EasyVistaDeliverer:
         found = None
         if job.uncertain:
             found = await self.client.find_by_external_reference(ext)
-            log.info("easyvista_lookup_before_create", external_reference=ext, found=found.ref if found else None)
+            log.info(
+                "easyvista_lookup_before_create", external_reference=ext, found=found.ref if found else None
+            )
         if found is not None:
             ticket, summary = found, self.t["found"].format(ref=found.ref)
         else:
@@ -221,10 +281,11 @@ class EasyVistaDeliverer:
         if job.incident_id is not None:
             try:
                 await self.incidents.set_itsm_ref(job.incident_id, ticket.ref)
-            except Exception as err:  # noqa: BLE001 - retried: the next attempt finds the ticket by reference
+            except Exception as err:
                 log.exception("set_itsm_ref_failed", incident=job.incident_id, ref=ticket.ref)
-                raise RetryableDelivery(f"ticket {ticket.ref} created but not recorded: {err}",
-                                        uncertain=True) from err
+                raise RetryableDelivery(
+                    f"ticket {ticket.ref} created but not recorded: {err}", uncertain=True
+                ) from err
         return Delivered(summary, {"ref": ticket.ref, "href": ticket.href})
 
     async def _ticket_ref(self, job: Job) -> str:

@@ -10,7 +10,12 @@ from callipso_agent.notify.channels import (
     build_channels,
     message_card,
 )
-from callipso_agent.notify.config import NotificationsConfig, load_notifications, notifications_path, parse_notifications
+from callipso_agent.notify.config import (
+    NotificationsConfig,
+    load_notifications,
+    notifications_path,
+    parse_notifications,
+)
 from callipso_agent.notify.deliver import NotifyDeliverer
 from callipso_agent.notify.dispatch import OutputDispatcher
 from callipso_agent.notify.router import NotificationRouter, Planned

@@ -39,8 +39,9 @@ class Channel(Protocol):
     name: str
     type: str
 
-    async def send(self, message: Rendered, recipients: Sequence[str], *, key: str,
-                   meta: Mapping[str, Any]) -> str:
+    async def send(
+        self, message: Rendered, recipients: Sequence[str], *, key: str, meta: Mapping[str, Any]
+    ) -> str:
         """Send; return a one-line summary. Raise DeliveryError on failure."""
         ...
 
@@ -59,7 +60,9 @@ def _http_error(what: str, status: int, body: str, retry_after: float | None) ->
     if status in (408, 429):
         return RetryableDelivery(f"{what}: throttled ({status}) {snippet}".strip(), retry_after=retry_after)
     if status >= 500:
-        return RetryableDelivery(f"{what}: server error ({status}) {snippet}".strip(), retry_after=retry_after)
+        return RetryableDelivery(
+            f"{what}: server error ({status}) {snippet}".strip(), retry_after=retry_after
+        )
     return FinalDelivery(f"{what}: refused ({status}) {snippet}".strip())
 
 
@@ -80,8 +83,9 @@ class _Http:
             self._session = aiohttp.ClientSession()
         return self._session
 
-    async def post(self, what: str, url: str, *, body: Any,
-                   headers: Mapping[str, str] | None = None) -> tuple[int, str, float | None]:
+    async def post(
+        self, what: str, url: str, *, body: Any, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, str, float | None]:
         try:
             async with asyncio.timeout(self.timeout):
                 async with self.session().post(url, json=body, headers=dict(headers or {})) as rsp:
@@ -91,7 +95,9 @@ class _Http:
         except TimeoutError as err:
             raise RetryableDelivery(f"{what}: no answer within {self.timeout:.0f} s", uncertain=True) from err
         except aiohttp.ClientError as err:
-            raise RetryableDelivery(f"{what}: connection lost ({type(err).__name__})", uncertain=True) from err
+            raise RetryableDelivery(
+                f"{what}: connection lost ({type(err).__name__})", uncertain=True
+            ) from err
 
     async def close(self) -> None:
         if self._session is not None and self._own:
@@ -103,8 +109,14 @@ class _Http:
 class EmailSender:
     type = "email"
 
-    def __init__(self, name: str, settings: EmailSettings, password: Secret | None = None, *,
-                 base_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: EmailSettings,
+        password: Secret | None = None,
+        *,
+        base_dir: Path | None = None,
+    ) -> None:
         self.name = name
         self.settings = settings
         self._password = password
@@ -112,11 +124,13 @@ class EmailSender:
         smtp = settings.smtp
         if smtp.ca_file:
             ca = Path(smtp.ca_file)
-            self._tls = ssl.create_default_context(cafile=str(ca if ca.is_absolute() or base_dir is None
-                                                                  else base_dir / ca))
+            self._tls = ssl.create_default_context(
+                cafile=str(ca if ca.is_absolute() or base_dir is None else base_dir / ca)
+            )
 
-    def build(self, message: Rendered, recipients: Sequence[str], *, key: str,
-              meta: Mapping[str, Any]) -> EmailMessage:
+    def build(
+        self, message: Rendered, recipients: Sequence[str], *, key: str, meta: Mapping[str, Any]
+    ) -> EmailMessage:
         msg = EmailMessage()
         msg["Subject"] = message.subject
         msg["From"] = self.settings.sender
@@ -136,33 +150,48 @@ class EmailSender:
         msg["Content-Language"] = message.lang  # after set_content, which resets Content-* headers
         return msg
 
-    async def send(self, message: Rendered, recipients: Sequence[str], *, key: str,
-                   meta: Mapping[str, Any]) -> str:
+    async def send(
+        self, message: Rendered, recipients: Sequence[str], *, key: str, meta: Mapping[str, Any]
+    ) -> str:
         smtp = self.settings.smtp
         to = list(recipients) or list(self.settings.to)
         msg = self.build(message, to, key=key, meta=meta)
         what = f"SMTP {smtp.host}:{smtp.port}"
         try:
             await aiosmtplib.send(
-                msg, hostname=smtp.host, port=smtp.port, username=smtp.username,
+                msg,
+                hostname=smtp.host,
+                port=smtp.port,
+                username=smtp.username,
                 password=self._password.reveal() if self._password else None,
-                use_tls=smtp.tls, start_tls=smtp.starttls if not smtp.tls else False, timeout=smtp.timeout,
-                validate_certs=smtp.verify_tls, tls_context=self._tls,
+                use_tls=smtp.tls,
+                start_tls=smtp.starttls if not smtp.tls else False,
+                timeout=smtp.timeout,
+                validate_certs=smtp.verify_tls,
+                tls_context=self._tls,
             )
         except aiosmtplib.SMTPRecipientsRefused as err:
-            raise FinalDelivery(f"{what}: recipients refused ({', '.join(r.recipient for r in err.recipients)})") from err
+            raise FinalDelivery(
+                f"{what}: recipients refused ({', '.join(r.recipient for r in err.recipients)})"
+            ) from err
         except aiosmtplib.SMTPAuthenticationError as err:
             raise FinalDelivery(f"{what}: authentication refused ({err.code} {err.message})") from err
         except aiosmtplib.SMTPResponseException as err:
             if 400 <= err.code < 500:
                 raise RetryableDelivery(f"{what}: temporary failure ({err.code} {err.message})") from err
             raise FinalDelivery(f"{what}: refused ({err.code} {err.message})") from err
-        except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPServerDisconnected,
-                OSError) as err:
+        except (
+            aiosmtplib.SMTPConnectError,
+            aiosmtplib.SMTPTimeoutError,
+            aiosmtplib.SMTPServerDisconnected,
+            OSError,
+        ) as err:
             raise RetryableDelivery(f"{what}: {type(err).__name__}: {err}") from err
         except aiosmtplib.SMTPException as err:
             raise RetryableDelivery(f"{what}: {err}") from err
-        return f"courriel envoyé à {', '.join(to)}" if message.lang == "fr" else f"email sent to {', '.join(to)}"
+        return (
+            f"courriel envoyé à {', '.join(to)}" if message.lang == "fr" else f"email sent to {', '.join(to)}"
+        )
 
     async def close(self) -> None:
         return None
@@ -177,8 +206,9 @@ class SmsSender:
 
     type = "sms"
 
-    def __init__(self, name: str, settings: SmsSettings, password: Secret,
-                 session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(
+        self, name: str, settings: SmsSettings, password: Secret, session: aiohttp.ClientSession | None = None
+    ) -> None:
         self.name = name
         self.settings = settings
         self._password = password
@@ -187,36 +217,52 @@ class SmsSender:
     def payload(self, text: str, destination: str, ref: str) -> dict[str, Any]:
         s = self.settings
         body: dict[str, Any] = {
-            "source": s.source, "sourceTON": s.source_ton, "destination": destination, "destinationTON": "MSISDN",
-            "dcs": "TEXT", "userData": text, "platformId": s.platform_id, "platformPartnerId": s.platform_partner_id,
-            "refId": ref, "useDeliveryReport": s.gate_id is not None,
+            "source": s.source,
+            "sourceTON": s.source_ton,
+            "destination": destination,
+            "destinationTON": "MSISDN",
+            "dcs": "TEXT",
+            "userData": text,
+            "platformId": s.platform_id,
+            "platformPartnerId": s.platform_partner_id,
+            "refId": ref,
+            "useDeliveryReport": s.gate_id is not None,
         }
         if s.gate_id is not None:
             body["deliveryReportGates"] = [s.gate_id]
         return body
 
-    async def send(self, message: Rendered, recipients: Sequence[str], *, key: str,
-                   meta: Mapping[str, Any]) -> str:
+    async def send(
+        self, message: Rendered, recipients: Sequence[str], *, key: str, meta: Mapping[str, Any]
+    ) -> str:
         sent: list[str] = []
         for destination in recipients or self.settings.to:
             ref = hashlib.sha256(f"{key}:{destination}".encode()).hexdigest()[:32]
             status, text, retry_after = await self._http.post(
-                "SMS gateway", self.settings.url.rstrip("/") + "/sms/send",
+                "SMS gateway",
+                self.settings.url.rstrip("/") + "/sms/send",
                 body=self.payload(message.short, destination, ref),
-                headers={"Authorization": basic_auth(self.settings.username, self._password.reveal())})
+                headers={"Authorization": basic_auth(self.settings.username, self._password.reveal())},
+            )
             if status not in (200, 201, 202):
                 raise _http_error("SMS gateway", status, text, retry_after)
             try:
                 reply = json.loads(text)
                 code = int(reply.get("resultCode"))
             except (ValueError, TypeError, AttributeError) as err:
-                raise RetryableDelivery(f"SMS gateway: unreadable reply {text[:120]!r}", uncertain=True) from err
+                raise RetryableDelivery(
+                    f"SMS gateway: unreadable reply {text[:120]!r}", uncertain=True
+                ) from err
             if code not in SMS_OK:
-                raise FinalDelivery(f"SMS gateway refused {destination}: resultCode {code} "
-                                    f"({reply.get('description', '')})")
+                raise FinalDelivery(
+                    f"SMS gateway refused {destination}: resultCode {code} ({reply.get('description', '')})"
+                )
             sent.append(f"{destination} ({reply.get('messageId', '?')})")
-        return (f"SMS accepté par la passerelle : {', '.join(sent)}" if message.lang == "fr"
-                else f"SMS accepted by the gateway: {', '.join(sent)}")
+        return (
+            f"SMS accepté par la passerelle : {', '.join(sent)}"
+            if message.lang == "fr"
+            else f"SMS accepted by the gateway: {', '.join(sent)}"
+        )
 
     async def close(self) -> None:
         await self._http.close()
@@ -226,13 +272,21 @@ class SmsSender:
 def message_card(message: Rendered) -> dict[str, Any]:
     """Legacy Office 365 connector payload (MessageCard)."""
     card: dict[str, Any] = {
-        "@type": "MessageCard", "@context": "https://schema.org/extensions",
-        "summary": message.subject, "themeColor": message.color, "title": message.subject,
+        "@type": "MessageCard",
+        "@context": "https://schema.org/extensions",
+        "summary": message.subject,
+        "themeColor": message.color,
+        "title": message.subject,
         "sections": [{"facts": [{"name": k, "value": v} for k, v in message.facts], "markdown": True}],
     }
     if message.link:
-        card["potentialAction"] = [{"@type": "OpenUri", "name": "Ouvrir" if message.lang == "fr" else "Open",
-                                    "targets": [{"os": "default", "uri": message.link}]}]
+        card["potentialAction"] = [
+            {
+                "@type": "OpenUri",
+                "name": "Ouvrir" if message.lang == "fr" else "Open",
+                "targets": [{"os": "default", "uri": message.link}],
+            }
+        ]
     return card
 
 
@@ -240,32 +294,51 @@ def adaptive_card(message: Rendered) -> dict[str, Any]:
     """Workflows ("Post to a channel when a webhook request is received") payload."""
     urgent = message.color in ("C00000", "FF8C00")
     content: dict[str, Any] = {
-        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard", "version": "1.4",
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.4",
         "body": [
-            {"type": "TextBlock", "text": message.subject, "weight": "Bolder", "size": "Medium", "wrap": True,
-             **({"color": "Attention"} if urgent else {})},
+            {
+                "type": "TextBlock",
+                "text": message.subject,
+                "weight": "Bolder",
+                "size": "Medium",
+                "wrap": True,
+                **({"color": "Attention"} if urgent else {}),
+            },
             {"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in message.facts]},
         ],
     }
     if message.link:
-        content["actions"] = [{"type": "Action.OpenUrl", "title": "Ouvrir" if message.lang == "fr" else "Open",
-                               "url": message.link}]
-    return {"type": "message", "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive",
-                                                "contentUrl": None, "content": content}]}
+        content["actions"] = [
+            {
+                "type": "Action.OpenUrl",
+                "title": "Ouvrir" if message.lang == "fr" else "Open",
+                "url": message.link,
+            }
+        ]
+    return {
+        "type": "message",
+        "attachments": [
+            {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": content}
+        ],
+    }
 
 
 class TeamsSender:
     type = "teams"
 
-    def __init__(self, name: str, settings: TeamsSettings, url: str,
-                 session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(
+        self, name: str, settings: TeamsSettings, url: str, session: aiohttp.ClientSession | None = None
+    ) -> None:
         self.name = name
         self.settings = settings
         self._url = url  # may embed a credential: never logged
         self._http = _Http(settings.timeout, session)
 
-    async def send(self, message: Rendered, recipients: Sequence[str], *, key: str,
-                   meta: Mapping[str, Any]) -> str:
+    async def send(
+        self, message: Rendered, recipients: Sequence[str], *, key: str, meta: Mapping[str, Any]
+    ) -> str:
         fr = message.lang == "fr"
         if self.settings.flavour == "connector":
             card = message_card(message)
@@ -280,11 +353,16 @@ class TeamsSender:
                     raise RetryableDelivery(f"Teams connector: throttled ({text.strip()[:200]})")
                 raise FinalDelivery(f"Teams connector: not posted ({text.strip()[:200]})")
             raise _http_error("Teams connector", status, text, retry_after)
-        status, text, retry_after = await self._http.post("Teams workflow", self._url, body=adaptive_card(message))
+        status, text, retry_after = await self._http.post(
+            "Teams workflow", self._url, body=adaptive_card(message)
+        )
         if 200 <= status < 300:
             # a workflow only queues the card; a failed flow run is visible only in its run history
-            return (f"accepté par le flux Teams ({status}), publication asynchrone" if fr
-                    else f"accepted by the Teams workflow ({status}), posted asynchronously")
+            return (
+                f"accepté par le flux Teams ({status}), publication asynchrone"
+                if fr
+                else f"accepted by the Teams workflow ({status}), posted asynchronously"
+            )
         raise _http_error("Teams workflow", status, text, retry_after)
 
     async def close(self) -> None:
@@ -295,25 +373,45 @@ class TeamsSender:
 class WebhookSender:
     type = "webhook"
 
-    def __init__(self, name: str, settings: WebhookSettings, secret_headers: Mapping[str, Secret] | None = None,
-                 session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: WebhookSettings,
+        secret_headers: Mapping[str, Secret] | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
         self.name = name
         self.settings = settings
         self._secret_headers = dict(secret_headers or {})
         self._http = _Http(settings.timeout, session)
 
     def payload(self, message: Rendered, key: str, meta: Mapping[str, Any]) -> dict[str, Any]:
-        return {"version": "1", "key": key, "event": meta.get("event"), "incident": meta.get("incident"),
-                "message": {"subject": message.subject, "text": message.body, "short": message.short,
-                            "facts": [{"name": k, "value": v} for k, v in message.facts], "link": message.link,
-                            "lang": message.lang}}
+        return {
+            "version": "1",
+            "key": key,
+            "event": meta.get("event"),
+            "incident": meta.get("incident"),
+            "message": {
+                "subject": message.subject,
+                "text": message.body,
+                "short": message.short,
+                "facts": [{"name": k, "value": v} for k, v in message.facts],
+                "link": message.link,
+                "lang": message.lang,
+            },
+        }
 
-    async def send(self, message: Rendered, recipients: Sequence[str], *, key: str,
-                   meta: Mapping[str, Any]) -> str:
-        headers = {**self.settings.headers, "Idempotency-Key": key,
-                   **{k: v.reveal() for k, v in self._secret_headers.items()}}
-        status, text, retry_after = await self._http.post("webhook", self.settings.url,
-                                                          body=self.payload(message, key, meta), headers=headers)
+    async def send(
+        self, message: Rendered, recipients: Sequence[str], *, key: str, meta: Mapping[str, Any]
+    ) -> str:
+        headers = {
+            **self.settings.headers,
+            "Idempotency-Key": key,
+            **{k: v.reveal() for k, v in self._secret_headers.items()},
+        }
+        status, text, retry_after = await self._http.post(
+            "webhook", self.settings.url, body=self.payload(message, key, meta), headers=headers
+        )
         if 200 <= status < 300:
             return f"webhook : {status}" if message.lang == "fr" else f"webhook: {status}"
         raise _http_error("webhook", status, text, retry_after)
@@ -335,7 +433,9 @@ def build_channels(channels: Mapping[str, Any], base_dir: Path | None = None) ->
             url = cfg.url if cfg.url is not None else cfg.url_secret.resolve(base_dir).reveal()  # type: ignore[union-attr]
             out[name] = TeamsSender(name, cfg, url)
         elif isinstance(cfg, WebhookSettings):
-            out[name] = WebhookSender(name, cfg, {k: v.resolve(base_dir) for k, v in cfg.secret_headers.items()})
+            out[name] = WebhookSender(
+                name, cfg, {k: v.resolve(base_dir) for k, v in cfg.secret_headers.items()}
+            )
         else:  # pragma: no cover - the schema admits only the four types
             raise TypeError(f"unknown channel settings {type(cfg).__name__}")
     return out

@@ -90,10 +90,13 @@ class QuietHours(Window):
 
 class Storm(_Model):
     threshold: Annotated[int, Field(ge=1, description="more than this many incidents ...")] = 5
-    window_minutes: Annotated[int, Field(ge=1, le=1440, description="... within this many minutes on one site")] = 10
+    window_minutes: Annotated[
+        int, Field(ge=1, le=1440, description="... within this many minutes on one site")
+    ] = 10
     bypass: list[Priority] = Field(default_factory=list, description="priorities still notified one by one")
-    notify: list[str] | None = Field(default=None, description="channels of the grouped message "
-                                                               "(default: those of the incident's route)")
+    notify: list[str] | None = Field(
+        default=None, description="channels of the grouped message (default: those of the incident's route)"
+    )
 
 
 class RateLimit(_Model):
@@ -149,7 +152,9 @@ class TeamsChannel(_Model):
     type: Literal["teams"]
     flavour: Literal["workflow", "connector"] = "workflow"
     url: Annotated[str | None, Field(pattern=r"^https?://")] = None
-    url_secret: SecretRef | None = Field(default=None, description="the webhook URL is a credential: prefer this")
+    url_secret: SecretRef | None = Field(
+        default=None, description="the webhook URL is a credential: prefer this"
+    )
     timeout: Annotated[float, Field(gt=0, le=120)] = 15.0
     language: Literal["fr", "en"] | None = None
 
@@ -258,9 +263,14 @@ def cross_check(cfg: NotificationsConfig, data: Any, file: str) -> list[ConfigEr
     def check(names: list[str] | None, loc: tuple[str | int, ...]) -> None:
         for i, name in enumerate(names or []):
             if name not in known:
-                errors.append(ConfigError(
-                    f"unknown channel {name!r}; known channels: {', '.join(sorted(known)) or '(none)'}",
-                    file=file, line=line_of(data, (*loc, i)), field=_dotted((*loc, i))))
+                errors.append(
+                    ConfigError(
+                        f"unknown channel {name!r}; known channels: {', '.join(sorted(known)) or '(none)'}",
+                        file=file,
+                        line=line_of(data, (*loc, i)),
+                        field=_dotted((*loc, i)),
+                    )
+                )
 
     for r, route in enumerate(cfg.routes):
         check(route.notify, ("notifications", "routes", r, "notify"))
@@ -273,9 +283,14 @@ def cross_check(cfg: NotificationsConfig, data: Any, file: str) -> list[ConfigEr
     names = [r.name for r in cfg.routes]
     for r, name in enumerate(names):
         if names.index(name) != r:
-            errors.append(ConfigError(f"duplicate route name {name!r}", file=file,
-                                      line=line_of(data, ("notifications", "routes", r, "name")),
-                                      field=f"notifications.routes[{r}].name"))
+            errors.append(
+                ConfigError(
+                    f"duplicate route name {name!r}",
+                    file=file,
+                    line=line_of(data, ("notifications", "routes", r, "name")),
+                    field=f"notifications.routes[{r}].name",
+                )
+            )
     return errors
 
 

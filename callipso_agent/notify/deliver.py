@@ -38,6 +38,10 @@ class NotifyDeliverer:
             if incident is not None and incident.state.value in skip_if:
                 state = STATE_WORDS[message.lang].get(incident.state.value, incident.state.value)
                 return Delivered(SKIPPED[message.lang].format(state=state), {"skipped": incident.state.value})
-        summary = await channel.send(message, [str(r) for r in payload.get("recipients") or []],
-                                     key=job.idempotency_key, meta=dict(payload.get("meta") or {}))
+        summary = await channel.send(
+            message,
+            [str(r) for r in payload.get("recipients") or []],
+            key=job.idempotency_key,
+            meta=dict(payload.get("meta") or {}),
+        )
         return Delivered(summary, {"channel": name})

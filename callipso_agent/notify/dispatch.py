@@ -29,8 +29,10 @@ class OutputDispatcher:
         for sub in self.subscribers:
             try:
                 await sub(change)
-            except Exception as err:  # noqa: BLE001 - the others still run
-                log.exception("output_subscriber_failed", incident=change.incident.id, change=change.kind.value)
+            except Exception as err:
+                log.exception(
+                    "output_subscriber_failed", incident=change.incident.id, change=change.kind.value
+                )
                 first = first or err
         if first is not None:
             raise first

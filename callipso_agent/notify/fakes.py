@@ -83,8 +83,14 @@ class SmsRecord:
 
 
 class FakeLinkMobility(_Server):
-    def __init__(self, *, users: Mapping[str, str] | None = None, rate_limit: tuple[int, float] | None = None,
-                 clock: Clock | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        *,
+        users: Mapping[str, str] | None = None,
+        rate_limit: tuple[int, float] | None = None,
+        clock: Clock | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
         super().__init__(host)
         self.users = dict(users if users is not None else {"cd13": "sms-password"})
         self.rate_limit = rate_limit  # (max requests, per seconds)
@@ -150,8 +156,9 @@ class FakeLinkMobility(_Server):
         self._recent.append(now)
         message_id = base64.b64encode(uuid.uuid4().bytes[:18]).decode().rstrip("=")
         if fault == "reject":
-            return web.json_response({"messageId": message_id, "resultCode": 1102,
-                                      "description": "Invalid destination address"})
+            return web.json_response(
+                {"messageId": message_id, "resultCode": 1102, "description": "Invalid destination address"}
+            )
         self.messages.append(SmsRecord(body, user, message_id))
         return web.json_response({"messageId": message_id, "resultCode": 1005, "description": "Queued"})
 
@@ -175,8 +182,9 @@ class FakeTeams(_Server):
 
     def _app(self) -> web.Application:
         app = web.Application(client_max_size=4 * 1024 * 1024)
-        app.add_routes([web.post("/webhookb2/{id:.*}", self._connector),
-                        web.post("/workflows/{id:.*}", self._workflow)])
+        app.add_routes(
+            [web.post("/webhookb2/{id:.*}", self._connector), web.post("/workflows/{id:.*}", self._workflow)]
+        )
         return app
 
     def connector_url(self, hook: str = "cd13-noc") -> str:
@@ -191,18 +199,30 @@ class FakeTeams(_Server):
         if fault == "error500":
             return web.Response(status=500, text="Internal Server Error")
         if fault == "throttle":
-            return web.Response(status=429, text="Microsoft Teams endpoint returned HTTP error 429",
-                                headers={"Retry-After": "3"})
+            return web.Response(
+                status=429,
+                text="Microsoft Teams endpoint returned HTTP error 429",
+                headers={"Retry-After": "3"},
+            )
         if fault == "throttle_200":
-            return web.Response(status=200, text="Microsoft Teams endpoint returned HTTP error 429 with ContextId ...")
+            return web.Response(
+                status=200, text="Microsoft Teams endpoint returned HTTP error 429 with ContextId ..."
+            )
         if len(raw) > self.size_limit or fault == "oversize":
-            return web.Response(status=200, text="Webhook message delivery failed with error: Microsoft Teams "
-                                                 "endpoint returned HTTP error 413 with ContextId ...")
+            return web.Response(
+                status=200,
+                text="Webhook message delivery failed with error: Microsoft Teams "
+                "endpoint returned HTTP error 413 with ContextId ...",
+            )
         try:
             body = json.loads(raw)
         except ValueError:
             return web.Response(status=400, text="Bad payload received by generic incoming webhook.")
-        if not isinstance(body, dict) or not (body.get("summary") or body.get("text")) or fault == "invalid_card":
+        if (
+            not isinstance(body, dict)
+            or not (body.get("summary") or body.get("text"))
+            or fault == "invalid_card"
+        ):
             return web.Response(status=400, text="Summary or Text is required.")
         self.posts.append(TeamsPost(request.path, body, "connector"))
         return web.Response(status=200, text="1")
@@ -212,7 +232,9 @@ class FakeTeams(_Server):
         if fault == "error500":
             return web.Response(status=500, text="Internal Server Error")
         if fault == "throttle":
-            return web.json_response({"error": {"code": "TooManyRequests"}}, status=429, headers={"Retry-After": "3"})
+            return web.json_response(
+                {"error": {"code": "TooManyRequests"}}, status=429, headers={"Retry-After": "3"}
+            )
         try:
             body = await request.json()
         except (ValueError, UnicodeDecodeError):
@@ -220,12 +242,20 @@ class FakeTeams(_Server):
         post = TeamsPost(request.path, body, "workflow")
         attachments = body.get("attachments") if isinstance(body, dict) else None
         if not isinstance(attachments, list):
-            post.run_status, post.run_error = "Failed", (
-                "The execution of template action 'Send_each_adaptive_card' failed: the result of the evaluation of "
-                "'foreach' expression '@triggerOutputs()?['body']?['attachments']' is of type 'Null'.")
+            post.run_status, post.run_error = (
+                "Failed",
+                (
+                    "The execution of template action 'Send_each_adaptive_card' failed: "
+                    "the result of the evaluation of "
+                    "'foreach' expression '@triggerOutputs()?['body']?['attachments']' is of type 'Null'."
+                ),
+            )
         elif fault == "invalid_card" or any(
-                not isinstance(a, dict) or not isinstance(a.get("content"), dict)
-                or a["content"].get("type") != "AdaptiveCard" for a in attachments):
+            not isinstance(a, dict)
+            or not isinstance(a.get("content"), dict)
+            or a["content"].get("type") != "AdaptiveCard"
+            for a in attachments
+        ):
             post.run_status, post.run_error = "Failed", "Property 'type' must be 'AdaptiveCard'."
         self.posts.append(post)
         return web.Response(status=202)

@@ -52,8 +52,12 @@ TEXTS = {
         "grouped": "Notification regroupée : rafale d'incidents en cours sur le site {site}",
         "storm": "Message de rafale envoyé pour le site {site} ({count} incidents) : {label}",
         "not_sent": "Pas de notification « {event} » par {channel} : l'avis d'ouverture n'a pas été envoyé",
-        "quiet_hours": "heures calmes", "rate_limit": "limite de débit du canal", "window": "hors plage de la règle",
-        "sms": "SMS au {to} ({channel})", "email": "Courriel à {to} ({channel})", "teams": "Teams ({channel})",
+        "quiet_hours": "heures calmes",
+        "rate_limit": "limite de débit du canal",
+        "window": "hors plage de la règle",
+        "sms": "SMS au {to} ({channel})",
+        "email": "Courriel à {to} ({channel})",
+        "teams": "Teams ({channel})",
         "webhook": "Webhook ({channel})",
     },
     "en": {
@@ -62,8 +66,12 @@ TEXTS = {
         "grouped": "Notification grouped: incident storm on site {site}",
         "storm": "Storm message sent for site {site} ({count} incidents): {label}",
         "not_sent": "No '{event}' notification through {channel}: the opening notice was not sent",
-        "quiet_hours": "quiet hours", "rate_limit": "channel rate limit", "window": "outside the rule's window",
-        "sms": "SMS to {to} ({channel})", "email": "Email to {to} ({channel})", "teams": "Teams ({channel})",
+        "quiet_hours": "quiet hours",
+        "rate_limit": "channel rate limit",
+        "window": "outside the rule's window",
+        "sms": "SMS to {to} ({channel})",
+        "email": "Email to {to} ({channel})",
+        "teams": "Teams ({channel})",
         "webhook": "Webhook ({channel})",
     },
 }
@@ -94,18 +102,31 @@ class _Storm:
 
 
 class NotificationRouter:
-    def __init__(self, config: NotificationsConfig, outbox: Outbox, incidents: IncidentSource, clock: Clock, *,
-                 calendar: BusinessCalendar | None = None) -> None:
+    def __init__(
+        self,
+        config: NotificationsConfig,
+        outbox: Outbox,
+        incidents: IncidentSource,
+        clock: Clock,
+        *,
+        calendar: BusinessCalendar | None = None,
+    ) -> None:
         self.cfg = config
         self.outbox = outbox
         self.incidents = incidents
         self.clock = clock
         if calendar is None:
-            calendar = config.calendar.build() if config.calendar is not None else BusinessCalendar(
-                timezone=config.timezone)
+            calendar = (
+                config.calendar.build()
+                if config.calendar is not None
+                else BusinessCalendar(timezone=config.timezone)
+            )
         self.calendar = calendar
         self.tz = ZoneInfo(config.timezone)
-        self._texts = {lang: Texts(lang, config.timezone, config.link) for lang in ("fr", "en")}
+        self._texts: dict[Lang, Texts] = {
+            "fr": Texts("fr", config.timezone, config.link),
+            "en": Texts("en", config.timezone, config.link),
+        }
         self.t = TEXTS[config.language]
         self._sent: dict[str, list[datetime]] = {}  # planned send times per channel, sorted
         self._site_events: dict[str, deque[tuple[datetime, IncidentView]]] = {}
@@ -160,12 +181,16 @@ class NotificationRouter:
     # ---- routing ----------------------------------------------------------------------------------
     def _matches(self, route: Route, incident: IncidentView) -> bool:
         m = route.match
-        return ((not m.priorities or incident.priority in m.priorities)
-                and (not m.sites or incident.site in m.sites)
-                and (not m.services or bool(set(m.services) & set(incident.services)))
-                and (not m.devices or incident.device in m.devices))
+        return (
+            (not m.priorities or incident.priority in m.priorities)
+            and (not m.sites or incident.site in m.sites)
+            and (not m.services or bool(set(m.services) & set(incident.services)))
+            and (not m.devices or incident.device in m.devices)
+        )
 
-    def routes_for(self, incident: IncidentView, event: str, at: datetime) -> list[tuple[Route, datetime | None]]:
+    def routes_for(
+        self, incident: IncidentView, event: str, at: datetime
+    ) -> list[tuple[Route, datetime | None]]:
         """Routes that apply, each with the instant it is deferred to (None: now). First match wins unless
         a route says ``continue``."""
         out: list[tuple[Route, datetime | None]] = []
@@ -210,7 +235,11 @@ class NotificationRouter:
 
     def _when(self, at: datetime) -> str:
         local = at.astimezone(self.tz)
-        return local.strftime("%d/%m/%Y %H:%M") if self.cfg.language == "fr" else local.strftime("%Y-%m-%d %H:%M")
+        return (
+            local.strftime("%d/%m/%Y %H:%M")
+            if self.cfg.language == "fr"
+            else local.strftime("%Y-%m-%d %H:%M")
+        )
 
     def _rate_limited_until(self, channel: str, at: datetime) -> datetime | None:
         """The first instant from ``at`` when the channel has room in its sliding hour (None: now)."""
@@ -231,14 +260,34 @@ class NotificationRouter:
 
     @staticmethod
     def _incident_meta(incident: IncidentView) -> dict[str, Any]:
-        return {"id": incident.id, "key": incident.key, "title": incident.title, "state": incident.state.value,
-                "priority": incident.priority, "severity": incident.severity.label, "site": incident.site,
-                "device": incident.device, "services": list(incident.services),
-                "opened_at": incident.opened_at.astimezone(UTC).isoformat(), "itsm_ref": incident.itsm_ref}
+        return {
+            "id": incident.id,
+            "key": incident.key,
+            "title": incident.title,
+            "state": incident.state.value,
+            "priority": incident.priority,
+            "severity": incident.severity.label,
+            "site": incident.site,
+            "device": incident.device,
+            "services": list(incident.services),
+            "opened_at": incident.opened_at.astimezone(UTC).isoformat(),
+            "itsm_ref": incident.itsm_ref,
+        }
 
-    async def _plan(self, channel: str, *, incident: IncidentView, event: str, route: str | None, key_base: str,
-                    render: Mapping[Lang, Rendered], at: datetime, defer_until: datetime | None,
-                    skip_if: Sequence[str], timeline: bool = True) -> list[Planned]:
+    async def _plan(
+        self,
+        channel: str,
+        *,
+        incident: IncidentView,
+        event: str,
+        route: str | None,
+        key_base: str,
+        render: Mapping[Lang, Rendered],
+        at: datetime,
+        defer_until: datetime | None,
+        skip_if: Sequence[str],
+        timeline: bool = True,
+    ) -> list[Planned]:
         planned: list[Planned] = []
         for recipient in self._recipients(channel):
             key = f"{key_base}:{channel}:{recipient or '-'}"
@@ -249,7 +298,11 @@ class NotificationRouter:
             if defer_until is not None and defer_until > due:
                 due, reasons = defer_until, [*reasons, "window"]
             q = self.cfg.quiet_hours
-            if q is not None and incident.priority not in q.allow and (q.channels is None or channel in q.channels):
+            if (
+                q is not None
+                and incident.priority not in q.allow
+                and (q.channels is None or channel in q.channels)
+            ):
                 quiet = self.quiet_until(due)
                 if quiet is not None:
                     due, reasons = quiet, [*reasons, "quiet_hours"]
@@ -260,41 +313,91 @@ class NotificationRouter:
             cfg = self.cfg.channels[channel]
             label = self._label(channel, recipient)
             payload = {
-                "channel": channel, "event": event, "route": route, "label": label,
-                "recipients": [recipient] if recipient else [], "message": message.as_dict(),
+                "channel": channel,
+                "event": event,
+                "route": route,
+                "label": label,
+                "recipients": [recipient] if recipient else [],
+                "message": message.as_dict(),
                 "skip_if": list(skip_if),
-                "meta": {"event": event, "incident_id": incident.id, "priority": incident.priority,
-                         "incident": self._incident_meta(incident)},
+                "meta": {
+                    "event": event,
+                    "incident_id": incident.id,
+                    "priority": incident.priority,
+                    "incident": self._incident_meta(incident),
+                },
             }
-            enq = await self.outbox.enqueue(f"notify.{cfg.type}", channel, payload, key=key, incident_id=incident.id,
-                                            not_before=due if due > at else None)
+            enq = await self.outbox.enqueue(
+                f"notify.{cfg.type}",
+                channel,
+                payload,
+                key=key,
+                incident_id=incident.id,
+                not_before=due if due > at else None,
+            )
             bisect.insort(self._sent.setdefault(channel, []), due)
-            p = Planned(channel, recipient, event, route, key, due if due > at else None, tuple(reasons),
-                        incident.id, enq.created)
+            p = Planned(
+                channel,
+                recipient,
+                event,
+                route,
+                key,
+                due if due > at else None,
+                tuple(reasons),
+                incident.id,
+                enq.created,
+            )
             planned.append(p)
-            log.info("notification_planned", incident=incident.id, channel=channel, change=event, route=route,
-                     deferred_to=p.not_before.isoformat() if p.not_before else None, reasons=list(reasons))
+            log.info(
+                "notification_planned",
+                incident=incident.id,
+                channel=channel,
+                change=event,
+                route=route,
+                deferred_to=p.not_before.isoformat() if p.not_before else None,
+                reasons=list(reasons),
+            )
             if timeline:
                 text = self.t["planned"].format(subject=message.subject, label=label, route=route or "-")
                 if p.not_before is not None:
-                    text += self.t["deferred"].format(when=self._when(p.not_before),
-                                                      reasons=", ".join(self.t[r] for r in reasons))
-                await self._timeline(incident.id, "notification", text,
-                                     {"channel": channel, "recipient": recipient, "event": event, "route": route,
-                                      "key": key, "not_before": p.not_before.isoformat() if p.not_before else None,
-                                      "reasons": list(reasons)})
+                    text += self.t["deferred"].format(
+                        when=self._when(p.not_before), reasons=", ".join(self.t[r] for r in reasons)
+                    )
+                await self._timeline(
+                    incident.id,
+                    "notification",
+                    text,
+                    {
+                        "channel": channel,
+                        "recipient": recipient,
+                        "event": event,
+                        "route": route,
+                        "key": key,
+                        "not_before": p.not_before.isoformat() if p.not_before else None,
+                        "reasons": list(reasons),
+                    },
+                )
         return planned
 
     async def _timeline(self, incident_id: int, kind: str, text: str, data: Mapping[str, Any]) -> None:
         try:
             await self.incidents.add_timeline(incident_id, kind, text, data)
-        except Exception:  # noqa: BLE001 - the decision is in the outbox; the timeline is a record of it
+        except Exception:
             log.exception("timeline_write_failed", incident=incident_id)
 
-    def _render(self, incident: IncidentView, event: str, *, actor: str | None = None, text: str | None = None,
-                level: int | None = None) -> dict[Lang, Rendered]:
-        return {lang: tx.incident(incident, event, actor=actor, text=text, level=level)  # type: ignore[misc]
-                for lang, tx in self._texts.items()}
+    def _render(
+        self,
+        incident: IncidentView,
+        event: str,
+        *,
+        actor: str | None = None,
+        text: str | None = None,
+        level: int | None = None,
+    ) -> dict[Lang, Rendered]:
+        return {
+            lang: tx.incident(incident, event, actor=actor, text=text, level=level)
+            for lang, tx in self._texts.items()
+        }
 
     # ---- entry points -----------------------------------------------------------------------------
     async def on_change(self, change: IncidentChange) -> list[Planned]:
@@ -312,22 +415,35 @@ class NotificationRouter:
         for route, defer_until in routes:
             for channel in route.notify:
                 if event != "opened" and not await self._opening_sent(incident.id, channel):
-                    await self._timeline(incident.id, "notification",
-                                         self.t["not_sent"].format(event=event, channel=channel),
-                                         {"channel": channel, "event": event, "route": route.name})
+                    await self._timeline(
+                        incident.id,
+                        "notification",
+                        self.t["not_sent"].format(event=event, channel=channel),
+                        {"channel": channel, "event": event, "route": route.name},
+                    )
                     continue
                 planned += await self._plan(
-                    channel, incident=incident, event=event, route=route.name,
-                    key_base=f"notify:{incident.id}:{event}{stamp}", render=render, at=at, defer_until=defer_until,
-                    skip_if=("resolved",) if event == "opened" else ())
+                    channel,
+                    incident=incident,
+                    event=event,
+                    route=route.name,
+                    key_base=f"notify:{incident.id}:{event}{stamp}",
+                    render=render,
+                    at=at,
+                    defer_until=defer_until,
+                    skip_if=("resolved",) if event == "opened" else (),
+                )
         return planned
 
     async def _opening_sent(self, incident_id: int, channel: str) -> bool:
         """Follow-ups (ack, note, resolved) go only where the opening notice went (or is going) out."""
         for recipient in self._recipients(channel):
             job = await self.outbox.by_key(f"notify:{incident_id}:opened:{channel}:{recipient or '-'}")
-            if job is not None and job.state in (JobState.DONE, JobState.IN_FLIGHT) \
-                    and not (job.result or {}).get("skipped"):
+            if (
+                job is not None
+                and job.state in (JobState.DONE, JobState.IN_FLIGHT)
+                and not (job.result or {}).get("skipped")
+            ):
                 return True
         return False
 
@@ -360,9 +476,16 @@ class NotificationRouter:
                     render = self._render(incident, "escalated", level=level)
                     for channel in step.notify:
                         planned += await self._plan(
-                            channel, incident=incident, event="escalated", route=route.name,
-                            key_base=f"notify:{incident.id}:escalation{level}", render=render, at=now,
-                            defer_until=None, skip_if=("resolved", "acknowledged"))
+                            channel,
+                            incident=incident,
+                            event="escalated",
+                            route=route.name,
+                            key_base=f"notify:{incident.id}:escalation{level}",
+                            render=render,
+                            at=now,
+                            defer_until=None,
+                            skip_if=("resolved", "acknowledged"),
+                        )
         return planned
 
     # ---- storms -----------------------------------------------------------------------------------
@@ -380,8 +503,12 @@ class NotificationRouter:
             storm.last = at
             storm.grouped.append(incident)
             self._grouped.add(incident.id)
-            await self._timeline(incident.id, "notification", self.t["grouped"].format(site=site),
-                                 {"storm": site, "started": storm.started.isoformat()})
+            await self._timeline(
+                incident.id,
+                "notification",
+                self.t["grouped"].format(site=site),
+                {"storm": site, "started": storm.started.isoformat()},
+            )
             return []
         events = self._site_events.setdefault(site, deque())
         while events and at - events[0][0] > window:
@@ -391,22 +518,40 @@ class NotificationRouter:
             return None
         members = [i for _, i in events]
         events.clear()
-        channels = tuple(st.notify or dict.fromkeys(
-            ch for route, _ in self.routes_for(incident, "opened", at) for ch in route.notify))
+        channels = tuple(
+            st.notify
+            or dict.fromkeys(
+                ch for route, _ in self.routes_for(incident, "opened", at) for ch in route.notify
+            )
+        )
         storm = _Storm(site, at, at, channels, [incident])
         self._storms[site] = storm
         self._grouped.add(incident.id)
         log.warning("notification_storm_started", site=site, incidents=len(members))
-        render = {lang: tx.storm(site, members, st.window_minutes) for lang, tx in self._texts.items()}
+        render: dict[Lang, Rendered] = {
+            lang: tx.storm(site, members, st.window_minutes) for lang, tx in self._texts.items()
+        }
         planned: list[Planned] = []
         for channel in channels:
-            planned += await self._plan(channel, incident=incident, event="storm", route=None,
-                                        key_base=f"notify:storm:{site}:{at.astimezone(UTC):%Y%m%dT%H%M%S.%f}",
-                                        render=render, at=at, defer_until=None, skip_if=(), timeline=False)
+            planned += await self._plan(
+                channel,
+                incident=incident,
+                event="storm",
+                route=None,
+                key_base=f"notify:storm:{site}:{at.astimezone(UTC):%Y%m%dT%H%M%S.%f}",
+                render=render,
+                at=at,
+                defer_until=None,
+                skip_if=(),
+                timeline=False,
+            )
         labels = ", ".join(dict.fromkeys(self._label(p.channel, p.recipient) for p in planned)) or "-"
-        await self._timeline(incident.id, "notification",
-                             self.t["storm"].format(site=site, count=len(members), label=labels),
-                             {"storm": site, "incidents": [i.id for i in members], "channels": list(channels)})
+        await self._timeline(
+            incident.id,
+            "notification",
+            self.t["storm"].format(site=site, count=len(members), label=labels),
+            {"storm": site, "incidents": [i.id for i in members], "channels": list(channels)},
+        )
         return planned
 
     async def _end_storm(self, site: str, now: datetime) -> list[Planned]:
@@ -421,13 +566,22 @@ class NotificationRouter:
             current.append(fresh or inc)
         st = self.cfg.storm
         assert st is not None
-        render = {lang: tx.storm(site, current, st.window_minutes, summary=True) for lang, tx in self._texts.items()}
+        render: dict[Lang, Rendered] = {
+            lang: tx.storm(site, current, st.window_minutes, summary=True) for lang, tx in self._texts.items()
+        }
         planned: list[Planned] = []
         last = current[-1]
         for channel in storm.channels:
-            planned += await self._plan(channel, incident=last, event="storm_summary", route=None,
-                                        key_base=f"notify:storm:{site}:{storm.started.astimezone(UTC):%Y%m%dT%H%M%S.%f}"
-                                                 ":summary", render=render, at=now, defer_until=None, skip_if=(),
-                                        timeline=False)
+            planned += await self._plan(
+                channel,
+                incident=last,
+                event="storm_summary",
+                route=None,
+                key_base=f"notify:storm:{site}:{storm.started.astimezone(UTC):%Y%m%dT%H%M%S.%f}:summary",
+                render=render,
+                at=now,
+                defer_until=None,
+                skip_if=(),
+                timeline=False,
+            )
         return planned
-

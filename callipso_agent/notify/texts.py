@@ -19,16 +19,42 @@ SMS_MAX = 300  # two concatenated GSM-7 segments, roughly
 
 LABELS: dict[str, dict[str, str]] = {
     "fr": {
-        "priority": "Priorité", "site": "Site", "device": "Équipement", "services": "Services",
-        "opened": "Ouvert le", "state": "État", "deadlines": "Échéances", "link": "Lien", "ticket": "Ticket",
-        "runbook": "Procédure", "severity": "Gravité", "by": "Par", "comment": "Commentaire",
-        "reason": "Motif", "resolved": "Résolu le", "none": "—", "incidents": "Incidents",
+        "priority": "Priorité",
+        "site": "Site",
+        "device": "Équipement",
+        "services": "Services",
+        "opened": "Ouvert le",
+        "state": "État",
+        "deadlines": "Échéances",
+        "link": "Lien",
+        "ticket": "Ticket",
+        "runbook": "Procédure",
+        "severity": "Gravité",
+        "by": "Par",
+        "comment": "Commentaire",
+        "reason": "Motif",
+        "resolved": "Résolu le",
+        "none": "—",
+        "incidents": "Incidents",
     },
     "en": {
-        "priority": "Priority", "site": "Site", "device": "Device", "services": "Services",
-        "opened": "Opened", "state": "State", "deadlines": "Deadlines", "link": "Link", "ticket": "Ticket",
-        "runbook": "Runbook", "severity": "Severity", "by": "By", "comment": "Comment",
-        "reason": "Reason", "resolved": "Resolved", "none": "-", "incidents": "Incidents",
+        "priority": "Priority",
+        "site": "Site",
+        "device": "Device",
+        "services": "Services",
+        "opened": "Opened",
+        "state": "State",
+        "deadlines": "Deadlines",
+        "link": "Link",
+        "ticket": "Ticket",
+        "runbook": "Runbook",
+        "severity": "Severity",
+        "by": "By",
+        "comment": "Comment",
+        "reason": "Reason",
+        "resolved": "Resolved",
+        "none": "-",
+        "incidents": "Incidents",
     },
 }
 
@@ -61,10 +87,18 @@ STATES = {
 }
 
 DEADLINES = {
-    "fr": {"taking_charge": "Prise en charge", "first_information": "Première information",
-           "restoration": "Rétablissement (GTR)", "intervention": "Intervention (GTI)"},
-    "en": {"taking_charge": "Taking charge", "first_information": "First information",
-           "restoration": "Restoration (GTR)", "intervention": "Intervention (GTI)"},
+    "fr": {
+        "taking_charge": "Prise en charge",
+        "first_information": "Première information",
+        "restoration": "Rétablissement (GTR)",
+        "intervention": "Intervention (GTI)",
+    },
+    "en": {
+        "taking_charge": "Taking charge",
+        "first_information": "First information",
+        "restoration": "Restoration (GTR)",
+        "intervention": "Intervention (GTI)",
+    },
 }
 
 COLORS = {"P1": "C00000", "P2": "FF8C00", "P3": "FFC000", "P4": "2F75B5"}
@@ -83,20 +117,35 @@ class Rendered:
     lang: Lang
 
     def as_dict(self) -> dict[str, object]:
-        return {"subject": self.subject, "body": self.body, "short": self.short,
-                "facts": [list(f) for f in self.facts], "link": self.link, "color": self.color, "lang": self.lang}
+        return {
+            "subject": self.subject,
+            "body": self.body,
+            "short": self.short,
+            "facts": [list(f) for f in self.facts],
+            "link": self.link,
+            "color": self.color,
+            "lang": self.lang,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> Rendered:
         facts = tuple((str(a), str(b)) for a, b in data.get("facts", []))  # type: ignore[attr-defined]
         link = data.get("link")
-        return cls(subject=str(data["subject"]), body=str(data["body"]), short=str(data["short"]), facts=facts,
-                   link=str(link) if link else None, color=str(data.get("color", "2F75B5")),
-                   lang="en" if data.get("lang") == "en" else "fr")
+        return cls(
+            subject=str(data["subject"]),
+            body=str(data["body"]),
+            short=str(data["short"]),
+            facts=facts,
+            link=str(link) if link else None,
+            color=str(data.get("color", "2F75B5")),
+            lang="en" if data.get("lang") == "en" else "fr",
+        )
 
 
 class Texts:
-    def __init__(self, lang: Lang = "fr", timezone: str = "Europe/Paris", link_template: str | None = None) -> None:
+    def __init__(
+        self, lang: Lang = "fr", timezone: str = "Europe/Paris", link_template: str | None = None
+    ) -> None:
         if lang not in LABELS:
             raise ValueError(f"unknown language {lang!r}")
         self.lang: Lang = lang
@@ -131,11 +180,19 @@ class Texts:
             out.append((lab["runbook"], incident.runbook))
         return out
 
-    def incident(self, incident: IncidentView, event: str, *, actor: str | None = None, text: str | None = None,
-                 level: int | None = None) -> Rendered:
+    def incident(
+        self,
+        incident: IncidentView,
+        event: str,
+        *,
+        actor: str | None = None,
+        text: str | None = None,
+        level: int | None = None,
+    ) -> Rendered:
         lab = LABELS[self.lang]
-        subject = SUBJECTS[self.lang][event].format(priority=incident.priority, title=incident.title,
-                                                    level=level or 1, site=incident.site or "")
+        subject = SUBJECTS[self.lang][event].format(
+            priority=incident.priority, title=incident.title, level=level or 1, site=incident.site or ""
+        )
         facts = self.facts(incident)
         if actor:
             facts.append((lab["by"], actor))
@@ -149,26 +206,51 @@ class Texts:
         short = f"{subject}" + (f" ({where})" if where else "")
         deadline = min(incident.deadlines.items(), key=lambda kv: kv[1], default=None)
         if deadline and event in ("opened", "escalated"):
-            short += f". {DEADLINES[self.lang].get(deadline[0], deadline[0])} : {self.when(deadline[1])}" \
-                if self.lang == "fr" else f". {DEADLINES['en'].get(deadline[0], deadline[0])}: {self.when(deadline[1])}"
+            short += (
+                f". {DEADLINES[self.lang].get(deadline[0], deadline[0])} : {self.when(deadline[1])}"
+                if self.lang == "fr"
+                else f". {DEADLINES['en'].get(deadline[0], deadline[0])}: {self.when(deadline[1])}"
+            )
         if link:
             short += f" {link}"
-        return Rendered(subject=subject, body="\n".join(lines) + "\n", short=_cut(short, SMS_MAX),
-                        facts=tuple(facts), link=link, color=COLORS.get(incident.priority, "2F75B5"), lang=self.lang)
+        return Rendered(
+            subject=subject,
+            body="\n".join(lines) + "\n",
+            short=_cut(short, SMS_MAX),
+            facts=tuple(facts),
+            link=link,
+            color=COLORS.get(incident.priority, "2F75B5"),
+            lang=self.lang,
+        )
 
-    def storm(self, site: str, incidents: Sequence[IncidentView], minutes: int, *, summary: bool = False) -> Rendered:
+    def storm(
+        self, site: str, incidents: Sequence[IncidentView], minutes: int, *, summary: bool = False
+    ) -> Rendered:
         lab = LABELS[self.lang]
         subject = SUBJECTS[self.lang]["storm_summary" if summary else "storm"].format(
-            site=site, count=len(incidents), minutes=minutes)
-        facts = [(f"{i.priority} #{i.id}", f"{i.title}" + (f" ({i.device})" if i.device else ""))
-                 for i in incidents]
+            site=site, count=len(incidents), minutes=minutes
+        )
+        facts = [
+            (f"{i.priority} #{i.id}", f"{i.title}" + (f" ({i.device})" if i.device else ""))
+            for i in incidents
+        ]
         lines = [subject, ""] + [f"- {k} {v}" for k, v in facts]
         worst = min((i.priority for i in incidents), default="P4")
-        short = subject + " : " + "; ".join(f"{i.priority} {i.device or i.title}" for i in incidents) \
-            if self.lang == "fr" else subject + ": " + "; ".join(f"{i.priority} {i.device or i.title}" for i in incidents)
+        short = (
+            subject + " : " + "; ".join(f"{i.priority} {i.device or i.title}" for i in incidents)
+            if self.lang == "fr"
+            else subject + ": " + "; ".join(f"{i.priority} {i.device or i.title}" for i in incidents)
+        )
         facts.insert(0, (lab["site"], site))
-        return Rendered(subject=subject, body="\n".join(lines) + "\n", short=_cut(short, SMS_MAX),
-                        facts=tuple(facts), link=None, color=COLORS.get(worst, "2F75B5"), lang=self.lang)
+        return Rendered(
+            subject=subject,
+            body="\n".join(lines) + "\n",
+            short=_cut(short, SMS_MAX),
+            facts=tuple(facts),
+            link=None,
+            color=COLORS.get(worst, "2F75B5"),
+            lang=self.lang,
+        )
 
     def ticket_description(self, incident: IncidentView) -> str:
         lab = LABELS[self.lang]

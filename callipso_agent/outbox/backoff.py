@@ -27,7 +27,7 @@ class Backoff:
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         exponent = max(attempt - 1, 0)
-        raw = self.maximum if exponent > 64 else min(self.maximum, self.base * self.factor ** exponent)
+        raw = self.maximum if exponent > 64 else min(self.maximum, self.base * self.factor**exponent)
         value = raw * (1.0 - self.jitter * self.rng.random())
         if retry_after is not None:
             value = max(value, min(retry_after, self.maximum))

@@ -16,8 +16,9 @@ class DeliveryError(CallipsoError):
 
     kind = "delivery_error"
 
-    def __init__(self, message: str, *, retryable: bool, uncertain: bool = False,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool, uncertain: bool = False, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable

@@ -70,5 +70,6 @@ class Deliverer(Protocol):
 class TimelineSink(Protocol):
     """Where attempt results are reported (the incident engine's ``add_timeline``)."""
 
-    async def add_timeline(self, incident_id: int, kind: str, text: str,
-                           data: Mapping[str, Any] | None = None) -> None: ...
+    async def add_timeline(
+        self, incident_id: int, kind: str, text: str, data: Mapping[str, Any] | None = None
+    ) -> None: ...

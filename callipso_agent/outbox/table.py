@@ -10,7 +10,8 @@ from sqlalchemy import JSON, Boolean, Column, DateTime, Index, Integer, String, 
 from callipso_agent.store.tables import metadata
 
 outbox = Table(
-    "outbox", metadata,
+    "outbox",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("kind", String(64), nullable=False),  # e.g. itsm.create, notify.sms
     Column("target", String(128), nullable=False),  # the receiving system; concurrency is per target

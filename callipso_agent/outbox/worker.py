@@ -19,7 +19,7 @@ import structlog
 
 from callipso_agent.clock import Clock
 from callipso_agent.outbox.errors import DeliveryError
-from callipso_agent.outbox.jobs import Deliverer, Delivered, Job, JobState, TimelineSink
+from callipso_agent.outbox.jobs import Delivered, Deliverer, Job, JobState, TimelineSink
 from callipso_agent.outbox.store import Outbox
 
 log = structlog.get_logger()
@@ -45,11 +45,22 @@ TEXTS = {
 
 
 class OutboxWorker:
-    def __init__(self, outbox: Outbox, deliverers: Mapping[str, Deliverer], *, clock: Clock,
-                 timeline: TimelineSink | None = None, language: str = "fr", timezone: str = "Europe/Paris",
-                 owner: str | None = None, concurrency: int = 8, per_target: int = 2,
-                 target_limits: Mapping[str, int] | None = None, lease_seconds: float = 180.0,
-                 poll_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        deliverers: Mapping[str, Deliverer],
+        *,
+        clock: Clock,
+        timeline: TimelineSink | None = None,
+        language: str = "fr",
+        timezone: str = "Europe/Paris",
+        owner: str | None = None,
+        concurrency: int = 8,
+        per_target: int = 2,
+        target_limits: Mapping[str, int] | None = None,
+        lease_seconds: float = 180.0,
+        poll_interval: float = 1.0,
+    ) -> None:
         if concurrency < 1 or per_target < 1:
             raise ValueError("concurrency and per_target must be at least 1")
         if language not in TEXTS:
@@ -89,8 +100,12 @@ class OutboxWorker:
     # ---- driving --------------------------------------------------------------------------------
     async def run_once(self) -> int:
         """Claim what is due now and run it to completion; returns the number of attempts made."""
-        jobs = await self.outbox.claim(self.owner, limit=self.concurrency - self.running,
-                                       lease_seconds=self.lease_seconds, room=self._room)
+        jobs = await self.outbox.claim(
+            self.owner,
+            limit=self.concurrency - self.running,
+            lease_seconds=self.lease_seconds,
+            room=self._room,
+        )
         await asyncio.gather(*(self._run(job) for job in jobs))
         return len(jobs)
 
@@ -113,9 +128,10 @@ class OutboxWorker:
                 free = self.concurrency - len(self._tasks)
                 if free > 0:
                     try:
-                        jobs = await self.outbox.claim(self.owner, limit=free, lease_seconds=self.lease_seconds,
-                                                       room=self._room)
-                    except Exception:  # noqa: BLE001 - a store hiccup must not kill the worker
+                        jobs = await self.outbox.claim(
+                            self.owner, limit=free, lease_seconds=self.lease_seconds, room=self._room
+                        )
+                    except Exception:
                         log.exception("outbox_claim_failed")
                         jobs = []
                     for job in jobs:
@@ -127,8 +143,9 @@ class OutboxWorker:
                 stopper = asyncio.ensure_future(stop.wait())
                 waker = asyncio.ensure_future(self._wake.wait())
                 try:
-                    await asyncio.wait({stopper, waker}, timeout=self.poll_interval,
-                                       return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(
+                        {stopper, waker}, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED
+                    )
                 finally:
                     stopper.cancel()
                     waker.cancel()
@@ -168,18 +185,25 @@ class OutboxWorker:
             async with asyncio.timeout(self.attempt_timeout):
                 delivered = await deliverer.deliver(job)
         except DeliveryError as err:
-            await self._failed(job, err.message, retryable=err.retryable, uncertain=err.uncertain,
-                               retry_after=err.retry_after)
+            await self._failed(
+                job,
+                err.message,
+                retryable=err.retryable,
+                uncertain=err.uncertain,
+                retry_after=err.retry_after,
+            )
         except TimeoutError:
-            await self._failed(job, t["timeout"].format(seconds=self.attempt_timeout), retryable=True,
-                               uncertain=True)
+            await self._failed(
+                job, t["timeout"].format(seconds=self.attempt_timeout), retryable=True, uncertain=True
+            )
         except asyncio.CancelledError:
             log.warning("outbox_attempt_cancelled")
             raise
-        except Exception as err:  # noqa: BLE001 - a bug in a connector is loud but loses nothing
+        except Exception as err:
             log.exception("outbox_deliverer_bug")
-            await self._failed(job, t["bug"].format(error=f"{type(err).__name__}: {err}"), retryable=True,
-                               uncertain=True)
+            await self._failed(
+                job, t["bug"].format(error=f"{type(err).__name__}: {err}"), retryable=True, uncertain=True
+            )
         else:
             await self._succeeded(job, delivered)
 
@@ -187,27 +211,42 @@ class OutboxWorker:
         if not await self.outbox.complete(job, self.owner, delivered.result):
             log.warning("outbox_lease_lost", outcome="done")
         log.info("outbox_delivered", attempt=job.attempts, summary=delivered.summary)
-        await self._report(job, "done", self.texts["done"].format(label=_label(job), summary=delivered.summary),
-                           {"outcome": "done", "summary": delivered.summary, "result": dict(delivered.result)})
+        await self._report(
+            job,
+            "done",
+            self.texts["done"].format(label=_label(job), summary=delivered.summary),
+            {"outcome": "done", "summary": delivered.summary, "result": dict(delivered.result)},
+        )
 
-    async def _failed(self, job: Job, error: str, *, retryable: bool, uncertain: bool,
-                      retry_after: float | None = None) -> None:
-        new = await self.outbox.fail(job, self.owner, error, retryable=retryable, uncertain=uncertain,
-                                     retry_after=retry_after)
+    async def _failed(
+        self, job: Job, error: str, *, retryable: bool, uncertain: bool, retry_after: float | None = None
+    ) -> None:
+        new = await self.outbox.fail(
+            job, self.owner, error, retryable=retryable, uncertain=uncertain, retry_after=retry_after
+        )
         if new is None:
             log.warning("outbox_lease_lost", outcome="failed", error=error)
             return
-        data: dict[str, Any] = {"outcome": new.state.value, "error": error, "retryable": retryable,
-                                "uncertain": uncertain}
+        data: dict[str, Any] = {
+            "outcome": new.state.value,
+            "error": error,
+            "retryable": retryable,
+            "uncertain": uncertain,
+        }
         if new.state is JobState.DEAD:
             log.error("outbox_job_dead", attempt=job.attempts, error=error)
             text = self.texts["dead"].format(label=_label(job), attempt=job.attempts, error=error)
         else:
-            log.warning("outbox_attempt_failed", attempt=job.attempts, error=error,
-                        next_attempt_at=new.next_attempt_at.isoformat())
+            log.warning(
+                "outbox_attempt_failed",
+                attempt=job.attempts,
+                error=error,
+                next_attempt_at=new.next_attempt_at.isoformat(),
+            )
             data["next_attempt_at"] = new.next_attempt_at.isoformat()
-            text = self.texts["retry"].format(label=_label(job), attempt=job.attempts, error=error,
-                                              when=self._local(new.next_attempt_at))
+            text = self.texts["retry"].format(
+                label=_label(job), attempt=job.attempts, error=error, when=self._local(new.next_attempt_at)
+            )
         await self._report(job, new.state.value, text, data)
 
     def _local(self, when: datetime) -> str:
@@ -219,7 +258,7 @@ class OutboxWorker:
         data = {"job": job.id, "kind": job.kind, "target": job.target, "attempt": job.attempts, **data}
         try:
             await self.timeline.add_timeline(job.incident_id, "delivery", text, data)
-        except Exception:  # noqa: BLE001 - the delivery itself is recorded in the outbox
+        except Exception:
             log.exception("timeline_write_failed", incident=job.incident_id)
 
 

@@ -21,8 +21,10 @@ from tests.outputs.memory import MemoryIncidents, MemoryMaintenance
 
 NOC_TOKEN = "noc-7f3a9c2e-token"  # SYNTHETIC test tokens
 VIEWER_TOKEN = "viewer-51b0d4-token"
-TOKENS = [ApiToken(name="noc", sha256=sha256_hex(NOC_TOKEN), scopes=["read", "write"]),
-          ApiToken(name="viewer", sha256=sha256_hex(VIEWER_TOKEN), scopes=["read"])]
+TOKENS = [
+    ApiToken(name="noc", sha256=sha256_hex(NOC_TOKEN), scopes=["read", "write"]),
+    ApiToken(name="viewer", sha256=sha256_hex(VIEWER_TOKEN), scopes=["read"]),
+]
 
 
 @dataclass
@@ -58,10 +60,26 @@ async def start_api(tmp: Path, *, open_reads: bool = True, max_failures: int = 5
     clock = ManualClock(datetime(2026, 1, 6, 9, 0, tzinfo=UTC))
     store = await open_store(tmp / "api.sqlite")
     cache = LatestCache()
-    cache.update(PollResult("ups-hd13-1", clock.now(), 0.2, measurements=(
-        Measurement("ups-hd13-1", "ups_battery_charge", 97.0, clock.now(), unit="percent"),)))
-    inventory = {"ups-hd13-1": {"name": "ups-hd13-1", "site": "HD13", "family": "eaton_ups", "address": "127.0.0.1",
-                                "services": ["telephonie"], "enabled": True}}
+    cache.update(
+        PollResult(
+            "ups-hd13-1",
+            clock.now(),
+            0.2,
+            measurements=(
+                Measurement("ups-hd13-1", "ups_battery_charge", 97.0, clock.now(), unit="percent"),
+            ),
+        )
+    )
+    inventory = {
+        "ups-hd13-1": {
+            "name": "ups-hd13-1",
+            "site": "HD13",
+            "family": "eaton_ups",
+            "address": "127.0.0.1",
+            "services": ["telephonie"],
+            "enabled": True,
+        }
+    }
     server = HttpServer(cache, host="127.0.0.1", port=0, ready=_ready, inventory=lambda: inventory)
     incidents = MemoryIncidents(clock)
     maintenance = MemoryMaintenance(clock)

@@ -32,23 +32,41 @@ class MemoryIncidents:
         self.subscribers: list[Subscriber] = []
         self._next = 1
 
-    async def _emit(self, kind: ChangeKind, incident: IncidentView, actor: str | None = None,
-                    text: str | None = None) -> None:
+    async def _emit(
+        self, kind: ChangeKind, incident: IncidentView, actor: str | None = None, text: str | None = None
+    ) -> None:
         change = IncidentChange(kind, incident, self.clock.now(), actor, text)
         for sub in self.subscribers:
             await sub(change)
 
-    async def open(self, *, title: str = "Onduleur sur batterie", priority: str = "P2",
-                   severity: Severity = Severity.CRITICAL, site: str | None = "HD13",
-                   device: str | None = "ups-hd13-1", services: tuple[str, ...] = ("telephonie",),
-                   key: str | None = None, opened_at: datetime | None = None,
-                   deadlines: Mapping[str, datetime] | None = None) -> IncidentView:
+    async def open(
+        self,
+        *,
+        title: str = "Onduleur sur batterie",
+        priority: str = "P2",
+        severity: Severity = Severity.CRITICAL,
+        site: str | None = "HD13",
+        device: str | None = "ups-hd13-1",
+        services: tuple[str, ...] = ("telephonie",),
+        key: str | None = None,
+        opened_at: datetime | None = None,
+        deadlines: Mapping[str, datetime] | None = None,
+    ) -> IncidentView:
         incident_id = self._next
         self._next += 1
-        view = IncidentView(id=incident_id, key=key or f"test:{incident_id}", title=title,
-                            state=IncidentState.OPEN, priority=priority, severity=severity,
-                            opened_at=opened_at or self.clock.now(), site=site, device=device, services=services,
-                            deadlines=dict(deadlines or {}))
+        view = IncidentView(
+            id=incident_id,
+            key=key or f"test:{incident_id}",
+            title=title,
+            state=IncidentState.OPEN,
+            priority=priority,
+            severity=severity,
+            opened_at=opened_at or self.clock.now(),
+            site=site,
+            device=device,
+            services=services,
+            deadlines=dict(deadlines or {}),
+        )
         self.incidents[incident_id] = view
         self.timelines[incident_id] = [TimelineEntry(view.opened_at, "opened", title)]
         await self._emit(ChangeKind.OPENED, view)
@@ -65,7 +83,7 @@ class MemoryIncidents:
 
     async def list(self, query: IncidentQuery) -> Sequence[IncidentView]:
         found = [i for _, i in sorted(self.incidents.items()) if query.matches(i)]
-        return found[query.offset:query.offset + query.limit]
+        return found[query.offset : query.offset + query.limit]
 
     async def timeline(self, incident_id: int) -> Sequence[TimelineEntry]:
         self._known(incident_id)
@@ -77,7 +95,9 @@ class MemoryIncidents:
             raise ValueError("incident already resolved")
         view = dataclasses.replace(view, state=IncidentState.ACKNOWLEDGED)
         self.incidents[incident_id] = view
-        self.timelines[incident_id].append(TimelineEntry(self.clock.now(), "acknowledged", comment or "", actor))
+        self.timelines[incident_id].append(
+            TimelineEntry(self.clock.now(), "acknowledged", comment or "", actor)
+        )
         await self._emit(ChangeKind.ACKNOWLEDGED, view, actor, comment)
         return view
 
@@ -96,8 +116,9 @@ class MemoryIncidents:
         await self._emit(ChangeKind.RESOLVED, view, actor, reason)
         return view
 
-    async def add_timeline(self, incident_id: int, kind: str, text: str,
-                           data: Mapping[str, Any] | None = None) -> None:
+    async def add_timeline(
+        self, incident_id: int, kind: str, text: str, data: Mapping[str, Any] | None = None
+    ) -> None:
         self._known(incident_id)
         self.timelines[incident_id].append(TimelineEntry(self.clock.now(), kind, text, None, data or {}))
 
@@ -116,16 +137,25 @@ class MemoryMaintenance:
         self._next = 1
 
     async def add(self, request: MaintenanceRequest, actor: str) -> MaintenanceWindow:
-        window = MaintenanceWindow(id=self._next, start=request.start, end=request.end, reason=request.reason,
-                                   created_by=actor, created_at=self.clock.now(), sites=request.sites,
-                                   devices=request.devices, services=request.services)
+        window = MaintenanceWindow(
+            id=self._next,
+            start=request.start,
+            end=request.end,
+            reason=request.reason,
+            created_by=actor,
+            created_at=self.clock.now(),
+            sites=request.sites,
+            devices=request.devices,
+            services=request.services,
+        )
         self.windows[window.id] = window
         self._next += 1
         return window
 
     async def list(self, active_at: datetime | None = None) -> Sequence[MaintenanceWindow]:
-        return [w for _, w in sorted(self.windows.items())
-                if active_at is None or w.start <= active_at < w.end]
+        return [
+            w for _, w in sorted(self.windows.items()) if active_at is None or w.start <= active_at < w.end
+        ]
 
     async def remove(self, window_id: int, actor: str) -> bool:
         return self.windows.pop(window_id, None) is not None

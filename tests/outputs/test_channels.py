@@ -17,11 +17,21 @@ from callipso_agent.notify.texts import Texts
 from callipso_agent.outbox import FinalDelivery, RetryableDelivery
 
 INCIDENT = IncidentView(
-    id=7, key="oxe_t2_down:oxe-hd13", title="Lien T2 niveau 2 perdu sur l'OXE HD13", state=IncidentState.OPEN,
-    priority="P1", severity=Severity.CRITICAL, opened_at=datetime(2026, 1, 5, 22, 5, tzinfo=UTC), site="HD13",
-    device="oxe-hd13-main", services=("telephonie",),
-    deadlines={"taking_charge": datetime(2026, 1, 5, 22, 5, tzinfo=UTC),
-               "restoration": datetime(2026, 1, 6, 0, 5, tzinfo=UTC)})
+    id=7,
+    key="oxe_t2_down:oxe-hd13",
+    title="Lien T2 niveau 2 perdu sur l'OXE HD13",
+    state=IncidentState.OPEN,
+    priority="P1",
+    severity=Severity.CRITICAL,
+    opened_at=datetime(2026, 1, 5, 22, 5, tzinfo=UTC),
+    site="HD13",
+    device="oxe-hd13-main",
+    services=("telephonie",),
+    deadlines={
+        "taking_charge": datetime(2026, 1, 5, 22, 5, tzinfo=UTC),
+        "restoration": datetime(2026, 1, 6, 0, 5, tzinfo=UTC),
+    },
+)
 MESSAGE = Texts("fr", link_template="https://callipso.cd13.fr/i/{id}").incident(INCIDENT, "opened")
 
 
@@ -34,9 +44,17 @@ async def sms_gw() -> AsyncIterator[FakeLinkMobility]:
 
 
 def sms(gw: FakeLinkMobility, password: str = "sms-pw") -> SmsSender:
-    cfg = SmsChannel.model_validate({"type": "sms", "url": gw.url, "username": "cd13", "password": {"env": "X"},
-                                     "platform_id": "COMMON_API", "platform_partner_id": "4321",
-                                     "to": ["+33612345678", "+33698765432"]})
+    cfg = SmsChannel.model_validate(
+        {
+            "type": "sms",
+            "url": gw.url,
+            "username": "cd13",
+            "password": {"env": "X"},
+            "platform_id": "COMMON_API",
+            "platform_partner_id": "4321",
+            "to": ["+33612345678", "+33698765432"],
+        }
+    )
     return SmsSender("sms-astreinte", cfg, Secret(password))
 
 
@@ -53,7 +71,9 @@ async def test_sms_payload_is_the_documented_one(sms_gw: FakeLinkMobility) -> No
     assert body["destinationTON"] == "MSISDN" and body["dcs"] == "TEXT"
     assert body["platformId"] == "COMMON_API" and body["platformPartnerId"] == "4321"
     assert body["useDeliveryReport"] is False and len(body["refId"]) == 32
-    assert body["userData"].startswith("[P1] Incident ouvert : Lien T2 niveau 2 perdu sur l'OXE HD13 (HD13 / oxe-hd13")
+    assert body["userData"].startswith(
+        "[P1] Incident ouvert : Lien T2 niveau 2 perdu sur l'OXE HD13 (HD13 / oxe-hd13"
+    )
     assert "Prise en charge : 05/01/2026 23:05" in body["userData"] and len(body["userData"]) <= 300
     assert sms_gw.messages[0].user == "cd13"
 
@@ -141,12 +161,21 @@ async def test_teams_workflow_adaptive_card(teams: FakeTeams) -> None:
     body = post.body
     assert body["type"] == "message"
     (attachment,) = body["attachments"]
-    assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive" and attachment["contentUrl"] is None
+    assert (
+        attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
+        and attachment["contentUrl"] is None
+    )
     card = attachment["content"]
     assert card["type"] == "AdaptiveCard" and card["version"] == "1.4"
     assert card["$schema"] == "http://adaptivecards.io/schemas/adaptive-card.json"
-    assert card["body"][0] == {"type": "TextBlock", "text": MESSAGE.subject, "weight": "Bolder", "size": "Medium",
-                               "wrap": True, "color": "Attention"}
+    assert card["body"][0] == {
+        "type": "TextBlock",
+        "text": MESSAGE.subject,
+        "weight": "Bolder",
+        "size": "Medium",
+        "wrap": True,
+        "color": "Attention",
+    }
 
 
 async def test_fake_workflow_fails_runs_of_connector_payloads(teams: FakeTeams) -> None:
@@ -154,7 +183,9 @@ async def test_fake_workflow_fails_runs_of_connector_payloads(teams: FakeTeams) 
 
     async with aiohttp.ClientSession() as s, s.post(teams.workflow_url(), json=message_card(MESSAGE)) as rsp:
         assert rsp.status == 202  # accepted over HTTP...
-    assert teams.posts[0].run_status == "Failed" and "'foreach' expression" in (teams.posts[0].run_error or "")
+    assert teams.posts[0].run_status == "Failed" and "'foreach' expression" in (
+        teams.posts[0].run_error or ""
+    )
 
 
 async def test_webhook() -> None:
@@ -169,7 +200,9 @@ async def test_webhook() -> None:
         assert req.path == "/hooks/callipso"
         assert req.headers["Idempotency-Key"] == "notify:7:opened:hook:-"
         assert req.headers["Authorization"] == "Bearer abc" and req.headers["X-Source"] == "callipso"
-        assert req.body["version"] == "1" and req.body["event"] == "opened" and req.body["incident"]["id"] == 7
+        assert (
+            req.body["version"] == "1" and req.body["event"] == "opened" and req.body["incident"]["id"] == 7
+        )
         assert req.body["message"]["subject"] == MESSAGE.subject and req.body["message"]["lang"] == "fr"
         hook.inject("503")
         with pytest.raises(RetryableDelivery):
@@ -186,4 +219,3 @@ async def test_webhook() -> None:
             await down.send(MESSAGE, [], key="k", meta={})
     finally:
         await down.close()
-

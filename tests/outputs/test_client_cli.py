@@ -25,8 +25,12 @@ def parser() -> argparse.ArgumentParser:
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[ApiRig]:
     r = await start_api(tmp_path)
-    await r.incidents.open(priority="P1", title="OXE principal injoignable", site="HD13", device="oxe-hd13-main")
-    await r.incidents.open(priority="P3", title="Sonde température absente", site="ARENC", device="probe-arenc-2")
+    await r.incidents.open(
+        priority="P1", title="OXE principal injoignable", site="HD13", device="oxe-hd13-main"
+    )
+    await r.incidents.open(
+        priority="P3", title="Sonde température absente", site="ARENC", device="probe-arenc-2"
+    )
     yield r
     await r.close()
 
@@ -59,7 +63,9 @@ async def test_list_and_show(rig: ApiRig, capsys: pytest.CaptureFixture[str]) ->
     assert "Ouvert le: 06/01/2026 10:00" in text and "Historique:" in text
 
 
-async def test_writes_with_a_token_file(rig: ApiRig, token_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_writes_with_a_token_file(
+    rig: ApiRig, token_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     common = ["--url", rig.url, "--token-file", str(token_file)]
     assert await run("incident", "ack", "1", "--comment", "je prends", *common) == 0
     assert capsys.readouterr().out.strip() == "Incident 1 pris en compte"
@@ -69,8 +75,11 @@ async def test_writes_with_a_token_file(rig: ApiRig, token_file: Path, capsys: p
     assert [e.kind for e in rig.incidents.timelines[1]] == ["opened", "acknowledged", "note", "resolved"]
     async with rig.store.engine.connect() as conn:
         rows = (await conn.execute(select(audit_log.c.actor, audit_log.c.action))).all()
-    assert [tuple(r) for r in rows] == [("noc", "incident.acknowledge"), ("noc", "incident.note"),
-                                        ("noc", "incident.resolve")]
+    assert [tuple(r) for r in rows] == [
+        ("noc", "incident.acknowledge"),
+        ("noc", "incident.note"),
+        ("noc", "incident.resolve"),
+    ]
 
 
 async def test_errors_are_reported(rig: ApiRig, token_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -78,21 +87,58 @@ async def test_errors_are_reported(rig: ApiRig, token_file: Path, capsys: pytest
     assert capsys.readouterr().err.strip() == "error 401: a bearer token is required"
     assert await run("incident", "show", "42", "--url", rig.url) == 1
     assert "error 404: no incident 42" in capsys.readouterr().err
-    assert await run("incident", "ack", "1", "--url", rig.url, "--token-file", str(token_file.parent / "nope")) == 2
+    assert (
+        await run("incident", "ack", "1", "--url", rig.url, "--token-file", str(token_file.parent / "nope"))
+        == 2
+    )
     assert "cannot read token file" in capsys.readouterr().err
     assert await run("incident", "list", "--url", "http://127.0.0.1:9") == 1
     assert "cannot reach the agent" in capsys.readouterr().err
-    assert await run("maintenance", "add", "--url", rig.url, "--token-file", str(token_file), "--duration", "2h",
-                     "--reason", "x") == 1
+    assert (
+        await run(
+            "maintenance",
+            "add",
+            "--url",
+            rig.url,
+            "--token-file",
+            str(token_file),
+            "--duration",
+            "2h",
+            "--reason",
+            "x",
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "error 400: invalid request" in err and "name at least one site, device or service" in err
 
 
-async def test_maintenance_add_list_delete(rig: ApiRig, token_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_maintenance_add_list_delete(
+    rig: ApiRig, token_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     common = ["--url", rig.url, "--token-file", str(token_file)]
-    assert await run("maintenance", "add", "--start", "2026-01-06T22:00", "--duration", "1h30m", "--reason",
-                     "bascule OXE", "--site", "HD13", "--device", "oxe-hd13-main", *common) == 0
-    assert capsys.readouterr().out.strip() == "Fenêtre de maintenance 1 déclarée (06/01/2026 22:00 → 06/01/2026 23:30)"
+    assert (
+        await run(
+            "maintenance",
+            "add",
+            "--start",
+            "2026-01-06T22:00",
+            "--duration",
+            "1h30m",
+            "--reason",
+            "bascule OXE",
+            "--site",
+            "HD13",
+            "--device",
+            "oxe-hd13-main",
+            *common,
+        )
+        == 0
+    )
+    assert (
+        capsys.readouterr().out.strip()
+        == "Fenêtre de maintenance 1 déclarée (06/01/2026 22:00 → 06/01/2026 23:30)"
+    )
     (window,) = rig.maintenance.windows.values()
     assert window.start.isoformat() == "2026-01-06T21:00:00+00:00" and window.created_by == "noc"
     assert await run("maintenance", "list", "--url", rig.url) == 0
@@ -108,7 +154,9 @@ def test_token_sources() -> None:
         client_cli.read_token(args, {})
     assert err.value.code == 2
     with pytest.raises(SystemExit):
-        parser().parse_args(["incident", "list", "--token", "abc"])  # no way to put a token on the command line
+        parser().parse_args(
+            ["incident", "list", "--token", "abc"]
+        )  # no way to put a token on the command line
     with pytest.raises(SystemExit):
         parser().parse_args(["incident", "list", "--token-env", "A", "--token-file", "f"])
 

@@ -26,25 +26,33 @@ GUID = "7E3A3D4B-5C1A-4C4F-9E55-2F1C0B6B2A10"
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeEasyVista]:
-    f = FakeEasyVista(clock=ManualClock(datetime(2026, 1, 5, 9, 0, tzinfo=UTC)), tokens={"tok-123"},
-                      users={"rest": "s3cret", "viewer": "v"}, readonly_users={"viewer"},
-                      recipients={"noc@cd13.fr"})
+    f = FakeEasyVista(
+        clock=ManualClock(datetime(2026, 1, 5, 9, 0, tzinfo=UTC)),
+        tokens={"tok-123"},
+        users={"rest": "s3cret", "viewer": "v"},
+        readonly_users={"viewer"},
+        recipients={"noc@cd13.fr"},
+    )
     await f.start()
     yield f
     await f.stop()
 
 
-def client(fake: FakeEasyVista, *, user: str = "rest", password: str = "s3cret",
-           timeout: float = 5.0) -> EasyVistaClient:
+def client(
+    fake: FakeEasyVista, *, user: str = "rest", password: str = "s3cret", timeout: float = 5.0
+) -> EasyVistaClient:
     return EasyVistaClient(fake.url, fake.account, username=user, password=Secret(password), timeout=timeout)
 
 
-@pytest.mark.parametrize(("pattern", "n", "expected"), [
-    ("I%y%m%d_%06d", 1, "I260105_000001"),
-    ("S%y%m%d_%06d", 34, "S260105_000034"),
-    ("IZV%y%m_%05d", 123, "IZV2601_00123"),
-    ("%Y-%d%%%03d", 7, "2026-05%007"),
-])
+@pytest.mark.parametrize(
+    ("pattern", "n", "expected"),
+    [
+        ("I%y%m%d_%06d", 1, "I260105_000001"),
+        ("S%y%m%d_%06d", 34, "S260105_000034"),
+        ("IZV%y%m_%05d", 123, "IZV2601_00123"),
+        ("%Y-%d%%%03d", 7, "2026-05%007"),
+    ],
+)
 def test_ticket_number_patterns(pattern: str, n: int, expected: str) -> None:
     assert format_ticket_number(pattern, datetime(2026, 1, 5, 9, 0, tzinfo=UTC), n) == expected
 
@@ -57,9 +65,16 @@ def test_reference_is_the_last_segment_of_href() -> None:
 async def test_create_read_search_update_comment_close(fake: FakeEasyVista) -> None:
     c = client(fake)
     try:
-        ticket = await c.create_ticket({"Catalog_GUID": GUID, "external_reference": "CALLIPSO-1-2601050900",
-                                        "description": "Onduleur sur batterie à Aubagne", "urgency_id": 2,
-                                        "e_site": "AUBAGNE", "unknown_field": "ignored"})
+        ticket = await c.create_ticket(
+            {
+                "Catalog_GUID": GUID,
+                "external_reference": "CALLIPSO-1-2601050900",
+                "description": "Onduleur sur batterie à Aubagne",
+                "urgency_id": 2,
+                "e_site": "AUBAGNE",
+                "unknown_field": "ignored",
+            }
+        )
         assert ticket.ref == "I260105_000001"
         assert ticket.href == f"{fake.api_root}/requests/I260105_000001"
         stored = fake.tickets[ticket.ref]
@@ -72,10 +87,14 @@ async def test_create_read_search_update_comment_close(fake: FakeEasyVista) -> N
         assert await c.find_by_external_reference("CALLIPSO-2-2601050900") is None
         await c.update_ticket(ticket.ref, {"urgency_id": 1})
         assert stored.fields["urgency_id"] == 1
-        href = await c.add_action(ticket.ref, {"action_type_id": 12, "group_id": 3, "description": "pris en compte"})
+        href = await c.add_action(
+            ticket.ref, {"action_type_id": 12, "group_id": 3, "description": "pris en compte"}
+        )
         assert href.endswith(f"/requests/{ticket.ref}/actions/1")
         assert stored.actions == [{"action_type_id": 12, "group_id": 3, "description": "pris en compte"}]
-        await c.close_ticket(ticket.ref, {"Status_GUID": "DC97DD1D-0F35-4153-B0E1-0F2E0155365D", "comment": "ok"})
+        await c.close_ticket(
+            ticket.ref, {"Status_GUID": "DC97DD1D-0F35-4153-B0E1-0F2E0155365D", "comment": "ok"}
+        )
         assert stored.status == "solved"
         with pytest.raises(ItsmFunctionalError) as err:
             await c.close_ticket(ticket.ref, {})
@@ -107,8 +126,10 @@ async def test_bad_credentials_are_final(fake: FakeEasyVista, user: str, passwor
 async def test_missing_auth_is_401_and_read_only_user_is_403(fake: FakeEasyVista) -> None:
     import aiohttp
 
-    async with aiohttp.ClientSession() as s, s.post(f"{fake.api_root}/requests",
-                                                    json={"requests": [{"catalog_guid": GUID}]}) as rsp:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(f"{fake.api_root}/requests", json={"requests": [{"catalog_guid": GUID}]}) as rsp,
+    ):
         assert rsp.status == 401
     c = client(fake, user="viewer", password="v")
     try:
@@ -127,7 +148,9 @@ async def test_functional_errors(fake: FakeEasyVista) -> None:
             await c.create_ticket({"catalog_guid": GUID, "urgency_id": 42})
         assert "FK_SD_REQUEST_SD_URGENCY" in err.value.detail and err.value.correlation_id
         with pytest.raises(ItsmFunctionalError) as err:
-            await c.create_ticket({"catalog_guid": "00000000-0000-0000-0000-000000000000", "catalog_code": "INC_TELEPHONIE"})
+            await c.create_ticket(
+                {"catalog_guid": "00000000-0000-0000-0000-000000000000", "catalog_code": "INC_TELEPHONIE"}
+            )
         assert "Catalog GUID" in err.value.detail  # a wrong GUID stops processing; the code is not tried
         with pytest.raises(ItsmRejected) as rej:
             await c.create_ticket({"catalog_guid": GUID, "recipient_mail": "ghost@cd13.fr"})

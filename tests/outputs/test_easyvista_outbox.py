@@ -28,14 +28,18 @@ from tests.outputs.memory import MemoryIncidents
 
 ROOT = Path(__file__).resolve().parents[2]
 
-MAPPING = TicketMapping.model_validate({
-    "catalog_guid": "7E3A3D4B-5C1A-4C4F-9E55-2F1C0B6B2A10",
-    "priorities": {"P1": {"urgency_id": 1, "severity_id": 1, "impact_id": 1},
-                   "P2": {"urgency_id": 2, "severity_id": 2, "impact_id": 2}},
-    "sites": {"HD13": {"location_code": "LOC-HD13", "department_code": "DSI-TEL"}},
-    "custom_fields": {"e_callipso_key": "{key}", "e_equipement": "{device}"},
-    "comment": {"action_type_id": 12, "group_id": 3},
-})
+MAPPING = TicketMapping.model_validate(
+    {
+        "catalog_guid": "7E3A3D4B-5C1A-4C4F-9E55-2F1C0B6B2A10",
+        "priorities": {
+            "P1": {"urgency_id": 1, "severity_id": 1, "impact_id": 1},
+            "P2": {"urgency_id": 2, "severity_id": 2, "impact_id": 2},
+        },
+        "sites": {"HD13": {"location_code": "LOC-HD13", "department_code": "DSI-TEL"}},
+        "custom_fields": {"e_callipso_key": "{key}", "e_equipement": "{device}"},
+        "comment": {"action_type_id": 12, "group_id": 3},
+    }
+)
 
 
 @dataclass
@@ -52,11 +56,14 @@ class Rig:
         await self.store.close()
 
 
-async def rig(db: Path, fake: FakeEasyVista, incidents: MemoryIncidents, clock: Clock, *,
-              timeout: float = 5.0) -> Rig:
+async def rig(
+    db: Path, fake: FakeEasyVista, incidents: MemoryIncidents, clock: Clock, *, timeout: float = 5.0
+) -> Rig:
     store = await open_store(db)
     outbox = Outbox(store.engine, clock, backoff=Backoff(base=10, factor=2, maximum=300, jitter=0.5))
-    client = EasyVistaClient(fake.url, fake.account, username="rest", password=Secret("s3cret"), timeout=timeout)
+    client = EasyVistaClient(
+        fake.url, fake.account, username="rest", password=Secret("s3cret"), timeout=timeout
+    )
     deliverer = EasyVistaDeliverer(client, incidents, outbox, TicketMapper(MAPPING, Texts()))
     worker = OutboxWorker(outbox, {"itsm": deliverer}, clock=clock, timeline=incidents, lease_seconds=60)
     return Rig(store, outbox, worker, client)
@@ -79,15 +86,18 @@ async def fake(clock: ManualClock) -> AsyncIterator[FakeEasyVista]:
     await f.stop()
 
 
-async def test_outage_then_restart_gives_exactly_one_ticket_each(tmp_path: Path, fake: FakeEasyVista,
-                                                                 clock: ManualClock) -> None:
+async def test_outage_then_restart_gives_exactly_one_ticket_each(
+    tmp_path: Path, fake: FakeEasyVista, clock: ManualClock
+) -> None:
     db = tmp_path / "agent.sqlite"
     incidents = MemoryIncidents(clock)
     first = await rig(db, fake, incidents, clock)
     incidents.subscribers.append(publisher(first.outbox).on_change)
     await fake.down()
-    opened = [await incidents.open(title=f"Lien T2 perdu {n}", device=f"oxe-{n}", priority="P1" if n == 0 else "P2")
-              for n in range(4)]
+    opened = [
+        await incidents.open(title=f"Lien T2 perdu {n}", device=f"oxe-{n}", priority="P1" if n == 0 else "P2")
+        for n in range(4)
+    ]
     await incidents.acknowledge(opened[0].id, "noc", "on regarde")
     assert await first.worker.drain() == 4  # the creates fail; the comment waits behind its create
     assert {j.state for j in await first.outbox.jobs(states=[JobState.FAILED])} == {JobState.FAILED}
@@ -112,14 +122,21 @@ async def test_outage_then_restart_gives_exactly_one_ticket_each(tmp_path: Path,
         assert ticket.rfc_number.startswith("IZV260106_")
         assert ticket.fields["e_callipso_key"] == inc.key and ticket.fields["location_code"] == "LOC-HD13"
         assert "Équipement : " + str(inc.device) in ticket.fields["description"]
-    assert fake.by_external_reference(publisher(second.outbox).external_reference(opened[0]))[0].fields[
-        "urgency_id"] == 1
+    assert (
+        fake.by_external_reference(publisher(second.outbox).external_reference(opened[0]))[0].fields[
+            "urgency_id"
+        ]
+        == 1
+    )
     (acked,) = fake.by_external_reference(publisher(second.outbox).external_reference(opened[0]))
-    assert acked.actions == [{"action_type_id": 12, "group_id": 3,
-                              "description": "Pris en compte par noc : on regarde"}]
+    assert acked.actions == [
+        {"action_type_id": 12, "group_id": 3, "description": "Pris en compte par noc : on regarde"}
+    ]
     (resolved,) = fake.by_external_reference(publisher(second.outbox).external_reference(opened[1]))
     assert resolved.status == "solved" and resolved.closed_with == {
-        "comment": "Résolu par noc : lien rétabli", "status_guid": "DC97DD1D-0F35-4153-B0E1-0F2E0155365D"}
+        "comment": "Résolu par noc : lien rétabli",
+        "status_guid": "DC97DD1D-0F35-4153-B0E1-0F2E0155365D",
+    }
     texts = [e.text for e in incidents.entries(opened[0].id, "delivery")]
     assert texts[0].startswith("Ticket EasyVista : échec de la tentative 1 (cannot connect to EasyVista")
     assert texts[-2].startswith("Ticket EasyVista : livré (ticket IZV260106_")
@@ -128,8 +145,9 @@ async def test_outage_then_restart_gives_exactly_one_ticket_each(tmp_path: Path,
 
 
 @pytest.mark.parametrize("fault", ["reply_lost", "hang_after_commit"])
-async def test_lost_reply_is_found_by_external_reference(tmp_path: Path, fake: FakeEasyVista, clock: ManualClock,
-                                                         fault: str) -> None:
+async def test_lost_reply_is_found_by_external_reference(
+    tmp_path: Path, fake: FakeEasyVista, clock: ManualClock, fault: str
+) -> None:
     incidents = MemoryIncidents(clock)
     r = await rig(tmp_path / "a.sqlite", fake, incidents, clock, timeout=0.5)
     incidents.subscribers.append(publisher(r.outbox).on_change)
@@ -166,8 +184,16 @@ async def test_worker_killed_mid_delivery(tmp_path: Path, fake: FakeEasyVista) -
     await store.close()
     fake.inject("hang_after_commit")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.outputs.worker_process", str(db), fake.url, cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        sys.executable,
+        "-m",
+        "tests.outputs.worker_process",
+        str(db),
+        fake.url,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
     try:
         async with asyncio.timeout(30):
             while not fake.tickets:

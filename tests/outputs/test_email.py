@@ -28,7 +28,7 @@ class Inbox:
     def __init__(self) -> None:
         self.messages: list[tuple[str, list[str], bytes]] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd hook
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
         return "250 OK"
 
@@ -44,33 +44,62 @@ def smtp(tmp_path: Path) -> Iterator[tuple[Controller, Inbox, Path]]:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert, key)
     inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_tcp_port(), tls_context=ctx,
-                            require_starttls=True, authenticator=authenticator, auth_required=True)
+    controller = Controller(
+        inbox,
+        hostname="127.0.0.1",
+        port=free_tcp_port(),
+        tls_context=ctx,
+        require_starttls=True,
+        authenticator=authenticator,
+        auth_required=True,
+    )
     controller.start()
     yield controller, inbox, cert
     controller.stop()
 
 
 def settings(port: int, cert: Path, **smtp: Any) -> EmailChannel:
-    return EmailChannel.model_validate({
-        "type": "email", "sender": "callipso@cd13.fr", "to": ["noc@cd13.fr", "astreinte@cd13.fr"],
-        "smtp": {"host": "127.0.0.1", "port": port, "username": "callipso", "password": {"env": "UNUSED"},
-                 "ca_file": str(cert), **smtp}})
+    return EmailChannel.model_validate(
+        {
+            "type": "email",
+            "sender": "callipso@cd13.fr",
+            "to": ["noc@cd13.fr", "astreinte@cd13.fr"],
+            "smtp": {
+                "host": "127.0.0.1",
+                "port": port,
+                "username": "callipso",
+                "password": {"env": "UNUSED"},
+                "ca_file": str(cert),
+                **smtp,
+            },
+        }
+    )
 
 
 INCIDENT = IncidentView(
-    id=42, key="ups_on_battery:ups-aubagne-mds", title="Onduleur sur batterie à Aubagne (MDS)",
-    state=IncidentState.OPEN, priority="P1", severity=Severity.CRITICAL,
-    opened_at=datetime(2026, 1, 5, 22, 5, tzinfo=UTC), site="AUBAGNE", device="ups-aubagne-mds",
-    services=("telephonie",), deadlines={"restoration": datetime(2026, 1, 6, 2, 5, tzinfo=UTC)})
+    id=42,
+    key="ups_on_battery:ups-aubagne-mds",
+    title="Onduleur sur batterie à Aubagne (MDS)",
+    state=IncidentState.OPEN,
+    priority="P1",
+    severity=Severity.CRITICAL,
+    opened_at=datetime(2026, 1, 5, 22, 5, tzinfo=UTC),
+    site="AUBAGNE",
+    device="ups-aubagne-mds",
+    services=("telephonie",),
+    deadlines={"restoration": datetime(2026, 1, 6, 2, 5, tzinfo=UTC)},
+)
 
 
 async def test_email_is_delivered_with_utf8_and_headers(smtp: tuple[Controller, Inbox, Path]) -> None:
     controller, inbox, cert = smtp
     sender = EmailSender("mail-noc", settings(controller.port, cert), Secret("m0t-de-passe"))
-    rendered = Texts("fr", link_template="https://callipso.cd13.fr/incidents/{id}").incident(INCIDENT, "opened")
-    summary = await sender.send(rendered, [], key="notify:42:opened:mail-noc:-",
-                                meta={"incident_id": 42, "priority": "P1"})
+    rendered = Texts("fr", link_template="https://callipso.cd13.fr/incidents/{id}").incident(
+        INCIDENT, "opened"
+    )
+    summary = await sender.send(
+        rendered, [], key="notify:42:opened:mail-noc:-", meta={"incident_id": 42, "priority": "P1"}
+    )
     assert summary == "courriel envoyé à noc@cd13.fr, astreinte@cd13.fr"
     (mail_from, rcpt, raw) = inbox.messages[0]
     assert mail_from == "callipso@cd13.fr" and rcpt == ["noc@cd13.fr", "astreinte@cd13.fr"]

@@ -32,9 +32,13 @@ async def test_escalation_after_n_minutes_until_acknowledged(tmp_path: Path) -> 
     rig.clock.advance(1)
     level1 = await rig.router.tick()
     assert [(p.channel, p.recipient, p.event, p.incident_id) for p in level1] == [
-        ("sms-chef", "+33600000001", "escalated", inc.id)]
+        ("sms-chef", "+33600000001", "escalated", inc.id)
+    ]
     (job,) = await rig.outbox.jobs(target="sms-chef")
-    assert job.payload["message"]["subject"] == "[P1] ESCALADE niveau 1, non pris en compte : OXE principal injoignable"
+    assert (
+        job.payload["message"]["subject"]
+        == "[P1] ESCALADE niveau 1, non pris en compte : OXE principal injoignable"
+    )
     assert job.payload["skip_if"] == ["resolved", "acknowledged"]
     rig.clock.advance(60)
     assert await rig.router.tick() == []  # once only
@@ -49,8 +53,12 @@ async def test_escalation_after_n_minutes_until_acknowledged(tmp_path: Path) -> 
 async def test_escalation_sent_after_acknowledgement_is_skipped(tmp_path: Path) -> None:
     rig = await make_rig(tmp_path, paris(2026, 1, 6, 23))
     chef = RecordingChannel("sms-chef", "sms")
-    worker = OutboxWorker(rig.outbox, {"notify": NotifyDeliverer({"sms-chef": chef}, rig.incidents)},
-                          clock=rig.clock, timeline=rig.incidents)
+    worker = OutboxWorker(
+        rig.outbox,
+        {"notify": NotifyDeliverer({"sms-chef": chef}, rig.incidents)},
+        clock=rig.clock,
+        timeline=rig.incidents,
+    )
     inc = await rig.incidents.open(priority="P1")
     rig.clock.advance(15 * 60)
     assert len(await rig.router.tick()) == 1
@@ -58,7 +66,9 @@ async def test_escalation_sent_after_acknowledgement_is_skipped(tmp_path: Path) 
     await worker.drain()
     assert chef.sent == []
     texts = [e.text for e in rig.incidents.entries(inc.id, "delivery") if e.data["target"] == "sms-chef"]
-    assert texts == ["SMS au +33600000001 (sms-chef) : livré (sans objet : incident pris en compte entre-temps)"]
+    assert texts == [
+        "SMS au +33600000001 (sms-chef) : livré (sans objet : incident pris en compte entre-temps)"
+    ]
     await rig.store.close()
 
 
@@ -78,26 +88,48 @@ async def test_escalation_survives_a_restart(tmp_path: Path) -> None:
 async def test_storm_grouping(tmp_path: Path) -> None:
     rig = await make_rig(tmp_path, paris(2026, 1, 6, 10), config(STORM_RULES))
     teams = RecordingChannel("teams-noc")
-    worker = OutboxWorker(rig.outbox, {"notify": NotifyDeliverer({"teams-noc": teams}, rig.incidents)},
-                          clock=rig.clock, timeline=rig.incidents)
+    worker = OutboxWorker(
+        rig.outbox,
+        {"notify": NotifyDeliverer({"teams-noc": teams}, rig.incidents)},
+        clock=rig.clock,
+        timeline=rig.incidents,
+    )
     opened = []
     for n in range(3):
-        opened.append(await rig.incidents.open(priority="P3", site="AUBAGNE", device=f"gw-aubagne-{n}",
-                                               title=f"Passerelle analogique {n} injoignable"))
+        opened.append(
+            await rig.incidents.open(
+                priority="P3",
+                site="AUBAGNE",
+                device=f"gw-aubagne-{n}",
+                title=f"Passerelle analogique {n} injoignable",
+            )
+        )
         rig.clock.advance(60)
     assert [p.event for p in rig.take()] == ["opened"] * 3
-    fourth = await rig.incidents.open(priority="P3", site="AUBAGNE", device="gw-aubagne-3", title="Passerelle 3")
+    fourth = await rig.incidents.open(
+        priority="P3", site="AUBAGNE", device="gw-aubagne-3", title="Passerelle 3"
+    )
     (storm,) = rig.take()
     assert storm.event == "storm" and storm.incident_id == fourth.id
     (storm_job,) = [j for j in await rig.outbox.jobs() if j.payload["event"] == "storm"]
     assert storm_job.payload["message"]["subject"] == "[AUBAGNE] 4 incidents en 10 min"
-    assert "gw-aubagne-0" in storm_job.payload["message"]["body"] and "gw-aubagne-3" in storm_job.payload["message"]["body"]
+    assert (
+        "gw-aubagne-0" in storm_job.payload["message"]["body"]
+        and "gw-aubagne-3" in storm_job.payload["message"]["body"]
+    )
     rig.clock.advance(120)
-    fifth = await rig.incidents.open(priority="P3", site="AUBAGNE", device="gw-aubagne-4", title="Passerelle 4")
-    sixth = await rig.incidents.open(priority="P2", site="AUBAGNE", device="gw-aubagne-5", title="Passerelle 5")
+    fifth = await rig.incidents.open(
+        priority="P3", site="AUBAGNE", device="gw-aubagne-4", title="Passerelle 4"
+    )
+    sixth = await rig.incidents.open(
+        priority="P2", site="AUBAGNE", device="gw-aubagne-5", title="Passerelle 5"
+    )
     p1 = await rig.incidents.open(priority="P1", site="AUBAGNE", device="oxe-aubagne", title="OXE Aubagne")
     elsewhere = await rig.incidents.open(priority="P3", site="ARENC", device="ups-arenc", title="Onduleur")
-    assert sorted((p.incident_id, p.event) for p in rig.take()) == [(p1.id, "opened"), (elsewhere.id, "opened")]
+    assert sorted((p.incident_id, p.event) for p in rig.take()) == [
+        (p1.id, "opened"),
+        (elsewhere.id, "opened"),
+    ]
     for inc in (fifth, sixth):
         (note,) = rig.incidents.entries(inc.id, "notification")
         assert note.text == "Notification regroupée : rafale d'incidents en cours sur le site AUBAGNE"
@@ -118,4 +150,3 @@ async def test_storm_grouping(tmp_path: Path) -> None:
     assert [p.event for p in rig.take()] == ["opened"]  # calm again: one by one
     assert after.id not in rig.router._grouped
     await rig.store.close()
-

@@ -28,7 +28,9 @@ from tests.outputs.memory import MemoryIncidents
 class Recorder:
     """A deliverer that fails the first ``failures`` attempts of each job, then succeeds."""
 
-    def __init__(self, failures: int = 0, error: Exception | None = None, only: set[int] | None = None) -> None:
+    def __init__(
+        self, failures: int = 0, error: Exception | None = None, only: set[int] | None = None
+    ) -> None:
         self.failures = failures
         self.only = only  # payload numbers that fail (default: all)
         self.error = error or RetryableDelivery("gateway said 503")
@@ -75,8 +77,9 @@ async def test_success_is_recorded_on_the_timeline(store: Store, clock: ManualCl
     ob = Outbox(store.engine, clock)
     rec = Recorder()
     worker = OutboxWorker(ob, {"notify": rec}, clock=clock, timeline=incidents)
-    await ob.enqueue("notify.email", "mail", {"n": 7, "label": "Courriel à noc@example.org"}, key="k7",
-                     incident_id=inc.id)
+    await ob.enqueue(
+        "notify.email", "mail", {"n": 7, "label": "Courriel à noc@example.org"}, key="k7", incident_id=inc.id
+    )
     assert await worker.drain() == 1
     (job,) = await ob.jobs()
     assert job.state is JobState.DONE and job.result == {"n": 7} and job.attempts == 1
@@ -223,8 +226,15 @@ async def test_running_worker_limits_concurrency_per_target(store: Store) -> Non
 
     ob = Outbox(store.engine, SystemClock())
     gate = Gate()
-    worker = OutboxWorker(ob, {"notify": gate}, clock=SystemClock(), concurrency=10, per_target=2,
-                          target_limits={"teams": 1}, poll_interval=0.05)
+    worker = OutboxWorker(
+        ob,
+        {"notify": gate},
+        clock=SystemClock(),
+        concurrency=10,
+        per_target=2,
+        target_limits={"teams": 1},
+        poll_interval=0.05,
+    )
     for i in range(5):
         await ob.enqueue("notify.sms", "sms", {"n": i}, key=f"s{i}")
         await ob.enqueue("notify.teams", "teams", {"n": i}, key=f"t{i}")

@@ -1,4 +1,5 @@
-"""The assembled output stage: configuration files → outbox worker, EasyVista, Teams, API; example files valid."""
+"""The assembled output stage (configuration files → outbox worker, EasyVista, Teams, API) and the
+example configuration files."""
 
 from __future__ import annotations
 
@@ -34,27 +35,40 @@ async def test_assembled_outputs(tmp_path: Path) -> None:
     conf = tmp_path / "conf"
     (conf / "outputs").mkdir(parents=True)
     (conf / "ev.secret").write_text("ev-secret\n", encoding="utf-8")
-    (conf / "outputs" / "easyvista.yaml").write_text(f"""
+    (conf / "outputs" / "easyvista.yaml").write_text(
+        f"""
 easyvista:
   url: {fake_ev.url}
   auth: {{username: callipso, password: {{file: ev.secret}}}}
   reference_prefix: TEST
   mapping: {{catalog_code: INC_TELEPHONIE}}
-""", encoding="utf-8")
-    (conf / "outputs" / "notifications.yaml").write_text(f"""
+""",
+        encoding="utf-8",
+    )
+    (conf / "outputs" / "notifications.yaml").write_text(
+        f"""
 notifications:
   channels:
     teams-noc: {{type: teams, flavour: workflow, url: "{teams.workflow_url()}"}}
   routes:
     - {{name: tout, notify: [teams-noc]}}
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     clock = SystemClock()
     store = await open_store(tmp_path / "agent.sqlite")
     incidents = MemoryIncidents(clock)
     events: list[Event] = []
-    outputs = build_outputs(conf, agent=AgentSettings.model_validate({"http": {"tokens": [t.model_dump() for t in TOKENS]}}),
-                            store=store, clock=clock, incidents=incidents, maintenance=MemoryMaintenance(clock),
-                            events=events.append, tick_seconds=0.2)
+    outputs = build_outputs(
+        conf,
+        agent=AgentSettings.model_validate({"http": {"tokens": [t.model_dump() for t in TOKENS]}}),
+        store=store,
+        clock=clock,
+        incidents=incidents,
+        maintenance=MemoryMaintenance(clock),
+        events=events.append,
+        tick_seconds=0.2,
+    )
     server = HttpServer(LatestCache(), host="127.0.0.1", port=0, ready=_ready, inventory=dict)
     outputs.install(server)
     await server.start()
@@ -76,10 +90,23 @@ notifications:
                 body = await rsp.json()
             assert body["incident"]["itsm_ref"] == ticket.rfc_number
             assert {e["kind"] for e in body["timeline"]} >= {"opened", "notification", "delivery"}
-            async with s.post(f"{base}/api/v1/alertmanager", headers={"Authorization": f"Bearer {NOC_TOKEN}"},
-                              json={"version": "4", "groupKey": "g", "status": "firing", "alerts": [
-                                  {"status": "firing", "labels": {"alertname": "X", "instance": "h"},
-                                   "startsAt": "2026-01-06T09:00:00Z", "fingerprint": "f1"}]}) as rsp:
+            async with s.post(
+                f"{base}/api/v1/alertmanager",
+                headers={"Authorization": f"Bearer {NOC_TOKEN}"},
+                json={
+                    "version": "4",
+                    "groupKey": "g",
+                    "status": "firing",
+                    "alerts": [
+                        {
+                            "status": "firing",
+                            "labels": {"alertname": "X", "instance": "h"},
+                            "startsAt": "2026-01-06T09:00:00Z",
+                            "fingerprint": "f1",
+                        }
+                    ],
+                },
+            ) as rsp:
                 assert rsp.status == 200
         assert [e.name for e in events] == ["X"]
         assert (await outputs.backlog())["done"] == 2
@@ -98,7 +125,8 @@ def test_example_files_are_valid() -> None:
 def test_broken_files_are_reported(tmp_path: Path) -> None:
     (tmp_path / "outputs").mkdir()
     (tmp_path / "outputs" / "easyvista.yaml").write_text(
-        "easyvista:\n  url: ftp://nowhere\n  auth: {username: a}\n  mapping: {}\n", encoding="utf-8")
+        "easyvista:\n  url: ftp://nowhere\n  auth: {username: a}\n  mapping: {}\n", encoding="utf-8"
+    )
     errors = check_outputs(tmp_path)
     fields = sorted(e.field or "" for e in errors)
     assert fields == ["easyvista.auth", "easyvista.mapping", "easyvista.url"]

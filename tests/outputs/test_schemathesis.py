@@ -32,14 +32,32 @@ async def test_schemathesis_finds_no_server_error(tmp_path: Path) -> None:
         for n in range(3):
             await rig.incidents.open(priority=f"P{n + 1}", site="HD13", device=f"dev-{n}")
         proc = await asyncio.create_subprocess_exec(
-            *command, "run", f"{rig.url}/api/v1/openapi.json",
-            "--header", f"Authorization: Bearer {NOC_TOKEN}",
-            "--checks", "not_a_server_error,status_code_conformance,response_schema_conformance,"
-                        "content_type_conformance",
-            "--phases", "examples,coverage,fuzzing", "--max-examples", "40", "--seed", "20260106",
-            "--generation-database", "none", "--generation-with-security-parameters", "false",
-            "--workers", "1", "--no-color", "--request-timeout", "10",
-            cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            *command,
+            "run",
+            f"{rig.url}/api/v1/openapi.json",
+            "--header",
+            f"Authorization: Bearer {NOC_TOKEN}",
+            "--checks",
+            "not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--max-examples",
+            "40",
+            "--seed",
+            "20260106",
+            "--generation-database",
+            "none",
+            "--generation-with-security-parameters",
+            "false",
+            "--workers",
+            "1",
+            "--no-color",
+            "--request-timeout",
+            "10",
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
         out, _ = await asyncio.wait_for(proc.communicate(), timeout=600)
     finally:
         await rig.close()

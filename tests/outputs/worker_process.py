@@ -1,4 +1,6 @@
-"""A delivery worker in its own process, for the kill -9 test: ``python -m tests.outputs.worker_process DB URL``.
+"""A delivery worker in its own process, for the kill -9 test.
+
+``python -m tests.outputs.worker_process DB URL``.
 
 It delivers the outbox's ITSM jobs to the (fake) EasyVista at URL until it is killed.
 """
@@ -31,8 +33,9 @@ class NoIncidents:
     async def set_itsm_ref(self, incident_id: int, ref: str) -> None:
         print(f"recorded {ref}", flush=True)
 
-    async def add_timeline(self, incident_id: int, kind: str, text: str,
-                           data: Mapping[str, Any] | None = None) -> None:
+    async def add_timeline(
+        self, incident_id: int, kind: str, text: str, data: Mapping[str, Any] | None = None
+    ) -> None:
         print(f"timeline {text}", flush=True)
 
 
@@ -43,8 +46,9 @@ async def main(db: Path, url: str) -> None:
     client = EasyVistaClient(url, "50004", username="rest", password=Secret("s3cret"), timeout=600)
     mapper = TicketMapper(TicketMapping(catalog_code="INC_TELEPHONIE"), Texts())
     deliverer = EasyVistaDeliverer(client, NoIncidents(), outbox, mapper)  # type: ignore[arg-type]
-    worker = OutboxWorker(outbox, {"itsm": deliverer}, clock=clock, timeline=NoIncidents(), lease_seconds=900,
-                          poll_interval=0.1)
+    worker = OutboxWorker(
+        outbox, {"itsm": deliverer}, clock=clock, timeline=NoIncidents(), lease_seconds=900, poll_interval=0.1
+    )
     print("worker ready", flush=True)
     await worker.run(asyncio.Event())
 
