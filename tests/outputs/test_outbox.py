@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from callipso_agent.outbox import (
 from callipso_agent.store import Store
 from tests.outputs.helpers import open_store
 from tests.outputs.memory import MemoryIncidents
+from tests.outputs.pg import Postgres
 
 
 class Recorder:
@@ -43,9 +44,21 @@ class Recorder:
         return Delivered(f"sent {job.payload['n']}", {"n": job.payload["n"]})
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await open_store(tmp_path / "o.sqlite")
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Postgres]:
+    server = Postgres().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.system)])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """The same outbox code on SQLite and on PostgreSQL (asyncpg)."""
+    if request.param == "sqlite":
+        s = await open_store(tmp_path / "o.sqlite")
+    else:
+        s = Store(await request.getfixturevalue("postgres").new_database())
+        await s.migrate()
     yield s
     await s.close()
 
@@ -264,3 +277,30 @@ async def test_attempt_timeout_is_retryable_and_uncertain(store: Store, clock: M
     await worker.drain()
     (job,) = await ob.jobs()
     assert job.state is JobState.FAILED and job.uncertain and "0 s" in (job.last_error or "")
+
+
+async def test_two_workers_never_deliver_a_job_twice(store: Store, tmp_path: Path) -> None:
+    """Two agents (separate engines) draining one outbox: every job delivered exactly once."""
+    from callipso_agent.clock import SystemClock
+
+    other = Store(store.url)
+    try:
+        delivered: list[int] = []
+
+        class Count:
+            async def deliver(self, job: Job) -> Delivered:
+                delivered.append(job.id)
+                await asyncio.sleep(0)
+                return Delivered("ok")
+
+        clock = SystemClock()
+        first, second = Outbox(store.engine, clock), Outbox(other.engine, clock)
+        for i in range(40):
+            await first.enqueue("notify.sms", f"t{i % 4}", {"n": i}, key=f"k{i}")
+        workers = [OutboxWorker(ob, {"notify": Count()}, clock=clock, concurrency=4) for ob in (first, second)]
+        await asyncio.gather(*(w.drain() for w in workers))
+        assert sorted(delivered) == sorted({j.id for j in await first.jobs()})
+        assert len(delivered) == 40
+        assert (await second.backlog())["done"] == 40
+    finally:
+        await other.close()
