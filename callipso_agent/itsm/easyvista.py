@@ -145,7 +145,11 @@ class EasyVistaClient:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._ssl))
+            # one connection per request: calls are few, and a pooled connection that EasyVista (or a load
+            # balancer) closed while idle would turn a clean "not sent" into an uncertain outcome
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self._ssl, force_close=True)
+            )
         return self._session
 
     # ---- transport --------------------------------------------------------------------------------

@@ -290,3 +290,39 @@ class FakeWebhook(_Server):
             return web.Response(status=400, text="expected JSON")
         self.requests.append(WebhookRequest(request.path, dict(request.headers), body))
         return web.json_response({"ok": True})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m callipso_agent.notify.fakes``: the three fakes on loopback, for the lab."""
+    import argparse
+    import asyncio
+
+    parser = argparse.ArgumentParser(description="Fake SMS gateway, Teams and webhook sink on 127.0.0.1")
+    parser.add_argument("--sms-port", type=int, default=0)
+    parser.add_argument("--teams-port", type=int, default=0)
+    parser.add_argument("--webhook-port", type=int, default=0)
+    parser.add_argument("--sms-user", default="cd13")
+    parser.add_argument("--sms-password", default="sms-password")
+    args = parser.parse_args(argv)
+
+    async def serve() -> None:
+        sms = FakeLinkMobility(users={args.sms_user: args.sms_password})
+        teams = FakeTeams()
+        hook = FakeWebhook()
+        await sms.start(args.sms_port)
+        await teams.start(args.teams_port)
+        await hook.start(args.webhook_port)
+        print(f"SMS gateway {sms.url}/sms/send", flush=True)
+        print(f"Teams connector {teams.connector_url()} workflow {teams.workflow_url()}", flush=True)
+        print(f"webhook sink {hook.url}/", flush=True)
+        await asyncio.Event().wait()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

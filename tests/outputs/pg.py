@@ -48,10 +48,31 @@ class Postgres:
             os.chown(self.base, user.pw_uid, user.pw_gid)
         data, sock = self.base / "data", self.base / "sock"
         self._run("mkdir", "-p", str(sock))
-        self._run(str(self.bin / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync")
+        self._run(
+            str(self.bin / "initdb"),
+            "-D",
+            str(data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
         self.port = free_tcp_port()
         options = f"-p {self.port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(str(self.bin / "pg_ctl"), "-D", str(data), "-l", str(self.base / "log"), "-o", options, "-w", "start")
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(self.base / "log"),
+            "-o",
+            options,
+            "-w",
+            "start",
+        )
         return self
 
     async def new_database(self) -> str:
@@ -67,6 +88,18 @@ class Postgres:
 
     def stop(self) -> None:
         if self.bin is not None and self.port:
-            subprocess.run([*self.prefix, str(self.bin / "pg_ctl"), "-D", str(self.base / "data"), "-m", "immediate",
-                            "stop"], capture_output=True, timeout=60, check=False)
+            subprocess.run(
+                [
+                    *self.prefix,
+                    str(self.bin / "pg_ctl"),
+                    "-D",
+                    str(self.base / "data"),
+                    "-m",
+                    "immediate",
+                    "stop",
+                ],
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
         shutil.rmtree(self.base, ignore_errors=True)

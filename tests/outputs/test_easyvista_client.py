@@ -181,11 +181,14 @@ async def test_transient_failures_are_retryable(fake: FakeEasyVista) -> None:
             await c.create_ticket({"catalog_guid": GUID, "external_reference": "X-1"})
         assert lost.value.uncertain
         assert [t.fields["external_reference"] for t in fake.tickets.values()] == ["X-1"]  # committed
+        fake.inject("slow", seconds=0.05)
+        slow = await c.create_ticket({"catalog_guid": GUID, "external_reference": "X-2"})
+        assert fake.tickets[slow.ref].fields["external_reference"] == "X-2"
         await fake.down()
         with pytest.raises(ItsmUnavailable) as refused:
             await c.create_ticket({"catalog_guid": GUID})
         assert refused.value.retryable and not refused.value.uncertain
         await fake.up()
-        assert (await c.create_ticket({"catalog_guid": GUID})).ref == "I260105_000002"
+        assert (await c.create_ticket({"catalog_guid": GUID})).ref == "I260105_000003"
     finally:
         await c.close()

@@ -297,7 +297,9 @@ async def test_two_workers_never_deliver_a_job_twice(store: Store, tmp_path: Pat
         first, second = Outbox(store.engine, clock), Outbox(other.engine, clock)
         for i in range(40):
             await first.enqueue("notify.sms", f"t{i % 4}", {"n": i}, key=f"k{i}")
-        workers = [OutboxWorker(ob, {"notify": Count()}, clock=clock, concurrency=4) for ob in (first, second)]
+        workers = [
+            OutboxWorker(ob, {"notify": Count()}, clock=clock, concurrency=4) for ob in (first, second)
+        ]
         await asyncio.gather(*(w.drain() for w in workers))
         assert sorted(delivered) == sorted({j.id for j in await first.jobs()})
         assert len(delivered) == 40
