@@ -20,11 +20,15 @@ def _config_default() -> str:
 def cmd_config_check(args: argparse.Namespace) -> int:
     from callipso_agent.daemon import load_all, load_ssh_families
     from callipso_agent.errors import CallipsoError, ConfigErrors
+    from callipso_agent.outputs_app import check_outputs
 
     path = Path(args.path)
     try:
         loaded, profiles = load_all(path)
         ssh_profiles = load_ssh_families()
+        output_errors = check_outputs(path)
+        if output_errors:
+            raise ConfigErrors(output_errors)
     except ConfigErrors as errs:
         for e in errs.errors:
             print(f"error: {e}", file=sys.stderr)
@@ -84,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     from callipso_agent.lab import cli as lab_cli
 
     lab_cli.register(sub)
+
+    from callipso_agent.api import client_cli
+
+    client_cli.register(sub)
 
     ver = sub.add_parser("version", help="print the version")
     ver.set_defaults(func=cmd_version)
