@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import structlog
+
 from pysnmp.hlapi.v3arch.asyncio import (
     CommunityData,
     ContextData,
@@ -34,6 +36,8 @@ from callipso_agent.config.models import (
 )
 from callipso_agent.config.secrets import Secret
 from callipso_agent.errors import AuthFailed, ParseError, Timeout, TransportError, Unreachable
+
+log = structlog.get_logger()
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +249,18 @@ class PysnmpClient:
         return out
 
     async def next(self, oids: Sequence[str]) -> Varbinds:
+        """GETNEXT of each OID; an OID past the end of the MIB gives an ``endofmibview`` value."""
+        if not oids:
+            return []
         vbs = await self._call(next_cmd, *[ObjectType(ObjectIdentity(o)) for o in oids])
+        if not vbs:
+            if self.version == "1" and len(oids) > 1:
+                # v1 fails the whole PDU when one OID is past the end: ask one by one
+                out: Varbinds = []
+                for o in oids:
+                    out.extend(await self.next([o]) or [(o, SnmpValue("endofmibview", None))])
+                return out
+            return [(o, SnmpValue("endofmibview", None)) for o in oids]
         return [(str(n), decode_value(v)) for n, v in vbs]
 
     async def walk(self, root: str) -> Varbinds:
@@ -268,8 +283,9 @@ class PysnmpClient:
                     return out
                 t = oid_tuple(oid)
                 if seen_last and t <= seen_last:
-                    # a broken agent answering out of order would loop for ever
-                    raise ParseError(f"{self.host}: OID not increasing during walk of {root} ({oid})")
+                    # a broken agent answering out of order would loop for ever: keep what we have
+                    log.warning("snmp_walk_not_increasing", host=self.host, root=root, oid=oid)
+                    return out
                 seen_last = t
                 out.append((oid, dv))
                 current = oid
