@@ -224,7 +224,7 @@ def evaluate_value(spec: MetricSpec, v: SnmpValue, scale: float | None = None,
     if v.is_empty:
         return None, Severity.OK, None
     text_raw = _text(v)
-    if spec.none_texts and text_raw in spec.none_texts:
+    if (spec.none_texts and text_raw in spec.none_texts) or (v.type == "octets" and not text_raw):
         return None, Severity.OK, None
     if spec.type == MetricKind.INFO:
         text = (spec.text_map or {}).get(text_raw, text_raw) if text_raw else None
@@ -317,8 +317,14 @@ class _Row:
         """(scale, offset), or None to drop the value."""
         v = self.value(sb.oid, sb.column, sb.suffix)
         n = v.number if v is not None and not v.is_empty else None
+        case = None
         if n is not None and n == int(n) and int(n) in sb.cases:
             case = sb.cases[int(n)]
+        elif v is not None and not v.is_empty:
+            text = _text(v)
+            case = sb.cases.get(text) or next(
+                (c for k, c in sb.cases.items() if isinstance(k, str) and k.lower() == text.lower()), None)
+        if case is not None:
             return case.scale, case.offset
         if sb.otherwise == "metric":
             return self.spec.scale, self.spec.offset

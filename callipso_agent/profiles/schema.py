@@ -123,7 +123,7 @@ class ScaleCase(_Model):
 class ScaleBy(_Source):
     """Pick scale/offset from a unit selector (e.g. a per-row Celsius/Fahrenheit column)."""
 
-    cases: dict[int, ScaleCase] = Field(min_length=1)
+    cases: dict[int | str, ScaleCase] = Field(min_length=1, description="selector value (integer or text) → scale")
     otherwise: Literal["metric", "skip"] = Field(
         default="skip", description="selector missing or unknown: use the metric's own scale, or emit nothing")
 
