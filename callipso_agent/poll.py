@@ -45,12 +45,16 @@ async def poll_snmp(host: str, port: int = DEFAULT_PORT, *, credential: SnmpV2Cr
                     secrets: Mapping[str, Secret], profiles: ProfileSet | Path | None = None,
                     profile: str = "auto", family: str | None = None, timeout: float = 5.0,
                     retries: int = 1, thresholds: Thresholds | None = None,
-                    device: str | None = None) -> dict[str, Any]:
+                    device: str | None = None, engine: PysnmpEngine | None = None) -> dict[str, Any]:
     """Poll one device once. Raises TransportError (Timeout, AuthFailed, Unreachable), ParseError or
-    NoProfile; returns ``{"profile", "system", "measurements": [{name, labels, value, unit, state, text}]}``."""
+    NoProfile; returns ``{"profile", "system", "measurements": [{name, labels, value, unit, state, text}]}``.
+
+    ``engine``: a shared pysnmp engine (the first request on a new engine costs about a second of
+    set-up); by default a private one is created and closed."""
     pset = profiles if isinstance(profiles, ProfileSet) else load_profiles(profiles or collectors_dir())
     limits = thresholds if thresholds is not None else default_thresholds()
-    engine = PysnmpEngine()
+    own_engine = engine is None
+    engine = engine or PysnmpEngine()
     client = PysnmpClient(engine, host, port, credential, dict(secrets), timeout=timeout, retries=retries)
     try:
         ident = await identify(client, pset, family)
@@ -63,7 +67,8 @@ async def poll_snmp(host: str, port: int = DEFAULT_PORT, *, credential: SnmpV2Cr
         ms = build(device or host, chosen, raw, datetime.now(UTC))
     finally:
         client.close()
-        engine.close()
+        if own_engine:
+            engine.close()
     return {
         "profile": chosen.name,
         "system": system_info(chosen, raw, ident),

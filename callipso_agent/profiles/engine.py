@@ -121,11 +121,37 @@ async def fetch(client: SnmpClient, profile: ResolvedProfile) -> RawData:
                     if not val.is_empty and noid in (o, o + ".0"):
                         scalars[o] = val
     columns: dict[str, dict[str, SnmpValue]] = {}
-    for root in _walk_roots(column_set):
-        rows = columns.setdefault(root, {})
-        for oid, val in await client.walk(root):
-            rows[oid[len(root) + 1:]] = val
+    for parent, first, last, count in _walk_plan(column_set):
+        if count == 1:
+            rows = columns.setdefault(first, {})
+            for oid, val in await client.walk(first):
+                rows[oid[len(first) + 1:]] = val
+            continue
+        # several columns of one table: one walk over the column range, split per column
+        for oid, val in await client.walk(parent, start=first, end=last):
+            rest = oid[len(parent) + 1:]
+            col_id, _, index = rest.partition(".")
+            columns.setdefault(f"{parent}.{col_id}", {})[index] = val
     return RawData(scalars, columns)
+
+
+def _walk_plan(column_set: Iterable[str]) -> list[tuple[str, str, str, int]]:
+    """Walks to do: (parent, first column, last column, number of requested columns). Sibling columns
+    of a table are walked together when they are dense enough (span at most twice their number)."""
+    roots = _walk_roots(column_set)
+    by_parent: dict[str, list[str]] = {}
+    for r in roots:
+        parent = r.rsplit(".", 1)[0] if "." in r else r
+        by_parent.setdefault(parent, []).append(r)
+    plan: list[tuple[str, str, str, int]] = []
+    for parent, cols in by_parent.items():
+        ids = sorted(cols, key=oid_tuple)
+        span = oid_tuple(ids[-1])[-1] - oid_tuple(ids[0])[-1] + 1
+        if len(ids) >= 2 and span <= 2 * len(ids):
+            plan.append((parent, ids[0], ids[-1], len(ids)))
+        else:
+            plan.extend((c, c, c, 1) for c in ids)
+    return plan
 
 
 # ------------------------------------------------------------------------------------------ evaluate

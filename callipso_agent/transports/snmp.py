@@ -84,7 +84,7 @@ class SnmpClient(Protocol):
 
     async def next(self, oids: Sequence[str]) -> Varbinds: ...
 
-    async def walk(self, root: str) -> Varbinds: ...
+    async def walk(self, root: str, start: str | None = None, end: str | None = None) -> Varbinds: ...
 
     def close(self) -> None: ...
 
@@ -133,6 +133,27 @@ def decode_value(v: Any) -> SnmpValue:
     if isinstance(v, rfc1902.ObjectName) or type(v).__name__ == "ObjectIdentifier":
         return SnmpValue("oid", str(v))
     if type(v).__name__ == "Null":
+        return SnmpValue("null", None)
+    # SNMPv1 (RFC 1155) classes and other ASN.1 subtypes, e.g. in traps translated from v1
+    names = {cls.__name__ for cls in type(v).__mro__}
+    for name, kind in (("TimeTicks", "timeticks"), ("Counter64", "counter64"), ("Counter", "counter"),
+                       ("Counter32", "counter"), ("Gauge", "gauge"), ("Gauge32", "gauge"),
+                       ("Unsigned32", "gauge")):
+        if name in names:
+            return SnmpValue(kind, int(v))
+    if "IpAddress" in names or "NetworkAddress" in names:
+        try:
+            return SnmpValue("ipaddress", ".".join(str(b) for b in bytes(v)))
+        except Exception:  # noqa: BLE001 - a CHOICE wrapping the address
+            inner = v.getComponent() if hasattr(v, "getComponent") else v
+            return SnmpValue("ipaddress", ".".join(str(b) for b in bytes(inner)))
+    if "Integer" in names:
+        return SnmpValue("integer", int(v))
+    if "OctetString" in names:
+        return SnmpValue("octets", bytes(v))
+    if "ObjectIdentifier" in names:
+        return SnmpValue("oid", str(v))
+    if "Null" in names:
         return SnmpValue("null", None)
     raise ParseError(f"unsupported SNMP value type {type(v).__name__}")
 
@@ -263,11 +284,16 @@ class PysnmpClient:
             return [(o, SnmpValue("endofmibview", None)) for o in oids]
         return [(str(n), decode_value(v)) for n, v in vbs]
 
-    async def walk(self, root: str) -> Varbinds:
-        """All varbinds under ``root`` (GETBULK for v2c/v3, GETNEXT for v1), stopping at the subtree end."""
+    async def walk(self, root: str, start: str | None = None, end: str | None = None) -> Varbinds:
+        """All varbinds under ``root`` (GETBULK for v2c/v3, GETNEXT for v1), stopping at the subtree end.
+
+        ``start``/``end`` narrow the walk to a range of sub-OIDs of ``root`` (e.g. columns 2 to 5 of a
+        table entry): it begins at ``start`` and stops after the last OID under ``end``.
+        """
         root = root.strip(".")
+        end_t = oid_tuple(end) if end else None
         out: Varbinds = []
-        current = root
+        current = start.strip(".") if start else root
         seen_last: tuple[int, ...] = ()
         while True:
             if self.version == "1":
@@ -282,6 +308,8 @@ class PysnmpClient:
                 if dv.type == "endofmibview" or not in_subtree(oid, root):
                     return out
                 t = oid_tuple(oid)
+                if end_t is not None and t[:len(end_t)] > end_t:
+                    return out
                 if seen_last and t <= seen_last:
                     # a broken agent answering out of order would loop for ever: keep what we have
                     log.warning("snmp_walk_not_increasing", host=self.host, root=root, oid=oid)
