@@ -138,8 +138,16 @@ class TrapRules:
     rules: tuple[TrapRule, ...] = ()
 
     def candidates(self, trap_oid: str) -> list[TrapRule]:
-        exact = [r for r in self.rules if r.oid == trap_oid]
-        prefix = sorted((r for r in self.rules if r.oid_prefix and in_subtree(trap_oid, r.oid_prefix)),
+        """Rules for a notification OID: exact matches first, then the longest prefixes. An SNMPv1 trap of
+        an SMIv2 notification whose OID has no '.0.' (UPS-MIB upsTrapOnBattery 1.3.6.1.2.1.33.2.1, sent as
+        enterprise 1.3.6.1.2.1.33.2 / specific 1) arrives translated as enterprise.0.specific (RFC 3584
+        3.1); it is matched under both forms."""
+        forms = [trap_oid]
+        parts = trap_oid.split(".")
+        if len(parts) > 2 and parts[-2] == "0":
+            forms.append(".".join(parts[:-2] + parts[-1:]))
+        exact = [r for f in forms for r in self.rules if r.oid == f]
+        prefix = sorted((r for r in self.rules if r.oid_prefix and any(in_subtree(f, r.oid_prefix) for f in forms)),
                         key=lambda r: -len(r.oid_prefix or ""))
         return exact + prefix
 

@@ -108,6 +108,25 @@ def line_of(data: Any, loc: Sequence[str | int]) -> int | None:
     return line
 
 
+def clean_loc(data: Any, loc: Sequence[str | int]) -> tuple[str | int, ...]:
+    """Drop the parts pydantic adds for unions (a member's class name) that are not keys of the data."""
+    out: list[str | int] = []
+    node = data
+    for part in loc:
+        if (isinstance(node, dict) and isinstance(part, str) and part not in node
+                and (part[:1].isupper() or "[" in part)):
+            continue  # a union member's class name, e.g. 'Threshold' or 'list[Threshold]'
+
+        out.append(part)
+        if isinstance(node, dict):
+            node = node.get(part, node.get(str(part)))
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return tuple(out)
+
+
 def _describe(err: dict[str, Any]) -> str:
     kind = err.get("type", "")
     msg = str(err.get("msg", "invalid value"))
@@ -130,7 +149,7 @@ def validation_errors(err: ValidationError, data: Any, file: str, prefix: Iterab
     prefix = tuple(prefix)
     out: list[ConfigError] = []
     for e in err.errors():
-        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        loc = clean_loc(data, tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-"))))
         # discriminated unions add the tag name into loc; drop non-key strings that are not in the data
         field = ".".join(str(p) for p in (*prefix, *loc))
         out.append(cls(_describe(dict(e)), file=file, line=line_of(data, loc), field=field or None))

@@ -32,6 +32,8 @@ class Range:
         m = _RANGE.match(s)
         if not s or m is None or (m["colon"] is None and m["end"] is None):
             raise RangeError(f"invalid range {text!r}: expected [@][start:][end], e.g. 10, 10:, ~:10, 10:20, @10:20")
+        if m["colon"] is not None and not m["start"] and m["end"] is None:
+            raise RangeError(f"invalid range {text!r}: ':' needs a start or an end")
         if m["colon"] is None:
             start, end = 0.0, float(m["end"])
         else:

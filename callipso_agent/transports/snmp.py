@@ -171,8 +171,9 @@ def _translate(indication: Any, host: str) -> TransportError:
     low = text.lower()
     if "timeout" in low or "no snmp response" in low:
         return Timeout(f"{host}: no SNMP response (timeout; wrong community or unreachable)")
-    if any(k in low for k in ("unknown user", "unknownusername", "wrong digest", "digest", "decryption",
-                              "unsupportedsecuritylevel", "notintimewindow", "authentication")):
+    if any(k in low for k in ("unknown user", "unknown usm user", "unknownusername", "wrong digest", "digest",
+                              "decryption", "unsupportedsecuritylevel", "unsupported security level",
+                              "notintimewindow", "not in time window", "authentication", "usm")):
         return AuthFailed(f"{host}: SNMPv3 authentication failed ({text})")
     return Unreachable(f"{host}: {text}")
 
