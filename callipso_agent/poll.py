@@ -37,15 +37,31 @@ def measurement_dict(m: Measurement, thresholds: Thresholds | None) -> dict[str,
     state = m.state
     if thresholds is not None:
         state = Severity.worst([state, thresholds.state(m.name, m.value, m.labels)])
-    return {"name": m.name, "labels": dict(m.labels), "value": m.value, "unit": m.unit,
-            "state": state.label, "text": m.text}
+    return {
+        "name": m.name,
+        "labels": dict(m.labels),
+        "value": m.value,
+        "unit": m.unit,
+        "state": state.label,
+        "text": m.text,
+    }
 
 
-async def poll_snmp(host: str, port: int = DEFAULT_PORT, *, credential: SnmpV2Credential | SnmpV3Credential,
-                    secrets: Mapping[str, Secret], profiles: ProfileSet | Path | None = None,
-                    profile: str = "auto", family: str | None = None, timeout: float = 5.0,
-                    retries: int = 1, thresholds: Thresholds | None = None,
-                    device: str | None = None, engine: PysnmpEngine | None = None) -> dict[str, Any]:
+async def poll_snmp(
+    host: str,
+    port: int = DEFAULT_PORT,
+    *,
+    credential: SnmpV2Credential | SnmpV3Credential,
+    secrets: Mapping[str, Secret],
+    profiles: ProfileSet | Path | None = None,
+    profile: str = "auto",
+    family: str | None = None,
+    timeout: float = 5.0,  # noqa: ASYNC109 - the SNMP request timeout, not an asyncio one
+    retries: int = 1,
+    thresholds: Thresholds | None = None,
+    device: str | None = None,
+    engine: PysnmpEngine | None = None,
+) -> dict[str, Any]:
     """Poll one device once. Raises TransportError (Timeout, AuthFailed, Unreachable), ParseError or
     NoProfile; returns ``{"profile", "system", "measurements": [{name, labels, value, unit, state, text}]}``.
 
@@ -60,8 +76,10 @@ async def poll_snmp(host: str, port: int = DEFAULT_PORT, *, credential: SnmpV2Cr
         ident = await identify(client, pset, family)
         if not ident.sys_object_id and not ident.sys_descr and not ident.present:
             # nothing at all answered: a GET that got an empty response is not a device we can poll
-            raise NoProfile(f"{host}:{port} answered but exposes neither the system group nor any known MIB",
-                            candidates=[p.name for p in pset.detectable(family)])
+            raise NoProfile(
+                f"{host}:{port} answered but exposes neither the system group nor any known MIB",
+                candidates=[p.name for p in pset.detectable(family)],
+            )
         chosen = pset.detect(ident, family) if profile == "auto" else pset.get(profile)
         raw = await fetch(client, chosen)
         ms = build(device or host, chosen, raw, datetime.now(UTC))
@@ -78,6 +96,7 @@ async def poll_snmp(host: str, port: int = DEFAULT_PORT, *, credential: SnmpV2Cr
 
 # -------------------------------------------------------------------------------------------- render
 
+
 def _fmt_value(v: float | None) -> str:
     if v is None:
         return "-"
@@ -92,15 +111,20 @@ def render_table(result: Mapping[str, Any], out: TextIO) -> None:
     rows = [("NAME", "LABELS", "VALUE", "UNIT", "STATE", "TEXT")]
     for m in result.get("measurements", []):
         labels = ",".join(f"{k}={v}" for k, v in sorted(m["labels"].items()))
-        rows.append((m["name"], labels, _fmt_value(m["value"]), m["unit"], m["state"].upper(), m.get("text") or ""))
+        rows.append(
+            (m["name"], labels, _fmt_value(m["value"]), m["unit"], m["state"].upper(), m.get("text") or "")
+        )
     widths = [min(max(len(r[i]) for r in rows), 60) for i in range(5)]
     out.write("\n")
     for r in rows:
-        cells = [r[i].ljust(widths[i]) if len(r[i]) <= widths[i] else r[i][: widths[i] - 1] + "…" for i in range(5)]
+        cells = [
+            r[i].ljust(widths[i]) if len(r[i]) <= widths[i] else r[i][: widths[i] - 1] + "…" for i in range(5)
+        ]
         out.write("  ".join(cells) + ("  " + r[5] if r[5] else "") + "\n")
 
 
 # ------------------------------------------------------------------------------------------ argparse
+
 
 def parse_target(text: str) -> tuple[str, int]:
     """``HOST``, ``HOST:PORT``, ``[V6]:PORT`` or a bare IPv6 address."""
@@ -122,10 +146,16 @@ def add_poll_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="HOST[:PORT]", help="device address, default port 161")
     auth = parser.add_argument_group("SNMP credentials (v2c community, or a v3 user; keys never in clear)")
     auth.add_argument("--community", help="SNMP v2c community")
-    auth.add_argument("--community-env", metavar="VAR", help="read the community from this environment variable")
-    auth.add_argument("--snmp-version", choices=["1", "2c"], default="2c", help="with --community (default 2c)")
+    auth.add_argument(
+        "--community-env", metavar="VAR", help="read the community from this environment variable"
+    )
+    auth.add_argument(
+        "--snmp-version", choices=["1", "2c"], default="2c", help="with --community (default 2c)"
+    )
     auth.add_argument("--v3-user", metavar="USER", help="SNMPv3 user name")
-    auth.add_argument("--auth-proto", choices=[p.value for p in AuthProtocol], help="v3 authentication protocol")
+    auth.add_argument(
+        "--auth-proto", choices=[p.value for p in AuthProtocol], help="v3 authentication protocol"
+    )
     auth.add_argument("--auth-key-env", metavar="VAR", help="environment variable holding the v3 auth key")
     auth.add_argument("--auth-key-file", metavar="FILE", help="file holding the v3 auth key")
     auth.add_argument("--priv-proto", choices=[p.value for p in PrivProtocol], help="v3 privacy protocol")
@@ -134,7 +164,9 @@ def add_poll_arguments(parser: argparse.ArgumentParser) -> None:
     auth.add_argument("--context", default="", help="v3 context name")
     parser.add_argument("--profile", default="auto", help="profile name, or 'auto' to detect it (default)")
     parser.add_argument("--family", help="restrict detection to the profiles of this inventory family")
-    parser.add_argument("--collectors", type=Path, help="profile directory (default: the shipped collectors/)")
+    parser.add_argument(
+        "--collectors", type=Path, help="profile directory (default: the shipped collectors/)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds per request (default 5)")
     parser.add_argument("--retries", type=int, default=1, help="retries per request (default 1)")
@@ -150,7 +182,9 @@ def _secret_ref(env: str | None, file: str | None, what: str) -> SecretRef | Non
     return None
 
 
-def credential_from_args(args: argparse.Namespace) -> tuple[SnmpV2Credential | SnmpV3Credential, dict[str, Secret]]:
+def credential_from_args(
+    args: argparse.Namespace,
+) -> tuple[SnmpV2Credential | SnmpV3Credential, dict[str, Secret]]:
     if args.v3_user:
         if args.community or args.community_env:
             raise ConfigError("give a community or a v3 user, not both")
@@ -158,9 +192,14 @@ def credential_from_args(args: argparse.Namespace) -> tuple[SnmpV2Credential | S
         priv = _secret_ref(args.priv_key_env, args.priv_key_file, "priv-key")
         try:
             cred: SnmpV2Credential | SnmpV3Credential = SnmpV3Credential(
-                version="3", user=args.v3_user, context=args.context,
-                auth_protocol=AuthProtocol(args.auth_proto) if args.auth_proto else None, auth_key=auth,
-                priv_protocol=PrivProtocol(args.priv_proto) if args.priv_proto else None, priv_key=priv)
+                version="3",
+                user=args.v3_user,
+                context=args.context,
+                auth_protocol=AuthProtocol(args.auth_proto) if args.auth_proto else None,
+                auth_key=auth,
+                priv_protocol=PrivProtocol(args.priv_proto) if args.priv_proto else None,
+                priv_key=priv,
+            )
         except ValueError as err:
             raise ConfigError(f"invalid SNMPv3 options: {err}") from None
         secrets: dict[str, Secret] = {}
@@ -190,9 +229,17 @@ async def run_poll(args: argparse.Namespace, out: TextIO | None = None, err: Tex
         host, port = parse_target(args.target)
         credential, secrets = credential_from_args(args)
         profiles = load_profiles(args.collectors) if args.collectors else load_profiles(collectors_dir())
-        result = await poll_snmp(host, port, credential=credential, secrets=secrets, profiles=profiles,
-                                 profile=args.profile, family=args.family, timeout=args.timeout,
-                                 retries=args.retries)
+        result = await poll_snmp(
+            host,
+            port,
+            credential=credential,
+            secrets=secrets,
+            profiles=profiles,
+            profile=args.profile,
+            family=args.family,
+            timeout=args.timeout,
+            retries=args.retries,
+        )
     except NoProfile as e:
         cands = ", ".join(e.candidates) if e.candidates else "none"
         err.write(f"error: {e}\ncandidate profiles: {cands}\nuse --profile NAME to force one\n")

@@ -47,6 +47,7 @@ def _oid(v: str | None) -> str | None:
 
 # ------------------------------------------------------------------------------------------ schema
 
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -62,13 +63,18 @@ class VarbindRef(_Model):
     @field_validator("map")
     @classmethod
     def _keys(cls, v: dict[str, str] | None) -> dict[str, str] | None:
-        return {(k.strip().lstrip(".") if re.fullmatch(OID, k.strip()) else k): t for k, t in v.items()} if v else v
+        return (
+            {(k.strip().lstrip(".") if re.fullmatch(OID, k.strip()) else k): t for k, t in v.items()}
+            if v
+            else v
+        )
 
 
 class SeverityFrom(_Model):
     varbind: Annotated[str, Field(pattern=OID)]
     map: dict[str, SeverityName | Literal["clear"]] = Field(
-        description="varbind value (as text) → severity, or 'clear' for the end of the condition")
+        description="varbind value (as text) → severity, or 'clear' for the end of the condition"
+    )
     default: SeverityName = "warning"
 
     _n = field_validator("varbind")(_oid)
@@ -99,9 +105,17 @@ class When(_Model):
 
 
 class TrapRule(_Model):
-    oid: Annotated[str | None, Field(pattern=OID, description="notification OID (v2 form; v1 traps are "
-                                     "translated to enterprise.0.specific as RFC 3584 says)")] = None
-    oid_prefix: Annotated[str | None, Field(pattern=OID, description="any notification under this OID")] = None
+    oid: Annotated[
+        str | None,
+        Field(
+            pattern=OID,
+            description="notification OID (v2 form; v1 traps are "
+            "translated to enterprise.0.specific as RFC 3584 says)",
+        ),
+    ] = None
+    oid_prefix: Annotated[str | None, Field(pattern=OID, description="any notification under this OID")] = (
+        None
+    )
     event: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
     severity: SeverityName = "warning"
     clear: bool = Field(default=False, description="the trap ends the condition raised under the same event")
@@ -113,7 +127,8 @@ class TrapRule(_Model):
     labels_from: dict[str, VarbindRef] = Field(default_factory=dict)
     when: list[When] = Field(default_factory=list, description="all must hold for this rule to apply")
     debounce_seconds: Annotated[float, Field(ge=0)] = Field(
-        default=0, description="a repeat of the same event within this window of the previous one is dropped")
+        default=0, description="a repeat of the same event within this window of the previous one is dropped"
+    )
 
     _n = field_validator("oid", "oid_prefix")(_oid)
 
@@ -133,6 +148,7 @@ class TrapMapFile(_Model):
 
 # ------------------------------------------------------------------------------------- rule lookup
 
+
 @dataclass(frozen=True)
 class TrapRules:
     rules: tuple[TrapRule, ...] = ()
@@ -147,8 +163,10 @@ class TrapRules:
         if len(parts) > 2 and parts[-2] == "0":
             forms.append(".".join(parts[:-2] + parts[-1:]))
         exact = [r for f in forms for r in self.rules if r.oid == f]
-        prefix = sorted((r for r in self.rules if r.oid_prefix and any(in_subtree(f, r.oid_prefix) for f in forms)),
-                        key=lambda r: -len(r.oid_prefix or ""))
+        prefix = sorted(
+            (r for r in self.rules if r.oid_prefix and any(in_subtree(f, r.oid_prefix) for f in forms)),
+            key=lambda r: -len(r.oid_prefix or ""),
+        )
         return exact + prefix
 
 
@@ -221,8 +239,12 @@ class Interpretation:
     rule: TrapRule | None
 
 
-def interpret(rules: TrapRules, trap_oid: str, varbinds: Sequence[Varbind],
-              unknown_severity: Severity = Severity.WARNING) -> Interpretation:
+def interpret(
+    rules: TrapRules,
+    trap_oid: str,
+    varbinds: Sequence[Varbind],
+    unknown_severity: Severity = Severity.WARNING,
+) -> Interpretation:
     """Pure: apply the first rule whose OID and conditions match; ``trap_unknown`` otherwise."""
     body = [(n, v) for n, v in varbinds if n not in _ENVELOPE]
     for rule in rules.candidates(trap_oid):
@@ -232,8 +254,11 @@ def interpret(rules: TrapRules, trap_oid: str, varbinds: Sequence[Varbind],
         if rule.severity_from is not None:
             v = _find(body, rule.severity_from.varbind)
             key = _text(v) if v is not None and not v.is_empty else None
-            mapped = rule.severity_from.map.get(key, rule.severity_from.default) if key is not None \
+            mapped = (
+                rule.severity_from.map.get(key, rule.severity_from.default)
+                if key is not None
                 else rule.severity_from.default
+            )
             if mapped == "clear":
                 severity, clear = Severity.OK, True
             else:
@@ -246,11 +271,13 @@ def interpret(rules: TrapRules, trap_oid: str, varbinds: Sequence[Varbind],
             if value is not None:
                 labels[label] = value
         return Interpretation(rule.event, severity, clear, source, text, labels, rule)
-    return Interpretation("trap_unknown", unknown_severity, False, "", f"unknown trap {trap_oid}",
-                          {"trap_oid": trap_oid}, None)
+    return Interpretation(
+        "trap_unknown", unknown_severity, False, "", f"unknown trap {trap_oid}", {"trap_oid": trap_oid}, None
+    )
 
 
 # ---------------------------------------------------------------------------------------- receiver
+
 
 @dataclass(frozen=True)
 class DeviceRef:
@@ -273,13 +300,13 @@ class TrapV3User:
 
 @dataclass
 class TrapCounters:
-    received: int = 0          # datagrams that reached the receiver
-    notifications: int = 0     # authenticated notifications decoded
-    events: int = 0            # events handed to the output
-    unknown: int = 0           # notifications no rule matched (emitted as trap_unknown)
-    debounced: int = 0         # repeats dropped by a rule's debounce window
-    malformed: int = 0         # datagrams that are not SNMP messages
-    errors: int = 0            # unexpected failures while handling one notification
+    received: int = 0  # datagrams that reached the receiver
+    notifications: int = 0  # authenticated notifications decoded
+    events: int = 0  # events handed to the output
+    unknown: int = 0  # notifications no rule matched (emitted as trap_unknown)
+    debounced: int = 0  # repeats dropped by a rule's debounce window
+    malformed: int = 0  # datagrams that are not SNMP messages
+    errors: int = 0  # unexpected failures while handling one notification
 
 
 Emit = Callable[[Event], Awaitable[None]] | asyncio.Queue[Event]
@@ -293,7 +320,7 @@ def _ber_length(data: bytes, pos: int) -> tuple[int, int]:
     n = first & 0x7F
     if n == 0 or n > 4 or pos + 1 + n > len(data):
         raise ValueError("unsupported BER length")
-    return int.from_bytes(data[pos + 1:pos + 1 + n], "big"), pos + 1 + n
+    return int.from_bytes(data[pos + 1 : pos + 1 + n], "big"), pos + 1 + n
 
 
 def looks_like_snmp(data: bytes) -> bool:
@@ -305,7 +332,7 @@ def looks_like_snmp(data: bytes) -> bool:
         if pos + length != len(data) or data[pos] != 0x02:
             return False
         vlen, vpos = _ber_length(data, pos + 1)
-        return 1 <= vlen <= 4 and int.from_bytes(data[vpos:vpos + vlen], "big") in (0, 1, 3)
+        return 1 <= vlen <= 4 and int.from_bytes(data[vpos : vpos + vlen], "big") in (0, 1, 3)
     except (IndexError, ValueError):
         return False
 
@@ -317,15 +344,15 @@ class _CountingUdpTransport:
     def make(counters: TrapCounters) -> Any:
         from pysnmp.carrier.asyncio.dgram import udp
 
-        class Transport(udp.UdpTransport):  # type: ignore[misc,name-defined]
-            def datagram_received(self, datagram: bytes, transportAddress: Any) -> None:  # noqa: N803
+        class Transport(udp.UdpTransport):  # type: ignore[misc]
+            def datagram_received(self, datagram: bytes, transportAddress: Any) -> None:
                 counters.received += 1
                 if not looks_like_snmp(datagram):
                     counters.malformed += 1
                     return
                 try:
                     super().datagram_received(datagram, transportAddress)
-                except Exception:  # noqa: BLE001 - a datagram must never stop the listener
+                except Exception:
                     counters.malformed += 1
 
         return Transport()
@@ -334,17 +361,28 @@ class _CountingUdpTransport:
 class TrapReceiver:
     """Listen for notifications on ``host:port`` (UDP) and turn them into Events."""
 
-    def __init__(self, rules: TrapRules, emit: Emit, *, host: str = "127.0.0.1", port: int = 10162,
-                 communities: Iterable[Secret | str] = (), v3_users: Iterable[TrapV3User] = (),
-                 devices: Mapping[str, DeviceRef | str] | None = None, clock: Clock | None = None,
-                 unknown_severity: Severity = Severity.WARNING) -> None:
+    def __init__(
+        self,
+        rules: TrapRules,
+        emit: Emit,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 10162,
+        communities: Iterable[Secret | str] = (),
+        v3_users: Iterable[TrapV3User] = (),
+        devices: Mapping[str, DeviceRef | str] | None = None,
+        clock: Clock | None = None,
+        unknown_severity: Severity = Severity.WARNING,
+    ) -> None:
         self.rules = rules
         self._emit = emit
         self.host = host
         self.port = port
         self._communities = [c.reveal() if isinstance(c, Secret) else c for c in communities]
         self._v3_users = list(v3_users)
-        self._devices = {a: (d if isinstance(d, DeviceRef) else DeviceRef(d)) for a, d in (devices or {}).items()}
+        self._devices = {
+            a: (d if isinstance(d, DeviceRef) else DeviceRef(d)) for a, d in (devices or {}).items()
+        }
         self.clock = clock or SystemClock()
         self.unknown_severity = unknown_severity
         self.counters = TrapCounters()
@@ -373,8 +411,9 @@ class TrapReceiver:
         return window > 0 and last is not None and now - last < window
 
     # -- pure-ish entry point, used by the pysnmp callback and by tests ------------------------------
-    def handle(self, address: str, varbinds: Sequence[Varbind], *, version: str = "",
-               security_name: str = "") -> Event | None:
+    def handle(
+        self, address: str, varbinds: Sequence[Varbind], *, version: str = "", security_name: str = ""
+    ) -> Event | None:
         """Interpret one notification; return the Event, or None when debounced."""
         self.counters.notifications += 1
         trap_oid_value = _find(varbinds, SNMP_TRAP_OID)
@@ -389,10 +428,21 @@ class TrapReceiver:
             self.counters.debounced += 1
             return None
         raw = {name: _text(value) for name, value in varbinds if not value.is_empty}
-        raw.update({"trap_oid": trap_oid, "address": address, "version": version, "security_name": security_name})
+        raw.update(
+            {"trap_oid": trap_oid, "address": address, "version": version, "security_name": security_name}
+        )
         labels = {**device.labels, **it.labels}
-        return Event(device=device.name, name=it.event, severity=it.severity, at=self.clock.now(),
-                     source=it.source, text=it.text, clear=it.clear, labels=labels, raw=raw)
+        return Event(
+            device=device.name,
+            name=it.event,
+            severity=it.severity,
+            at=self.clock.now(),
+            source=it.source,
+            text=it.text,
+            clear=it.clear,
+            labels=labels,
+            raw=raw,
+        )
 
     async def _deliver(self, event: Event) -> None:
         try:
@@ -401,25 +451,39 @@ class TrapReceiver:
             else:
                 await self._emit(event)
             self.counters.events += 1
-        except Exception as err:  # noqa: BLE001 - one failing consumer must not stop the receiver
+        except Exception as err:
             self.counters.errors += 1
             log.error("trap_emit_failed", error=str(err), event=event.name, device=event.device)
 
     # -- pysnmp wiring -----------------------------------------------------------------------------
-    def _on_notification(self, snmp_engine: Any, state_reference: Any, context_engine_id: Any,
-                         context_name: Any, varbinds: Any, cb_ctx: Any) -> None:
+    def _on_notification(
+        self,
+        snmp_engine: Any,
+        state_reference: Any,
+        context_engine_id: Any,
+        context_name: Any,
+        varbinds: Any,
+        cb_ctx: Any,
+    ) -> None:
         try:
             _domain, addr = snmp_engine.message_dispatcher.get_transport_info(state_reference)
             address = str(addr[0])
             decoded = [(str(name), decode_value(value)) for name, value in varbinds]
-            event = self.handle(address, decoded, version=self._last_version, security_name=self._last_security)
-        except Exception as err:  # noqa: BLE001 - never let one notification kill the listener
+            event = self.handle(
+                address, decoded, version=self._last_version, security_name=self._last_security
+            )
+        except Exception as err:
             self.counters.errors += 1
             log.error("trap_handling_failed", error=str(err))
             return
         if event is not None:
-            log.info("trap_received", device=event.device, trap=event.name, severity=event.severity.label,
-                     clear=event.clear)
+            log.info(
+                "trap_received",
+                device=event.device,
+                trap=event.name,
+                severity=event.severity.label,
+                clear=event.clear,
+            )
             task = asyncio.get_running_loop().create_task(self._deliver(event))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -428,7 +492,9 @@ class TrapReceiver:
     _last_security = ""
 
     def _observe(self, snmp_engine: Any, execpoint: str, variables: Mapping[str, Any], cb_ctx: Any) -> None:
-        self._last_version = {0: "1", 1: "2c", 3: "3"}.get(int(variables.get("messageProcessingModel", -1)), "")
+        self._last_version = {0: "1", 1: "2c", 3: "3"}.get(
+            int(variables.get("messageProcessingModel", -1)), ""
+        )
         self._last_security = str(variables.get("securityName", ""))
 
     async def start(self) -> None:
@@ -474,15 +540,24 @@ class TrapReceiver:
             return 0
         builder = self._engine.get_mib_builder()
         total = 0
-        for module, names in (("__SNMPv2-MIB", ("snmpInBadCommunityNames", "snmpInASNParseErrs")),
-                              ("__SNMP-USER-BASED-SM-MIB", ("usmStatsUnknownUserNames", "usmStatsWrongDigests",
-                                                            "usmStatsDecryptionErrors", "usmStatsUnknownEngineIDs",
-                                                            "usmStatsNotInTimeWindows"))):
+        for module, names in (
+            ("__SNMPv2-MIB", ("snmpInBadCommunityNames", "snmpInASNParseErrs")),
+            (
+                "__SNMP-USER-BASED-SM-MIB",
+                (
+                    "usmStatsUnknownUserNames",
+                    "usmStatsWrongDigests",
+                    "usmStatsDecryptionErrors",
+                    "usmStatsUnknownEngineIDs",
+                    "usmStatsNotInTimeWindows",
+                ),
+            ),
+        ):
             for name in names:
                 try:
                     (sym,) = builder.import_symbols(module, name)
                     total += int(sym.syntax)
-                except Exception:  # noqa: BLE001,S112 - a counter this pysnmp does not keep
+                except Exception:  # noqa: S112 - a counter this pysnmp does not keep
                     continue
         return total
 
@@ -494,7 +569,7 @@ class TrapReceiver:
                 if self._receiver is not None:
                     self._receiver.close(self._engine)
                 self._engine.transport_dispatcher.close_dispatcher()
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:
                 log.warning("trap_receiver_close_failed", error=str(err))
         self._engine = None
         log.info("trap_receiver_stopped", **vars(self.counters))

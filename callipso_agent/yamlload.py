@@ -149,7 +149,8 @@ def validation_errors(err: ValidationError, data: Any, file: str, prefix: Iterab
     prefix = tuple(prefix)
     out: list[ConfigError] = []
     for e in err.errors():
-        loc = clean_loc(data, tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-"))))
+        raw_loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        loc = clean_loc(data, raw_loc)
         # discriminated unions add the tag name into loc; drop non-key strings that are not in the data
         field = ".".join(str(p) for p in (*prefix, *loc))
         out.append(cls(_describe(dict(e)), file=file, line=line_of(data, loc), field=field or None))

@@ -34,7 +34,7 @@ async def identify(client: SnmpClient, profiles: ProfileSet, family: str | None 
     present: set[str] = set()
     probes = profiles.probe_oids(family)
     for i in range(0, len(probes), _PROBE_CHUNK):
-        chunk = probes[i:i + _PROBE_CHUNK]
+        chunk = probes[i : i + _PROBE_CHUNK]
         nxt = await client.next(chunk)
         for probe, (oid, value) in zip(chunk, nxt, strict=False):
             if value.type != "endofmibview" and in_subtree(oid, probe):
@@ -62,6 +62,7 @@ _printable = printable  # kept for callers of the former private name
 
 
 # --------------------------------------------------------------------------------------------- fetch
+
 
 def _sources(profile: ResolvedProfile) -> tuple[set[str], set[str]]:
     """Scalar OIDs and column OIDs a profile reads."""
@@ -115,7 +116,7 @@ async def fetch(client: SnmpClient, profile: ResolvedProfile) -> RawData:
                 else:
                     still.append(o)
             for i in range(0, len(still), _PROBE_CHUNK):
-                chunk = still[i:i + _PROBE_CHUNK]
+                chunk = still[i : i + _PROBE_CHUNK]
                 for o, (noid, val) in zip(chunk, await client.next(chunk), strict=False):
                     # only the scalar itself (o or o.0): a GETNEXT landing deeper is a table, not this scalar
                     if not val.is_empty and noid in (o, o + ".0"):
@@ -125,11 +126,11 @@ async def fetch(client: SnmpClient, profile: ResolvedProfile) -> RawData:
         if count == 1:
             rows = columns.setdefault(first, {})
             for oid, val in await client.walk(first):
-                rows[oid[len(first) + 1:]] = val
+                rows[oid[len(first) + 1 :]] = val
             continue
         # several columns of one table: one walk over the column range, split per column
         for oid, val in await client.walk(parent, start=first, end=last):
-            rest = oid[len(parent) + 1:]
+            rest = oid[len(parent) + 1 :]
             col_id, _, index = rest.partition(".")
             columns.setdefault(f"{parent}.{col_id}", {})[index] = val
     return RawData(scalars, columns)
@@ -156,6 +157,7 @@ def _walk_plan(column_set: Iterable[str]) -> list[tuple[str, str, str, int]]:
 
 # ------------------------------------------------------------------------------------------ evaluate
 
+
 def column_values(raw: RawData, column: str, suffix: str | None = None) -> dict[str, SnmpValue]:
     """The rows of a column: index → value (with ``suffix`` stripped when the table puts it last)."""
     rows: dict[str, SnmpValue] | None = raw.columns.get(column)
@@ -163,12 +165,12 @@ def column_values(raw: RawData, column: str, suffix: str | None = None) -> dict[
         rows = {}
         for root, all_rows in raw.columns.items():
             if in_subtree(column, root):
-                rel = column[len(root) + 1:] + "."
-                rows = {k[len(rel):]: v for k, v in all_rows.items() if k.startswith(rel)}
+                rel = column[len(root) + 1 :] + "."
+                rows = {k[len(rel) :]: v for k, v in all_rows.items() if k.startswith(rel)}
                 break
     if suffix:
         tail = "." + suffix
-        return {k[:-len(tail)]: v for k, v in rows.items() if k.endswith(tail) and len(k) > len(tail)}
+        return {k[: -len(tail)]: v for k, v in rows.items() if k.endswith(tail) and len(k) > len(tail)}
     return rows
 
 
@@ -244,8 +246,9 @@ def _state_for(spec: MetricSpec, raw: float | None, text: str) -> StateSpec | No
     return None
 
 
-def evaluate_value(spec: MetricSpec, v: SnmpValue, scale: float | None = None,
-                   offset: float | None = None) -> tuple[float | None, Severity, str | None]:
+def evaluate_value(
+    spec: MetricSpec, v: SnmpValue, scale: float | None = None, offset: float | None = None
+) -> tuple[float | None, Severity, str | None]:
     """Raw value → (value in base units or None, state from the profile's state map, text)."""
     if v.is_empty:
         return None, Severity.OK, None
@@ -279,7 +282,9 @@ def evaluate_value(spec: MetricSpec, v: SnmpValue, scale: float | None = None,
         if key is not None and key in spec.value_map:
             return spec.value_map[key], state, label
         return spec.default, state, label
-    value = round(raw * (spec.scale if scale is None else scale) + (spec.offset if offset is None else offset), 9)
+    value = round(
+        raw * (spec.scale if scale is None else scale) + (spec.offset if offset is None else offset), 9
+    )
     if (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max):
         return None, Severity.OK, None
     return value, state, label
@@ -300,8 +305,9 @@ class _Row:
         if column is None and suffix is None:
             return self.own
         col = column or self.spec.column or ""
-        return column_values(self.raw, col, suffix if suffix is not None else
-                             (self.spec.suffix if column is None else None)).get(self.index)
+        return column_values(
+            self.raw, col, suffix if suffix is not None else (self.spec.suffix if column is None else None)
+        ).get(self.index)
 
     def holds(self, cond: RowCondition) -> bool:
         if cond.min_index is not None:
@@ -349,7 +355,8 @@ class _Row:
         elif v is not None and not v.is_empty:
             text = _text(v)
             case = sb.cases.get(text) or next(
-                (c for k, c in sb.cases.items() if isinstance(k, str) and k.lower() == text.lower()), None)
+                (c for k, c in sb.cases.items() if isinstance(k, str) and k.lower() == text.lower()), None
+            )
         if case is not None:
             return case.scale, case.offset
         if sb.otherwise == "metric":
@@ -370,10 +377,21 @@ def build(device: str, profile: ResolvedProfile, raw: RawData, at: datetime) -> 
     """Turn raw data into Measurements; the first metric giving a value for a series wins."""
     out: dict[tuple[str, tuple[tuple[str, str], ...]], Measurement] = {}
 
-    def emit(spec: MetricSpec, labels: Mapping[str, str], value: float | None, state: Severity,
-             text: str | None) -> None:
-        m = Measurement(device=device, name=spec.name, value=value, at=at, unit=spec.unit,
-                        labels={**spec.labels, **labels}, kind=spec.type, state=state, text=text, help=spec.help)
+    def emit(
+        spec: MetricSpec, labels: Mapping[str, str], value: float | None, state: Severity, text: str | None
+    ) -> None:
+        m = Measurement(
+            device=device,
+            name=spec.name,
+            value=value,
+            at=at,
+            unit=spec.unit,
+            labels={**spec.labels, **labels},
+            kind=spec.type,
+            state=state,
+            text=text,
+            help=spec.help,
+        )
         key = (m.name, tuple(m.labels.items()))
         prev = out.get(key)
         if prev is None or (prev.value is None and value is not None):

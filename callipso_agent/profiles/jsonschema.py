@@ -1,4 +1,6 @@
-"""Export the JSON Schemas of the declarative files (``collectors/schema.json``, ``collectors/traps/schema.json``).
+"""Export the JSON Schemas of the declarative files.
+
+``collectors/schema.json`` (device profiles) and ``collectors/traps/schema.json`` (trap rules).
 
 ``python -m callipso_agent.profiles.jsonschema`` rewrites them; ``--check`` exits 1 when a committed
 schema differs from the models (the test suite runs the check).
@@ -19,7 +21,12 @@ from callipso_agent.paths import collectors_dir
 
 def schema_of(model: type[BaseModel], title: str, schema_id: str) -> dict[str, Any]:
     schema = model.model_json_schema()
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": schema_id, "title": title, **schema}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": schema_id,
+        "title": title,
+        **schema,
+    }
 
 
 def profile_schema() -> dict[str, Any]:
@@ -31,7 +38,9 @@ def profile_schema() -> dict[str, Any]:
 def trap_schema() -> dict[str, Any]:
     from callipso_agent.traps import TrapMapFile
 
-    return schema_of(TrapMapFile, "callipso-agent SNMP trap mapping", "callipso-agent/collectors/traps/schema.json")
+    return schema_of(
+        TrapMapFile, "callipso-agent SNMP trap mapping", "callipso-agent/collectors/traps/schema.json"
+    )
 
 
 def render(schema: dict[str, Any]) -> str:
@@ -40,7 +49,10 @@ def render(schema: dict[str, Any]) -> str:
 
 def targets(base: Path | None = None) -> dict[Path, str]:
     root = base or collectors_dir()
-    return {root / "schema.json": render(profile_schema()), root / "traps" / "schema.json": render(trap_schema())}
+    return {
+        root / "schema.json": render(profile_schema()),
+        root / "traps" / "schema.json": render(trap_schema()),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,8 +69,11 @@ def main(argv: list[str] | None = None) -> int:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text, encoding="utf-8")
     if args.check and stale:
-        sys.stderr.write("out of date: " + ", ".join(str(p) for p in stale)
-                         + "\nrun: python -m callipso_agent.profiles.jsonschema\n")
+        sys.stderr.write(
+            "out of date: "
+            + ", ".join(str(p) for p in stale)
+            + "\nrun: python -m callipso_agent.profiles.jsonschema\n"
+        )
         return 1
     return 0
 

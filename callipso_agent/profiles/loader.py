@@ -52,13 +52,21 @@ class ProfileSet:
             raise NoProfile(f"unknown profile {name!r}", candidates=self.names()) from None
 
     def detectable(self, family: str | None = None) -> list[ResolvedProfile]:
-        return [p for p in self.profiles.values() if not p.profile.abstract
-                and (family is None or family in p.profile.families)]
+        return [
+            p
+            for p in self.profiles.values()
+            if not p.profile.abstract and (family is None or family in p.profile.families)
+        ]
 
     def probe_oids(self, family: str | None = None) -> list[str]:
         """Subtrees whose presence detection needs to know."""
-        return sorted({o for p in self.detectable(family)
-                       for o in (*p.profile.detect.requires, *p.profile.detect.requires_any)})
+        return sorted(
+            {
+                o
+                for p in self.detectable(family)
+                for o in (*p.profile.detect.requires, *p.profile.detect.requires_any)
+            }
+        )
 
     def rank(self, ident: Identity, family: str | None = None) -> list[tuple[int, ResolvedProfile]]:
         scored: list[tuple[int, ResolvedProfile]] = []
@@ -89,7 +97,8 @@ class ProfileSet:
         if not ranked:
             cands = [p.name for p in self.detectable(family)]
             raise NoProfile(
-                f"no profile matches sysObjectID {ident.sys_object_id or '?'} / sysDescr {ident.sys_descr[:60]!r}"
+                f"no profile matches sysObjectID {ident.sys_object_id or '?'}"
+                f" / sysDescr {ident.sys_descr[:60]!r}"
                 + (f" in family {family!r}" if family else ""),
                 candidates=cands,
             )
@@ -106,7 +115,9 @@ def load_profiles(directory: Path, extra: Iterable[Path] = ()) -> ProfileSet:
             data = load_yaml(f)
             profile = parse_model(Profile, data, str(f), cls=ProfileError)
         except ConfigErrors as errs:
-            errors.extend(ProfileError(e.message, file=e.file, line=e.line, field=e.field) for e in errs.errors)
+            errors.extend(
+                ProfileError(e.message, file=e.file, line=e.line, field=e.field) for e in errs.errors
+            )
             continue
         except ProfileError as err:
             errors.append(err)
@@ -119,8 +130,14 @@ def load_profiles(directory: Path, extra: Iterable[Path] = ()) -> ProfileSet:
                 continue
             raise
         if profile.name in raw:
-            errors.append(ProfileError(f"profile name {profile.name!r} already used by {raw[profile.name][1]}",
-                                       file=str(f), line=getattr(data, "key_lines", {}).get("name"), field="name"))
+            errors.append(
+                ProfileError(
+                    f"profile name {profile.name!r} already used by {raw[profile.name][1]}",
+                    file=str(f),
+                    line=getattr(data, "key_lines", {}).get("name"),
+                    field="name",
+                )
+            )
             continue
         raw[profile.name] = (profile, str(f), getattr(data, "key_lines", {}).get("include", 1))
     if errors:
@@ -136,11 +153,27 @@ def load_profiles(directory: Path, extra: Iterable[Path] = ()) -> ProfileSet:
         system: dict[str, tuple[SystemField, ...]] = {k: (f,) for k, f in profile.system.items()}
         for inc in profile.include:
             if inc not in raw:
-                raise ConfigErrors([ProfileError(f"unknown included profile {inc!r}; known: {', '.join(sorted(raw))}",
-                                                 file=file, line=line, field="include")])
+                raise ConfigErrors(
+                    [
+                        ProfileError(
+                            f"unknown included profile {inc!r}; known: {', '.join(sorted(raw))}",
+                            file=file,
+                            line=line,
+                            field="include",
+                        )
+                    ]
+                )
             if inc in stack:
-                raise ConfigErrors([ProfileError(f"include cycle: {' -> '.join((*stack, inc))}",
-                                                 file=file, line=line, field="include")])
+                raise ConfigErrors(
+                    [
+                        ProfileError(
+                            f"include cycle: {' -> '.join((*stack, inc))}",
+                            file=file,
+                            line=line,
+                            field="include",
+                        )
+                    ]
+                )
             sub = resolve(inc, (*stack, inc))
             metrics.extend(sub.metrics)
             for k, fields in sub.system.items():

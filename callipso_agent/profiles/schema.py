@@ -54,7 +54,8 @@ class StateSpec(_Model):
 class IndexPart(_Model):
     label: Annotated[str, Field(pattern=METRIC_NAME)]
     type: Literal["integer", "string", "ipaddress", "oid", "skip"] = Field(
-        default="integer", description="skip: consume one index component without making a label")
+        default="integer", description="skip: consume one index component without making a label"
+    )
     offset: int = Field(default=0, description="added to integer indexes (e.g. 1 for 0-based port numbers)")
 
 
@@ -62,9 +63,19 @@ class _Source(_Model):
     """Where a companion value comes from: a scalar (``oid``) or a column read at the row's index."""
 
     oid: Annotated[str | None, Field(pattern=OID, description="scalar OID")] = None
-    column: Annotated[str | None, Field(pattern=OID, description="column OID, read at the row's index")] = None
-    suffix: Annotated[str | None, Field(pattern=SUFFIX, description=(
-        "for tables whose column id comes after the row id (``base.<row>.<suffix>``): the trailing part"))] = None
+    column: Annotated[str | None, Field(pattern=OID, description="column OID, read at the row's index")] = (
+        None
+    )
+    suffix: Annotated[
+        str | None,
+        Field(
+            pattern=SUFFIX,
+            description=(
+                "for tables whose column id comes after the row id (``base.<row>.<suffix>``): "
+                "the trailing part"
+            ),
+        ),
+    ] = None
 
     _n = field_validator("oid", "column")(_norm_oid)
 
@@ -90,7 +101,11 @@ class Lookup(_Source):
     @field_validator("map")
     @classmethod
     def _map_keys(cls, v: dict[str, str] | None) -> dict[str, str] | None:
-        return {k.strip().lstrip(".") if re.fullmatch(OID, k.strip()) else k: t for k, t in v.items()} if v else v
+        return (
+            {k.strip().lstrip(".") if re.fullmatch(OID, k.strip()) else k: t for k, t in v.items()}
+            if v
+            else v
+        )
 
 
 class RowCondition(_Source):
@@ -102,12 +117,13 @@ class RowCondition(_Source):
     values: list[int | float | str] = Field(default_factory=list, description="raw values (numbers or texts)")
     regex: str | None = Field(default=None, description="regular expression searched in the text")
     min_index: int | None = Field(
-        default=None, description="the condition only holds for rows whose first index is at least this")
+        default=None, description="the condition only holds for rows whose first index is at least this"
+    )
 
     _r = field_validator("regex")(lambda v: _check_regex(v, 0))
 
     @model_validator(mode="after")
-    def _one(self) -> RowCondition:  # type: ignore[override]
+    def _one(self) -> RowCondition:
         if self.oid is not None and self.column is not None:
             raise ValueError("give at most one of 'oid' or 'column'")
         if not self.values and self.regex is None:
@@ -123,9 +139,12 @@ class ScaleCase(_Model):
 class ScaleBy(_Source):
     """Pick scale/offset from a unit selector (e.g. a per-row Celsius/Fahrenheit column)."""
 
-    cases: dict[int | str, ScaleCase] = Field(min_length=1, description="selector value (integer or text) → scale")
+    cases: dict[int | str, ScaleCase] = Field(
+        min_length=1, description="selector value (integer or text) → scale"
+    )
     otherwise: Literal["metric", "skip"] = Field(
-        default="skip", description="selector missing or unknown: use the metric's own scale, or emit nothing")
+        default="skip", description="selector missing or unknown: use the metric's own scale, or emit nothing"
+    )
 
 
 class Aggregate(_Model):
@@ -134,29 +153,44 @@ class Aggregate(_Model):
     op: Literal["sum", "count"] = "sum"
     by: list[Annotated[str, Field(pattern=METRIC_NAME)]] = Field(default_factory=list)
     fill: dict[str, list[str]] = Field(
-        default_factory=dict, description="label → values for which a 0 is emitted when no row has them")
+        default_factory=dict, description="label → values for which a 0 is emitted when no row has them"
+    )
 
 
 class MetricSpec(_Model):
     name: Annotated[str, Field(pattern=METRIC_NAME)]
     help: str = ""
-    oid: Annotated[str | None, Field(pattern=OID, description="scalar OID (value at .0, or the OID itself)")] = None
-    column: Annotated[str | None, Field(pattern=OID, description="table column OID; one value per row")] = None
-    suffix: Annotated[str | None, Field(pattern=SUFFIX, description=(
-        "rows are ``column.<index>.<suffix>`` (row id before the column id, or a trailing .0)"))] = None
+    oid: Annotated[
+        str | None, Field(pattern=OID, description="scalar OID (value at .0, or the OID itself)")
+    ] = None
+    column: Annotated[str | None, Field(pattern=OID, description="table column OID; one value per row")] = (
+        None
+    )
+    suffix: Annotated[
+        str | None,
+        Field(
+            pattern=SUFFIX,
+            description=(
+                "rows are ``column.<index>.<suffix>`` (row id before the column id, or a trailing .0)"
+            ),
+        ),
+    ] = None
     type: MetricKind = MetricKind.GAUGE
     unit: str = ""
     scale: float = 1.0
     offset: float = 0.0
     scale_by: ScaleBy | None = None
-    none_values: list[float] = Field(default_factory=list, description="sentinel raw values meaning 'no value'")
+    none_values: list[float] = Field(
+        default_factory=list, description="sentinel raw values meaning 'no value'"
+    )
     none_texts: list[str] = Field(default_factory=list, description="sentinel texts meaning 'no value'")
     min: float | None = Field(default=None, description="scaled values below are 'no value'")
     max: float | None = Field(default=None, description="scaled values above are 'no value'")
     value_map: dict[int, float] | None = Field(default=None, description="raw integer → emitted value")
     default: float | None = Field(default=None, description="emitted when the raw value is not in value_map")
     states: dict[int | str, StateSpec] | None = Field(
-        default=None, description="raw integer (or text, e.g. an OID) → label, severity and optional value")
+        default=None, description="raw integer (or text, e.g. an OID) → label, severity and optional value"
+    )
     unknown_state: SeverityName = "unknown"
     text_map: dict[str, str] | None = Field(default=None, description="info metrics: text → text")
     regex: str | None = Field(default=None, description="extract a number (first group) from a text value")
@@ -164,12 +198,18 @@ class MetricSpec(_Model):
     index: list[IndexPart] = Field(default_factory=list)
     lookups: list[Lookup] = Field(default_factory=list)
     skip_if: RowCondition | list[RowCondition | list[RowCondition]] | None = Field(
-        default=None, description="drop the row/value when any item holds (an item that is a list holds when "
-                                  "all its conditions hold)")
+        default=None,
+        description="drop the row/value when any item holds (an item that is a list holds when "
+        "all its conditions hold)",
+    )
     keep_if: list[RowCondition] = Field(default_factory=list, description="keep the row only when all hold")
-    rows_limit: list[Annotated[str, Field(pattern=OID)]] = Field(default_factory=list, description=(
-        "scalar row counts (first one present wins, e.g. a number of phases): rows whose first index is "
-        "greater are dropped"))
+    rows_limit: list[Annotated[str, Field(pattern=OID)]] = Field(
+        default_factory=list,
+        description=(
+            "scalar row counts (first one present wins, e.g. a number of phases): rows whose first index is "
+            "greater are dropped"
+        ),
+    )
     sum_rows: bool = Field(default=False, description="emit one value: the sum over the table's rows")
     aggregate: Aggregate | None = None
 
@@ -195,7 +235,11 @@ class MetricSpec(_Model):
     @field_validator("text_map")
     @classmethod
     def _text_keys(cls, v: dict[str, str] | None) -> dict[str, str] | None:
-        return {k.strip().lstrip(".") if re.fullmatch(OID, k.strip()) else k: t for k, t in v.items()} if v else v
+        return (
+            {k.strip().lstrip(".") if re.fullmatch(OID, k.strip()) else k: t for k, t in v.items()}
+            if v
+            else v
+        )
 
     @property
     def skip_groups(self) -> list[list[RowCondition]]:
@@ -215,7 +259,9 @@ class MetricSpec(_Model):
             raise ValueError("a metric needs exactly one of 'oid' (scalar) or 'column' (table)")
         if self.oid is not None:
             if self.index or self.sum_rows or self.aggregate or self.suffix or self.rows_limit:
-                raise ValueError("index, suffix, rows_limit, sum_rows and aggregate apply to table columns only")
+                raise ValueError(
+                    "index, suffix, rows_limit, sum_rows and aggregate apply to table columns only"
+                )
             for c in (*self.lookups, *self.skip_conditions, *self.keep_if):
                 if c.column is not None:
                     raise ValueError("a scalar metric's lookups and conditions read scalars ('oid')")
@@ -242,7 +288,9 @@ class MetricSpec(_Model):
 class SystemField(_Model):
     oid: Annotated[str, Field(pattern=OID)]
     regex: str | None = Field(default=None, description="keep the first capturing group (or the whole match)")
-    none_texts: list[str] = Field(default_factory=list, description="texts meaning 'unknown' (factory defaults)")
+    none_texts: list[str] = Field(
+        default_factory=list, description="texts meaning 'unknown' (factory defaults)"
+    )
 
     _n = field_validator("oid")(_norm_oid)
     _r = field_validator("regex")(lambda v: _check_regex(v, 0))
@@ -250,11 +298,15 @@ class SystemField(_Model):
 
 class Detect(_Model):
     sys_object_id: list[Annotated[str, Field(pattern=OID)]] = Field(default_factory=list)
-    sys_descr: list[str] = Field(default_factory=list, description="regular expressions (search, case-insensitive)")
+    sys_descr: list[str] = Field(
+        default_factory=list, description="regular expressions (search, case-insensitive)"
+    )
     requires: list[Annotated[str, Field(pattern=OID)]] = Field(
-        default_factory=list, description="subtrees that must all exist (GETNEXT lands inside)")
+        default_factory=list, description="subtrees that must all exist (GETNEXT lands inside)"
+    )
     requires_any: list[Annotated[str, Field(pattern=OID)]] = Field(
-        default_factory=list, description="subtrees of which at least one must exist")
+        default_factory=list, description="subtrees of which at least one must exist"
+    )
     priority: int = 0
 
     _n = field_validator("sys_object_id", "requires", "requires_any")(lambda v: [_norm_oid(x) for x in v])
@@ -282,7 +334,9 @@ class Profile(_Model):
     def _detectable(self) -> Profile:
         d = self.detect
         if not self.abstract and not (d.sys_object_id or d.sys_descr or d.requires or d.requires_any):
-            raise ValueError("a non-abstract profile needs a detect block (sys_object_id, sys_descr or requires)")
+            raise ValueError(
+                "a non-abstract profile needs a detect block (sys_object_id, sys_descr or requires)"
+            )
         if not self.abstract and not self.families:
             raise ValueError("a non-abstract profile lists the inventory families it serves")
         return self

@@ -31,7 +31,9 @@ class Range:
         s = text.strip()
         m = _RANGE.match(s)
         if not s or m is None or (m["colon"] is None and m["end"] is None):
-            raise RangeError(f"invalid range {text!r}: expected [@][start:][end], e.g. 10, 10:, ~:10, 10:20, @10:20")
+            raise RangeError(
+                f"invalid range {text!r}: expected [@][start:][end], e.g. 10, 10:, ~:10, 10:20, @10:20"
+            )
         if m["colon"] is not None and not m["start"] and m["end"] is None:
             raise RangeError(f"invalid range {text!r}: ':' needs a start or an end")
         if m["colon"] is None:

@@ -28,7 +28,9 @@ def _range(v: str | None) -> str | None:
 class Threshold(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    warning: str | None = Field(default=None, description="Nagios range; outside it (or inside with @) → warning")
+    warning: str | None = Field(
+        default=None, description="Nagios range; outside it (or inside with @) → warning"
+    )
     critical: str | None = Field(default=None, description="Nagios range; → critical")
     labels: dict[str, str] = Field(default_factory=dict, description="only series carrying these labels")
     description: str = ""

@@ -1,6 +1,7 @@
 """One snmpsim per test module, serving every recording under tests/fixtures/snmp (community = file stem),
 and one pysnmp engine per module (its first request costs about a second of set-up). Test modules that
-use ``engine`` run on a module-scoped event loop (``pytestmark = pytest.mark.asyncio(loop_scope="module")``)."""
+use ``engine`` run on a module-scoped event loop:
+``pytestmark = pytest.mark.asyncio(loop_scope="module")``."""
 
 from __future__ import annotations
 

@@ -19,23 +19,23 @@ from tests.helpers.snmp import recording, serve
 pytestmark = [pytest.mark.system, pytest.mark.asyncio(loop_scope="module")]
 
 STUBS = {
-    "eatonups_powerxpert": "eaton-xups",      # 1.3.6.1.4.1.534.2.12 (xupsObjectId agent)
+    "eatonups_powerxpert": "eaton-xups",  # 1.3.6.1.4.1.534.2.12 (xupsObjectId agent)
     "eaton-mgeups_5p": "mge-ups",
-    "eaton-mgeups_evolution": "mge-ups",      # 1.3.6.1.4.1.705.1.2
-    "eaton-mgeups_ex2200": "mge-ups",         # no trailing newline in the file
+    "eaton-mgeups_evolution": "mge-ups",  # 1.3.6.1.4.1.705.1.2
+    "eaton-mgeups_ex2200": "mge-ups",  # no trailing newline in the file
     "eaton-mgeups_proxy": "mge-ups",
-    "apc-mgeups": "mge-ups",                  # leading dot: .1.3.6.1.4.1.705.1.2
+    "apc-mgeups": "mge-ups",  # leading dot: .1.3.6.1.4.1.705.1.2
     "apc-mgeups_galaxy": "mge-ups",
     "akcp": "akcp-sensorprobe",
     "akcp_ethernetprobe2": "akcp-sensorprobe",
-    "akcp_sp2plus": "akcp-sensorprobe",       # bare 1.3.6.1.4.1.3854
+    "akcp_sp2plus": "akcp-sensorprobe",  # bare 1.3.6.1.4.1.3854
     "akcp_spxplus": "akcp-sensorprobe",
     "hwg-ste": "hwg",
-    "netbotz_2014": "netbotz",                # sysDescr just "Linux"
+    "netbotz_2014": "netbotz",  # sysDescr just "Linux"
     "netbotz_2017": "netbotz",
     "avtech_tempager4e": "avtech",
     "avtech_roomalertmax": "avtech",
-    "papouch-tme": "papouch",                 # bogus .0.9.43.6.1.4.1
+    "papouch-tme": "papouch",  # bogus .0.9.43.6.1.4.1
     "websensor": "comet",
     "geist-watchdog": "geist",
     "controlbox_controlbox": "serverscheck",
@@ -74,14 +74,25 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SnmpSimulator]:
     derived.mkdir()
     items: list[Path | tuple[str, Path]] = [p for p in all_recordings() if p.stem in STUBS]
     for community, (src, _) in UNSEEN.items():
-        items.append((community, _derive(recording(src), derived / f"{community}.snmprec",
-                                         "1.3.6.1.4.1.99999.7.7", "Network card 3.1")))
+        items.append(
+            (
+                community,
+                _derive(
+                    recording(src),
+                    derived / f"{community}.snmprec",
+                    "1.3.6.1.4.1.99999.7.7",
+                    "Network card 3.1",
+                ),
+            )
+        )
     with serve(items, work) as simulator:
         yield simulator
 
 
 @pytest.mark.parametrize("community", sorted(STUBS))
-async def test_stub_detected(sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine, community: str) -> None:
+async def test_stub_detected(
+    sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine, community: str
+) -> None:
     r = await poll(sim, community, profiles, engine=engine)
     assert r["profile"] == STUBS[community]
     # identity read back normalised: no leading dot, printable sysDescr
@@ -90,14 +101,17 @@ async def test_stub_detected(sim: SnmpSimulator, profiles: ProfileSet, engine: P
 
 
 @pytest.mark.parametrize("community", sorted(UNSEEN))
-async def test_unseen_model_by_subtrees(sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine,
-                                        community: str) -> None:
+async def test_unseen_model_by_subtrees(
+    sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine, community: str
+) -> None:
     r = await poll(sim, community, profiles, engine=engine)
     assert r["system"]["sys_object_id"] == "1.3.6.1.4.1.99999.7.7"
     assert r["profile"] == UNSEEN[community][1]
 
 
-async def test_family_restricts_detection(sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine) -> None:
+async def test_family_restricts_detection(
+    sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine
+) -> None:
     with pytest.raises(NoProfile) as info:
         await poll(sim, "apc-mgeups", profiles, family="probe", engine=engine)
     assert "akcp-sensorprobe" in info.value.candidates

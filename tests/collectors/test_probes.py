@@ -15,13 +15,16 @@ from tests.helpers.polling import find, names, poll, series, value
 pytestmark = [pytest.mark.system, pytest.mark.asyncio(loop_scope="module")]
 
 
-async def test_akcp_unplugged_slots_skipped(sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine) -> None:
+async def test_akcp_unplugged_slots_skipped(
+    sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine
+) -> None:
     r = await poll(sim, "akcp_serverprobe8", profiles, engine=engine)
     assert r["profile"] == "akcp-sensorprobe"
     # live slots 0, 6, 7 (status 2); slots 1-5 report status 0 (…16.1.4.1|2|0) with placeholder names
     assert sorted(s["port"] for s in series(r, "sensor_temperature_celsius")) == ["0", "6", "7"]
     assert not any("Description" in s.get("sensor", "") for s in series(r, "sensor_temperature_celsius"))
-    # 1.3.6.1.4.1.3854.1.2.2.1.16.1.3.7|2|22 with degree type …16.1.12.7|2|1 (celsius) and name "Temp.Sensor 1"
+    # 1.3.6.1.4.1.3854.1.2.2.1.16.1.3.7|2|22 with degree type …16.1.12.7|2|1 (celsius),
+    # name 1.3.6.1.4.1.3854.1.2.2.1.16.1.1.7|4|Temp.Sensor 1
     assert value(r, "sensor_temperature_celsius", sensor="Temp.Sensor 1") == 22
     # 1.3.6.1.4.1.3854.1.2.2.1.16.1.7.0|2|28 high warning of slot 0
     assert value(r, "sensor_temperature_high_threshold_celsius", port="0", level="warning") == 28
@@ -30,7 +33,9 @@ async def test_akcp_unplugged_slots_skipped(sim: SnmpSimulator, profiles: Profil
     assert find(r, "sensor_temperature_status", port="7")["text"] == "normal"
 
 
-async def test_hwg_poseidon_units_route_rows(sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine) -> None:
+async def test_hwg_poseidon_units_route_rows(
+    sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine
+) -> None:
     r = await poll(sim, "hwg-poseidon", profiles, engine=engine)
     assert r["profile"] == "hwg"
     # 1.3.6.1.4.1.21796.3.3.3.1.6.7|2|268 ×10, unit celsius(0), name "T.Ambiente"
@@ -41,7 +46,9 @@ async def test_hwg_poseidon_units_route_rows(sim: SnmpSimulator, profiles: Profi
     assert len(series(r, "sensor_humidity_percent")) == 4
 
 
-async def test_hwg_ste2_ignores_flood_unit(sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine) -> None:
+async def test_hwg_ste2_ignores_flood_unit(
+    sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine
+) -> None:
     r = await poll(sim, "hwg-ste2", profiles, engine=engine)
     # 1.3.6.1.4.1.21796.4.9.3.1.5.2|2|203 unit …7.2|2|1 (celsius); the Flood row has unit 5 (outside the enum)
     assert series(r, "sensor_temperature_celsius") == [{"sensor": "Datorrum 2", "sensor_index": "2"}]
@@ -79,7 +86,10 @@ async def test_geist_variation_module(sim: SnmpSimulator, profiles: ProfileSet, 
     assert t is not None and 10.0 <= t <= 30.0
     assert h is not None and 25 <= h <= 50
     # two remote probes: 1.3.6.1.4.1.21239.5.1.4.1.3.2 / .3 (hex names "Above Rack 02" / "Above Rack 03")
-    assert {s["sensor"] for s in series(r, "sensor_temperature_celsius")} >= {"Above Rack 02", "Above Rack 03"}
+    assert {s["sensor"] for s in series(r, "sensor_temperature_celsius")} >= {
+        "Above Rack 02",
+        "Above Rack 03",
+    }
     # productTitle 1.3.6.1.4.1.21239.5.1.1.1.0|4x|47656973742057443135 = "Geist WD15"
     assert r["system"]["model"] == "Geist WD15"
 
@@ -109,7 +119,9 @@ async def test_avtech_12e(sim: SnmpSimulator, profiles: ProfileSet, engine: Pysn
     assert value(r, "sensor_temperature_celsius", sensor="Ext Sensor 1") == pytest.approx(27.62)
 
 
-async def test_papouch_bogus_sysobjectid(sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine) -> None:
+async def test_papouch_bogus_sysobjectid(
+    sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine
+) -> None:
     r = await poll(sim, "papouch-quido", profiles, engine=engine)
     # sysObjectID 0.9.43.6.1.4.1: recognised by sysDescr "Quidos SNMP"
     assert r["profile"] == "papouch"
@@ -160,8 +172,9 @@ async def test_teracom_without_mib(sim: SnmpSimulator, profiles: ProfileSet, eng
 
 
 @pytest.mark.parametrize("community", ["centreon_apc-sensors", "centreon_messpc-ethernetbox"])
-async def test_walks_without_any_known_mib(sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine,
-                                           community: str) -> None:
+async def test_walks_without_any_known_mib(
+    sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine, community: str
+) -> None:
     from callipso_agent.errors import NoProfile
 
     # partial walks of MIBs the project does not have (PowerNet emsProbe, MessPC): no guess

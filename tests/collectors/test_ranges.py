@@ -15,14 +15,35 @@ from callipso_agent.yamlload import load_yaml_text, parse_model
 
 # (range, value, alerts?) — the table of the Monitoring Plugins guidelines plus edge cases
 CASES = [
-    ("10", -1, True), ("10", 0, False), ("10", 10, False), ("10", 10.5, True),
-    ("10:", 9.99, True), ("10:", 10, False), ("10:", 1e9, False),
-    ("~:10", -1e9, False), ("~:10", 10, False), ("~:10", 11, True),
-    ("10:20", 9, True), ("10:20", 10, False), ("10:20", 20, False), ("10:20", 21, True),
-    ("@10:20", 9, False), ("@10:20", 10, True), ("@10:20", 15, True), ("@10:20", 20, True), ("@10:20", 21, False),
-    ("@0", 0, True), ("@0", 1, False), ("0", 1, True), ("0", 0, False),
-    ("-5:-1", -3, False), ("-5:-1", 0, True), ("1.5:2.5", 2.0, False), ("1.5:2.5", 2.6, True),
-    ("@~:0", -3, True), ("@~:0", 0.1, False),
+    ("10", -1, True),
+    ("10", 0, False),
+    ("10", 10, False),
+    ("10", 10.5, True),
+    ("10:", 9.99, True),
+    ("10:", 10, False),
+    ("10:", 1e9, False),
+    ("~:10", -1e9, False),
+    ("~:10", 10, False),
+    ("~:10", 11, True),
+    ("10:20", 9, True),
+    ("10:20", 10, False),
+    ("10:20", 20, False),
+    ("10:20", 21, True),
+    ("@10:20", 9, False),
+    ("@10:20", 10, True),
+    ("@10:20", 15, True),
+    ("@10:20", 20, True),
+    ("@10:20", 21, False),
+    ("@0", 0, True),
+    ("@0", 1, False),
+    ("0", 1, True),
+    ("0", 0, False),
+    ("-5:-1", -3, False),
+    ("-5:-1", 0, True),
+    ("1.5:2.5", 2.0, False),
+    ("1.5:2.5", 2.6, True),
+    ("@~:0", -3, True),
+    ("@~:0", 0.1, False),
 ]
 
 
@@ -31,10 +52,16 @@ def test_range_table(text: str, v: float, alerts: bool) -> None:
     assert Range.parse(text).alerts(v) is alerts
 
 
-@pytest.mark.parametrize(("text", "start", "end", "inside"), [
-    ("10", 0.0, 10.0, False), ("10:", 10.0, math.inf, False), ("~:10", -math.inf, 10.0, False),
-    ("@5:6", 5.0, 6.0, True), (" 3:4 ", 3.0, 4.0, False),
-])
+@pytest.mark.parametrize(
+    ("text", "start", "end", "inside"),
+    [
+        ("10", 0.0, 10.0, False),
+        ("10:", 10.0, math.inf, False),
+        ("~:10", -math.inf, 10.0, False),
+        ("@5:6", 5.0, 6.0, True),
+        (" 3:4 ", 3.0, 4.0, False),
+    ],
+)
 def test_range_bounds(text: str, start: float, end: float, inside: bool) -> None:
     r = Range.parse(text)
     assert (r.start, r.end, r.inside) == (start, end, inside)

@@ -1,4 +1,4 @@
-"""Committed JSON Schemas are up to date; every shipped profile and trap map validates; errors point at lines."""
+"""Committed JSON Schemas are up to date; shipped profiles and trap maps validate; errors point at lines."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from tests.helpers.polling import COLLECTORS
 
 def test_committed_schemas_are_current() -> None:
     for path, text in targets(COLLECTORS).items():
-        assert path.read_text(encoding="utf-8") == text, f"{path} is stale: python -m callipso_agent.profiles.jsonschema"
+        assert path.read_text(encoding="utf-8") == text, (
+            f"{path} is stale: python -m callipso_agent.profiles.jsonschema"
+        )
     assert schema_main(["--check", "--dir", str(COLLECTORS)]) == 0
 
 
@@ -32,9 +34,26 @@ def test_schema_check_detects_staleness(tmp_path: Path) -> None:
 
 def test_all_shipped_profiles_load() -> None:
     ps = load_profiles(COLLECTORS)
-    for name in ("eaton-xups", "mge-ups", "ups-mib", "ups-mib-delta-mini", "audiocodes-sbc", "audiocodes-mp",
-                 "oxe", "akcp-sensorprobe", "hwg", "netbotz", "geist", "avtech", "comet", "papouch",
-                 "sensatronics", "serverscheck", "jacarta", "vutlan"):
+    for name in (
+        "eaton-xups",
+        "mge-ups",
+        "ups-mib",
+        "ups-mib-delta-mini",
+        "audiocodes-sbc",
+        "audiocodes-mp",
+        "oxe",
+        "akcp-sensorprobe",
+        "hwg",
+        "netbotz",
+        "geist",
+        "avtech",
+        "comet",
+        "papouch",
+        "sensatronics",
+        "serverscheck",
+        "jacarta",
+        "vutlan",
+    ):
         p = ps.get(name)
         # every detectable profile includes snmp-base (uptime, interfaces)
         assert any(m.name == "device_uptime_seconds" for m in p.metrics), name
@@ -44,7 +63,9 @@ def test_all_shipped_profiles_load() -> None:
 def test_profile_errors_carry_file_line_field(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text(
         "name: bad\nfamilies: [x]\ndetect: {sys_object_id: [1.3.6.1.4.1.1]}\nmetrics:\n"
-        "  - name: x_total\n    oid: 1.3.6.1.2.1.1.3\n    type: counter\n    sacle: 2\n", encoding="utf-8")
+        "  - name: x_total\n    oid: 1.3.6.1.2.1.1.3\n    type: counter\n    sacle: 2\n",
+        encoding="utf-8",
+    )
     with pytest.raises(ConfigErrors) as info:
         load_profiles(tmp_path)
     err = info.value.errors[0]

@@ -32,7 +32,12 @@ async def test_mediant_ve_sbc(sim: SnmpSimulator, profiles: ProfileSet, engine: 
     assert value(r, "sbc_channels_active") == 2
     # no rows in acActiveAlarmTable: zero per severity, not absent
     assert {s["severity"] for s in series(r, "sbc_alarms_active")} == {
-        "critical", "major", "minor", "warning", "indeterminate"}
+        "critical",
+        "major",
+        "minor",
+        "warning",
+        "indeterminate",
+    }
     assert all(m["value"] == 0 for m in r["measurements"] if m["name"] == "sbc_alarms_active")
     # the channel table is not a hook state on an SBC
     assert "gateway_port_off_hook" not in names(r)

@@ -17,6 +17,7 @@ pytestmark = [pytest.mark.system, pytest.mark.asyncio(loop_scope="module")]
 
 # ------------------------------------------------------------------------------------------ XUPS
 
+
 async def test_connectups_xups(sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine) -> None:
     r = await poll(sim, "eatonups", profiles, engine=engine)
     assert r["profile"] == "eaton-xups"
@@ -62,23 +63,28 @@ async def test_network_m2_with_emp002(sim: SnmpSimulator, profiles: ProfileSet, 
     # EATON-SENSOR-MIB: 1.3.6.1.4.1.534.6.8.1.2.3.1.3.1.1|2|267 with temperatureUnit.0 = 1 (tenths of °C)
     assert value(r, "sensor_temperature_celsius", sensor="EMPDT1H1C2 @1-T1") == pytest.approx(26.7)
     # 1.3.6.1.4.1.534.6.8.1.2.2.1.7.1.1|2|700 and .8.1.1|2|800 (tenths)
-    assert value(r, "sensor_temperature_high_threshold_celsius", sensor="EMPDT1H1C2 @1-T1",
-                 level="warning") == pytest.approx(70.0)
-    assert value(r, "sensor_temperature_high_threshold_celsius", sensor="EMPDT1H1C2 @1-T1",
-                 level="critical") == pytest.approx(80.0)
+    assert value(
+        r, "sensor_temperature_high_threshold_celsius", sensor="EMPDT1H1C2 @1-T1", level="warning"
+    ) == pytest.approx(70.0)
+    assert value(
+        r, "sensor_temperature_high_threshold_celsius", sensor="EMPDT1H1C2 @1-T1", level="critical"
+    ) == pytest.approx(80.0)
     # 1.3.6.1.4.1.534.6.8.1.3.3.1.3.1.1|2|240 → 24.0 %; 1.3.6.1.4.1.534.6.8.1.3.2.1.8.1.1|2|900 → 90.0 %
     assert value(r, "sensor_humidity_percent", sensor="EMPDT1H1C2 @1-H1") == pytest.approx(24.0)
     assert value(r, "sensor_humidity_high_threshold_percent", level="critical") == pytest.approx(90.0)
     # the same probe through XUPS (1.3.6.1.4.1.534.1.6.5.0|2|27) is skipped: sensorCount.0 = 1
     assert series(r, "sensor_temperature_celsius") == [
-        {"probe": "1", "sensor": "EMPDT1H1C2 @1-T1", "sensor_index": "1"}]
+        {"probe": "1", "sensor": "EMPDT1H1C2 @1-T1", "sensor_index": "1"}
+    ]
     # 1.3.6.1.4.1.534.1.8.2.0|2|7 scheduled
     assert find(r, "ups_battery_test_status")["text"] == "scheduled"
     # 1.3.6.1.4.1.534.1.4.4.1.2.1|2|229
     assert value(r, "ups_output_voltage_volts", phase="1") == 229
 
 
-async def test_centreon_powerware_input_lines(sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine) -> None:
+async def test_centreon_powerware_input_lines(
+    sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine
+) -> None:
     # partial walk without the system group: the XUPS input table alone is enough to land on eaton-xups
     r = await poll(sim, "centreon_powerware-inputlines", profiles, engine=engine)
     assert r["profile"] == "eaton-xups"
@@ -89,6 +95,7 @@ async def test_centreon_powerware_input_lines(sim: SnmpSimulator, profiles: Prof
 
 
 # ------------------------------------------------------------------------------------------- MGE
+
 
 async def test_mge_9px_network_ms(sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine) -> None:
     r = await poll(sim, "eaton-mgeups_9pxle", profiles, engine=engine)
@@ -144,7 +151,9 @@ async def test_mge_galaxy_7000(sim: SnmpSimulator, profiles: ProfileSet, engine:
     assert value(r, "ups_battery_runtime_seconds") == 7260
 
 
-async def test_eaton_93e_saturated_runtime(sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine) -> None:
+async def test_eaton_93e_saturated_runtime(
+    sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine
+) -> None:
     r = await poll(sim, "eaton-93e-80", profiles, engine=engine)
     assert r["profile"] == "mge-ups"
     # hex-encoded sysDescr: 1.3.6.1.2.1.1.1.0|4x|4541544f4e20393345203830
@@ -160,12 +169,15 @@ async def test_eaton_93e_saturated_runtime(sim: SnmpSimulator, profiles: Profile
 
 # --------------------------------------------------------------------------------------- UPS-MIB
 
-async def test_generex_cs141_on_bypass(sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine) -> None:
+
+async def test_generex_cs141_on_bypass(
+    sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine
+) -> None:
     r = await poll(sim, "generex-ups_cs141", profiles, engine=engine)
     assert r["profile"] == "ups-mib"
     # 1.3.6.1.2.1.33.1.4.1.0|2|4 bypass
     assert value(r, "ups_on_bypass") == 1
-    assert find(r, "ups_on_bypass")["state"] == "warning"      # default threshold
+    assert find(r, "ups_on_bypass")["state"] == "warning"  # default threshold
     assert find(r, "ups_output_source")["text"] == "bypass"
     # 1.3.6.1.2.1.33.1.2.3.0|2|544 minutes
     assert value(r, "ups_battery_runtime_seconds") == 544 * 60
@@ -173,7 +185,9 @@ async def test_generex_cs141_on_bypass(sim: SnmpSimulator, profiles: ProfileSet,
     assert value(r, "ups_input_voltage_volts", phase="3") == 235
 
 
-async def test_delta_mini_snmp_tenths_of_volts(sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine) -> None:
+async def test_delta_mini_snmp_tenths_of_volts(
+    sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine
+) -> None:
     r = await poll(sim, "deltaups_rfc1628string", profiles, engine=engine)
     assert r["profile"] == "ups-mib-delta-mini"
     # 1.3.6.1.2.1.33.1.3.3.1.3.1|2|2360 in 0.1 V on this card
@@ -189,7 +203,9 @@ async def test_delta_mini_snmp_tenths_of_volts(sim: SnmpSimulator, profiles: Pro
     assert find(r, "ups_battery_charge_percent")["state"] == "warning"
 
 
-async def test_delta_plain_card_keeps_volts(sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine) -> None:
+async def test_delta_plain_card_keeps_volts(
+    sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine
+) -> None:
     r = await poll(sim, "deltaups", profiles, engine=engine)
     assert r["profile"] == "ups-mib"
     # 1.3.6.1.2.1.33.1.3.3.1.3.1|2|121 (volts, a 120 V UPS)
@@ -200,12 +216,17 @@ async def test_delta_plain_card_keeps_volts(sim: SnmpSimulator, profiles: Profil
     assert "ups_battery_current_amperes" not in names(r)
 
 
-async def test_huawei_gse200m_sentinels_and_resolution(sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine) -> None:
+async def test_huawei_gse200m_sentinels_and_resolution(
+    sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine
+) -> None:
     r = await poll(sim, "huawei-gse200m", profiles, engine=engine)
     assert r["profile"] == "ups-mib-huawei-gse"
     # 1.3.6.1.2.1.33.1.2.3.0|2|-1, 1.3.6.1.2.1.33.1.2.4.0|2|-1, 1.3.6.1.2.1.33.1.2.7.0|2|-1: no values
-    assert not {"ups_battery_runtime_seconds", "ups_battery_charge_percent",
-                "ups_battery_temperature_celsius"} & names(r)
+    assert not {
+        "ups_battery_runtime_seconds",
+        "ups_battery_charge_percent",
+        "ups_battery_temperature_celsius",
+    } & names(r)
     # 1.3.6.1.2.1.33.1.3.3.1.3.1|66|2369 (0.1 V), 1.3.6.1.2.1.33.1.4.2.0|2|4999 (0.01 Hz)
     assert value(r, "ups_input_voltage_volts", phase="1") == pytest.approx(236.9)
     assert value(r, "ups_output_frequency_hertz") == pytest.approx(49.99)
@@ -213,16 +234,23 @@ async def test_huawei_gse200m_sentinels_and_resolution(sim: SnmpSimulator, profi
     assert value(r, "ups_battery_voltage_volts") == pytest.approx(538.5)
 
 
-async def test_netvision_65535_sentinels(sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine) -> None:
+async def test_netvision_65535_sentinels(
+    sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine
+) -> None:
     r = await poll(sim, "netvision-rfc", profiles, engine=engine)
     # 1.3.6.1.2.1.33.1.2.3.0|2|65535 runtime, …2.6.0|2|65535 current, …3.3.1.4.1|2|655350 input current
-    assert not {"ups_battery_runtime_seconds", "ups_battery_current_amperes",
-                "ups_input_current_amperes"} & names(r)
+    assert not {
+        "ups_battery_runtime_seconds",
+        "ups_battery_current_amperes",
+        "ups_input_current_amperes",
+    } & names(r)
     # 1.3.6.1.2.1.33.1.4.4.1.3.1|2|22 → 2.2 A
     assert value(r, "ups_output_current_amperes", phase="1") == pytest.approx(2.2)
 
 
-async def test_poweralert_sentinel_and_other_source(sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine) -> None:
+async def test_poweralert_sentinel_and_other_source(
+    sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine
+) -> None:
     r = await poll(sim, "poweralert_ups", profiles, engine=engine)
     # 1.3.6.1.2.1.33.1.2.7.0|2|-273 no sensor
     assert "ups_battery_temperature_celsius" not in names(r)
@@ -231,7 +259,9 @@ async def test_poweralert_sentinel_and_other_source(sim: SnmpSimulator, profiles
     assert (src["text"], src["state"]) == ("other", "warning")
 
 
-async def test_poweralert_battery_bad_alarms(sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine) -> None:
+async def test_poweralert_battery_bad_alarms(
+    sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine
+) -> None:
     r = await poll(sim, "poweralert_2", profiles, engine=engine)
     # 1.3.6.1.2.1.33.1.6.1.0|2|2 typed INTEGER
     assert value(r, "ups_alarms_present") == 2
@@ -241,7 +271,9 @@ async def test_poweralert_battery_bad_alarms(sim: SnmpSimulator, profiles: Profi
         assert (a["text"], a["state"]) == ("batteryBad", "critical")
 
 
-async def test_powerwalker_null_battery_temperature(sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine) -> None:
+async def test_powerwalker_null_battery_temperature(
+    sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine
+) -> None:
     r = await poll(sim, "powerwalker-vfi_500r1u", profiles, engine=engine)
     # 1.3.6.1.2.1.33.1.2.7.0|5| Null-typed
     assert "ups_battery_temperature_celsius" not in names(r)
@@ -249,7 +281,9 @@ async def test_powerwalker_null_battery_temperature(sim: SnmpSimulator, profiles
     assert value(r, "ups_battery_runtime_seconds") == 1200
 
 
-async def test_santak_timeticks_runtime(sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine) -> None:
+async def test_santak_timeticks_runtime(
+    sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine
+) -> None:
     r = await poll(sim, "ingrasys-power-switch", profiles, engine=engine)
     # 1.3.6.1.2.1.33.1.2.3.0|67|0 TimeTicks-typed, 0 with upsBatteryStatus normal(2): not an estimate
     assert "ups_battery_runtime_seconds" not in names(r)
@@ -259,7 +293,9 @@ async def test_santak_timeticks_runtime(sim: SnmpSimulator, profiles: ProfileSet
     assert r["system"]["model"] == "Array-3A3"
 
 
-async def test_istars_trailing_zero_index(sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine) -> None:
+async def test_istars_trailing_zero_index(
+    sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine
+) -> None:
     r = await poll(sim, "istars", profiles, engine=engine)
     # 1.3.6.1.2.1.33.1.3.3.1.3.1.0|2|224 (row index "1.0")
     assert value(r, "ups_input_voltage_volts", phase="1") == 224
@@ -267,7 +303,9 @@ async def test_istars_trailing_zero_index(sim: SnmpSimulator, profiles: ProfileS
     assert value(r, "ups_battery_runtime_seconds") == 848 * 60
 
 
-async def test_centreon_partial_walk_forced_profile(sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine) -> None:
+async def test_centreon_partial_walk_forced_profile(
+    sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine
+) -> None:
     r = await poll(sim, "centreon_ups-standard", profiles, engine=engine)
     assert r["profile"] == "ups-mib"
     # .1.3.6.1.2.1.33.1.3.3.1.3.2 = INTEGER: 234
@@ -276,17 +314,32 @@ async def test_centreon_partial_walk_forced_profile(sim: SnmpSimulator, profiles
     assert value(r, "ups_input_frequency_hertz", phase="1") == pytest.approx(49.9)
 
 
-@pytest.mark.parametrize("community", [
-    "abbups_abbups", "cyberpower_pr2200rt2uc", "dell-ups_tower1000w", "generex-ups_cs121", "liebert_apm",
-    "marathonups", "netmanplus_204", "netmanplus_208", "powerwalker-vfi_20kcpgpf133", "eastpower-istars-swv053",
-    "centreon_ups-standard-null-val"])
-async def test_other_ups_mib_cards(sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine, community: str) -> None:
+@pytest.mark.parametrize(
+    "community",
+    [
+        "abbups_abbups",
+        "cyberpower_pr2200rt2uc",
+        "dell-ups_tower1000w",
+        "generex-ups_cs121",
+        "liebert_apm",
+        "marathonups",
+        "netmanplus_204",
+        "netmanplus_208",
+        "powerwalker-vfi_20kcpgpf133",
+        "eastpower-istars-swv053",
+        "centreon_ups-standard-null-val",
+    ],
+)
+async def test_other_ups_mib_cards(
+    sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine, community: str
+) -> None:
     r = await poll(sim, community, profiles, engine=engine)
     assert r["profile"] == "ups-mib"
     # every UPS-MIB card answers some input or battery reading; none comes out UNKNOWN
     assert names(r) & {"ups_input_voltage_volts", "ups_input_frequency_hertz", "ups_battery_charge_percent"}
     assert all(m["state"] != "unknown" for m in r["measurements"]), [
-        m for m in r["measurements"] if m["state"] == "unknown"]
+        m for m in r["measurements"] if m["state"] == "unknown"
+    ]
 
 
 async def test_cyberpower_values(sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine) -> None:

@@ -26,18 +26,38 @@ def shipped_profiles() -> ProfileSet:
     return load_profiles(COLLECTORS)
 
 
-async def poll(sim: SnmpSimulator, community: str, profiles: ProfileSet, *, profile: str = "auto",
-               family: str | None = None, timeout: float = 2.0, retries: int = 1,
-               engine: PysnmpEngine | None = None) -> dict[str, Any]:
-    return await poll_snmp(sim.host, sim.port, credential=V2C, secrets={"community": Secret(community)},
-                           profiles=profiles, profile=profile, family=family, timeout=timeout, retries=retries,
-                           engine=engine)
+async def poll(
+    sim: SnmpSimulator,
+    community: str,
+    profiles: ProfileSet,
+    *,
+    profile: str = "auto",
+    family: str | None = None,
+    timeout: float = 2.0,  # noqa: ASYNC109 - the SNMP request timeout
+    retries: int = 1,
+    engine: PysnmpEngine | None = None,
+) -> dict[str, Any]:
+    return await poll_snmp(
+        sim.host,
+        sim.port,
+        credential=V2C,
+        secrets={"community": Secret(community)},
+        profiles=profiles,
+        profile=profile,
+        family=family,
+        timeout=timeout,
+        retries=retries,
+        engine=engine,
+    )
 
 
 def find(result: Mapping[str, Any], name: str, **labels: str) -> dict[str, Any]:
     """The one measurement called ``name`` whose labels include ``labels``."""
-    hits = [m for m in result["measurements"]
-            if m["name"] == name and all(m["labels"].get(k) == v for k, v in labels.items())]
+    hits = [
+        m
+        for m in result["measurements"]
+        if m["name"] == name and all(m["labels"].get(k) == v for k, v in labels.items())
+    ]
     if len(hits) != 1:
         raise AssertionError(f"{len(hits)} measurements {name}{labels}: {[m['labels'] for m in hits]}")
     return hits[0]

@@ -35,9 +35,15 @@ from tests.helpers.polling import COLLECTORS
 from tests.helpers.system import require_binary
 
 COMMUNITY = "trap-community"
-ENGINE_ID = "80001f8880aabbccdd01"          # the sender's engine (traps are authenticated with it)
-V3_USER = TrapV3User("trapper", AuthProtocol.SHA, Secret("trap-auth-key1"), PrivProtocol.AES,
-                     Secret("trap-priv-key1"), engine_id=ENGINE_ID)
+ENGINE_ID = "80001f8880aabbccdd01"  # the sender's engine (traps are authenticated with it)
+V3_USER = TrapV3User(
+    "trapper",
+    AuthProtocol.SHA,
+    Secret("trap-auth-key1"),
+    PrivProtocol.AES,
+    Secret("trap-priv-key1"),
+    engine_id=ENGINE_ID,
+)
 DEVICE = DeviceRef("ups-hd13-01", {"site": "HD13", "family": "ups"})
 
 XUPS_ON_BATTERY = "1.3.6.1.4.1.534.1.11.4.1.0.3"
@@ -57,9 +63,16 @@ Rx = tuple[TrapReceiver, asyncio.Queue[Event], ManualClock]
 async def rx() -> AsyncIterator[Rx]:
     queue: asyncio.Queue[Event] = asyncio.Queue()
     clock = ManualClock()
-    receiver = TrapReceiver(load_trap_rules(COLLECTORS / "traps"), queue, host="127.0.0.1", port=0,
-                            communities=[Secret(COMMUNITY)], v3_users=[V3_USER],
-                            devices={"127.0.0.1": DEVICE}, clock=clock)
+    receiver = TrapReceiver(
+        load_trap_rules(COLLECTORS / "traps"),
+        queue,
+        host="127.0.0.1",
+        port=0,
+        communities=[Secret(COMMUNITY)],
+        v3_users=[V3_USER],
+        devices={"127.0.0.1": DEVICE},
+        clock=clock,
+    )
     await receiver.start()
     try:
         yield receiver, queue, clock
@@ -77,22 +90,39 @@ class Sender:
     def __init__(self) -> None:
         self.engines: dict[str, SnmpEngine] = {}
 
-    async def send(self, port: int, trap_oid: str, varbinds: Sequence[tuple[str, Any]] = (), *,
-                   version: str = "2c", community: str = COMMUNITY) -> None:
+    async def send(
+        self,
+        port: int,
+        trap_oid: str,
+        varbinds: Sequence[tuple[str, Any]] = (),
+        *,
+        version: str = "2c",
+        community: str = COMMUNITY,
+    ) -> None:
         engine = self.engines.get(version)
         if engine is None:
-            engine = (SnmpEngine(snmpEngineID=rfc1902.OctetString(hexValue=ENGINE_ID)) if version == "3"
-                      else SnmpEngine())
+            engine = (
+                SnmpEngine(snmpEngineID=rfc1902.OctetString(hexValue=ENGINE_ID))
+                if version == "3"
+                else SnmpEngine()
+            )
             self.engines[version] = engine
         if version == "3":
-            auth: Any = UsmUserData(V3_USER.user, "trap-auth-key1", "trap-priv-key1",
-                                    authProtocol=USM_AUTH_HMAC96_SHA, privProtocol=USM_PRIV_CFB128_AES)
+            auth: Any = UsmUserData(
+                V3_USER.user,
+                "trap-auth-key1",
+                "trap-priv-key1",
+                authProtocol=USM_AUTH_HMAC96_SHA,
+                privProtocol=USM_PRIV_CFB128_AES,
+            )
         else:
             auth = CommunityData(community, mpModel=0 if version == "1" else 1)
         target = await UdpTransportTarget.create(("127.0.0.1", port), timeout=1, retries=0)
-        vbs = [_vb("1.3.6.1.2.1.1.3.0", rfc1902.TimeTicks(4242)),
-               _vb("1.3.6.1.6.3.1.1.4.1.0", rfc1902.ObjectIdentifier(trap_oid)),
-               *(_vb(o, v) for o, v in varbinds)]
+        vbs = [
+            _vb("1.3.6.1.2.1.1.3.0", rfc1902.TimeTicks(4242)),
+            _vb("1.3.6.1.6.3.1.1.4.1.0", rfc1902.ObjectIdentifier(trap_oid)),
+            *(_vb(o, v) for o, v in varbinds),
+        ]
         error, *_ = await send_notification(engine, auth, target, ContextData(), "trap", *vbs)
         assert not error, error
 
@@ -126,8 +156,13 @@ async def test_v2c_xups_on_battery_and_restore(sender: Sender, rx: Rx) -> None:
     receiver, queue, _ = rx
     await sender.send(receiver.port, XUPS_ON_BATTERY, [(XUPS_MESSAGE, rfc1902.OctetString("UPS on battery"))])
     e = await next_event(queue)
-    assert (e.device, e.name, e.severity, e.clear, e.text) == ("ups-hd13-01", "ups_on_battery", Severity.CRITICAL,
-                                                                False, "UPS on battery")
+    assert (e.device, e.name, e.severity, e.clear, e.text) == (
+        "ups-hd13-01",
+        "ups_on_battery",
+        Severity.CRITICAL,
+        False,
+        "UPS on battery",
+    )
     assert e.labels["site"] == "HD13" and e.raw["version"] == "2c" and e.raw["trap_oid"] == XUPS_ON_BATTERY
     await sender.send(receiver.port, XUPS_POWER_RESTORED)
     e = await next_event(queue)
@@ -158,30 +193,43 @@ async def test_v3_audiocodes_raise_and_clear(sender: Sender, rx: Rx) -> None:
     receiver, queue, _ = rx
 
     def ac(severity: int) -> list[tuple[str, Any]]:
-        return [(f"{AC_GLOBALS}.1.0", rfc1902.OctetString("Ethernet link alarm")),
-                (f"{AC_GLOBALS}.2.0", rfc1902.OctetString("Ethernet link down on port 1")),
-                (f"{AC_GLOBALS}.3.0", rfc1902.OctetString("Board#1/EthernetLink#1")),
-                (f"{AC_GLOBALS}.4.0", rfc1902.Integer32(severity)),
-                (f"{AC_GLOBALS}.5.0", rfc1902.Integer32(77))]
+        return [
+            (f"{AC_GLOBALS}.1.0", rfc1902.OctetString("Ethernet link alarm")),
+            (f"{AC_GLOBALS}.2.0", rfc1902.OctetString("Ethernet link down on port 1")),
+            (f"{AC_GLOBALS}.3.0", rfc1902.OctetString("Board#1/EthernetLink#1")),
+            (f"{AC_GLOBALS}.4.0", rfc1902.Integer32(severity)),
+            (f"{AC_GLOBALS}.5.0", rfc1902.Integer32(77)),
+        ]
 
     await sender.send(receiver.port, AC_ETHERNET_LINK, ac(4), version="3")
     raised = await next_event(queue)
     assert (raised.name, raised.severity, raised.clear, raised.source) == (
-        "audiocodes_ethernet_link_alarm", Severity.CRITICAL, False, "Board#1/EthernetLink#1")
+        "audiocodes_ethernet_link_alarm",
+        Severity.CRITICAL,
+        False,
+        "Board#1/EthernetLink#1",
+    )
     assert raised.text == "Ethernet link down on port 1" and raised.labels["unique_id"] == "77"
     assert raised.raw["version"] == "3" and raised.raw["security_name"] == "trapper"
     await sender.send(receiver.port, AC_ETHERNET_LINK, ac(0), version="3")
     cleared = await next_event(queue)
     assert (cleared.name, cleared.source, cleared.clear, cleared.severity) == (
-        raised.name, raised.source, True, Severity.OK)
+        raised.name,
+        raised.source,
+        True,
+        Severity.OK,
+    )
 
 
 async def test_oxe_incident_through_nmc_proxy(sender: Sender, rx: Rx) -> None:
     receiver, queue, _ = rx
 
     def incident(number: int, severity: int) -> list[tuple[str, Any]]:
-        return [(f"{CMIP_ARG}.5.0", rfc1902.Integer32(severity)), (f"{CMIP_ARG}.8.0", rfc1902.Integer32(number)),
-                (f"{CMIP_ARG}.9.0", rfc1902.OctetString(f"incident {number} T2 link"))]
+        return [
+            (f"{CMIP_ARG}.5.0", rfc1902.Integer32(severity)),
+            (f"{CMIP_ARG}.8.0", rfc1902.Integer32(number)),
+            (f"{CMIP_ARG}.9.0", rfc1902.OctetString(f"incident {number} T2 link")),
+        ]
 
     await sender.send(receiver.port, CMIP_TRAP, incident(310, 3), version="1")
     e = await next_event(queue)
@@ -196,7 +244,9 @@ async def test_oxe_incident_through_nmc_proxy(sender: Sender, rx: Rx) -> None:
 
 async def test_unknown_trap_kept_and_counted(sender: Sender, rx: Rx) -> None:
     receiver, queue, _ = rx
-    await sender.send(receiver.port, "1.3.6.1.4.1.99999.0.42", [("1.3.6.1.4.1.99999.1.0", rfc1902.OctetString("x"))])
+    await sender.send(
+        receiver.port, "1.3.6.1.4.1.99999.0.42", [("1.3.6.1.4.1.99999.1.0", rfc1902.OctetString("x"))]
+    )
     e = await next_event(queue)
     assert e.name == "trap_unknown" and e.labels["trap_oid"] == "1.3.6.1.4.1.99999.0.42"
     assert receiver.counters.unknown == 1
@@ -205,14 +255,19 @@ async def test_unknown_trap_kept_and_counted(sender: Sender, rx: Rx) -> None:
 async def test_garbage_and_bad_community(sender: Sender, rx: Rx) -> None:
     receiver, queue, _ = rx
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        for junk in (b"", b"\x00\x01garbage", b"\x30\x82\xff\xff\x02\x01\x01", b"\x30\x05\x02\x01\x09\x04\x00"):
+        for junk in (
+            b"",
+            b"\x00\x01garbage",
+            b"\x30\x82\xff\xff\x02\x01\x01",
+            b"\x30\x05\x02\x01\x09\x04\x00",
+        ):
             s.sendto(junk, ("127.0.0.1", receiver.port))
     await sender.send(receiver.port, XUPS_ON_BATTERY, community="not-the-community")
     # a well-formed trap after all this still goes through
     await sender.send(receiver.port, XUPS_POWER_RESTORED)
     e = await next_event(queue)
     assert e.name == "ups_on_battery" and e.clear
-    assert receiver.counters.malformed >= 3       # the empty datagram may never reach the socket callback
+    assert receiver.counters.malformed >= 3  # the empty datagram may never reach the socket callback
     assert receiver.rejected >= 1
     assert queue.empty() and receiver.counters.errors == 0
 
@@ -223,8 +278,13 @@ async def test_unknown_sender_address(sender: Sender) -> None:
     async def collect(event: Event) -> None:
         events.append(event)
 
-    receiver = TrapReceiver(load_trap_rules(COLLECTORS / "traps"), collect, port=0, communities=[COMMUNITY],
-                            devices={"192.0.2.7": "other-ups"})
+    receiver = TrapReceiver(
+        load_trap_rules(COLLECTORS / "traps"),
+        collect,
+        port=0,
+        communities=[COMMUNITY],
+        devices={"192.0.2.7": "other-ups"},
+    )
     async with receiver:
         await sender.send(receiver.port, XUPS_ON_BATTERY)
         for _ in range(200):
@@ -257,12 +317,46 @@ async def test_net_snmp_snmptrap(rx: Rx, version: str) -> None:
     target = f"udp:127.0.0.1:{receiver.port}"
     text = ["1.3.6.1.4.1.534.1.11.3.0", "s", f"net-snmp v{version}"]
     if version == "1":
-        argv = [snmptrap, "-v", "1", "-c", COMMUNITY, target, "1.3.6.1.4.1.534.1.11.4.1", "127.0.0.1", "6", "3", "", *text]
+        argv = [
+            snmptrap,
+            "-v",
+            "1",
+            "-c",
+            COMMUNITY,
+            target,
+            "1.3.6.1.4.1.534.1.11.4.1",
+            "127.0.0.1",
+            "6",
+            "3",
+            "",
+            *text,
+        ]
     elif version == "2c":
         argv = [snmptrap, "-v", "2c", "-c", COMMUNITY, target, "", XUPS_ON_BATTERY, *text]
     else:
-        argv = [snmptrap, "-v", "3", "-e", f"0x{ENGINE_ID}", "-u", V3_USER.user, "-l", "authPriv", "-a", "SHA",
-                "-A", "trap-auth-key1", "-x", "AES", "-X", "trap-priv-key1", target, "", XUPS_ON_BATTERY, *text]
+        argv = [
+            snmptrap,
+            "-v",
+            "3",
+            "-e",
+            f"0x{ENGINE_ID}",
+            "-u",
+            V3_USER.user,
+            "-l",
+            "authPriv",
+            "-a",
+            "SHA",
+            "-A",
+            "trap-auth-key1",
+            "-x",
+            "AES",
+            "-X",
+            "trap-priv-key1",
+            target,
+            "",
+            XUPS_ON_BATTERY,
+            *text,
+        ]
     env = dict(os.environ, MIBS="", MIBDIRS="")
     proc = await asyncio.to_thread(subprocess.run, argv, env=env, capture_output=True, timeout=20)
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from callipso_agent.model import Severity
-from callipso_agent.traps import TrapRules, interpret, load_trap_rules, looks_like_snmp
 from callipso_agent.transports.snmp import SnmpValue
+from callipso_agent.traps import TrapRules, interpret, load_trap_rules, looks_like_snmp
 from tests.helpers.polling import COLLECTORS
 
 
@@ -23,9 +23,16 @@ def O(oid: str) -> SnmpValue:  # noqa: E743
     return SnmpValue("oid", oid)
 
 
-@pytest.mark.parametrize(("raise_n", "clear_n", "event"), [
-    (3, 5, "ups_on_battery"), (4, 6, "ups_low_battery"), (11, 17, "ups_on_bypass"),
-    (26, 49, "ups_communications_lost"), (21, 22, "ups_alarm")])
+@pytest.mark.parametrize(
+    ("raise_n", "clear_n", "event"),
+    [
+        (3, 5, "ups_on_battery"),
+        (4, 6, "ups_low_battery"),
+        (11, 17, "ups_on_bypass"),
+        (26, 49, "ups_communications_lost"),
+        (21, 22, "ups_alarm"),
+    ],
+)
 def test_xups_pairs(rules: TrapRules, raise_n: int, clear_n: int, event: str) -> None:
     base = "1.3.6.1.4.1.534.1.11.4.1.0"
     up = interpret(rules, f"{base}.{raise_n}", [])
@@ -47,10 +54,20 @@ def test_v1_translated_form_of_smiv2_notification(rules: TrapRules) -> None:
     assert interpret(rules, "1.3.6.1.2.1.33.2.0.1", []).event == "ups_on_battery"
 
 
-@pytest.mark.parametrize(("severity", "expected", "clear"), [
-    (0, Severity.OK, True), (1, Severity.WARNING, False), (3, Severity.WARNING, False),
-    (4, Severity.CRITICAL, False), (5, Severity.CRITICAL, False), (9, Severity.WARNING, False)])
-def test_audiocodes_severity_varbind(rules: TrapRules, severity: int, expected: Severity, clear: bool) -> None:
+@pytest.mark.parametrize(
+    ("severity", "expected", "clear"),
+    [
+        (0, Severity.OK, True),
+        (1, Severity.WARNING, False),
+        (3, Severity.WARNING, False),
+        (4, Severity.CRITICAL, False),
+        (5, Severity.CRITICAL, False),
+        (9, Severity.WARNING, False),
+    ],
+)
+def test_audiocodes_severity_varbind(
+    rules: TrapRules, severity: int, expected: Severity, clear: bool
+) -> None:
     vbs = [("1.3.6.1.4.1.5003.9.10.1.21.1.4.0", I(severity))]
     it = interpret(rules, "1.3.6.1.4.1.5003.9.10.1.21.2.0.94", vbs)
     assert (it.event, it.severity, it.clear) == ("audiocodes_proxy_connection_lost", expected, clear)
@@ -61,6 +78,7 @@ def test_audiocodes_severity_varbind(rules: TrapRules, severity: int, expected: 
 def test_oxe_when_conditions(rules: TrapRules) -> None:
     def cmip(n: int, sev: int) -> list[tuple[str, SnmpValue]]:
         return [("1.3.6.1.4.1.637.64.0.10.1.1.8.0", I(n)), ("1.3.6.1.4.1.637.64.0.10.1.1.5.0", I(sev))]
+
     trap = "1.3.6.1.4.1.637.64.0.10.1.2.0.3"
     assert interpret(rules, trap, cmip(2042, 2)).event == "oxe_coupler"
     assert interpret(rules, trap, cmip(2019, 6)).clear is True
@@ -73,11 +91,17 @@ def test_unknown(rules: TrapRules) -> None:
     assert (it.event, it.severity, it.rule) == ("trap_unknown", Severity.UNKNOWN, None)
 
 
-@pytest.mark.parametrize(("data", "ok"), [
-    (b"\x30\x0b\x02\x01\x01\x04\x06public", True),
-    (b"\x30\x81\x0b\x02\x01\x03\x04\x06public", True),
-    (b"\x30\x0b\x02\x01\x02\x04\x06public", False),       # version 2 does not exist
-    (b"\x30\x0c\x02\x01\x01\x04\x06public", False),       # length does not match
-    (b"garbage!", False), (b"", False), (b"\x30\x84\xff\xff\xff\xff\x02\x01\x00", False)])
+@pytest.mark.parametrize(
+    ("data", "ok"),
+    [
+        (b"\x30\x0b\x02\x01\x01\x04\x06public", True),
+        (b"\x30\x81\x0b\x02\x01\x03\x04\x06public", True),
+        (b"\x30\x0b\x02\x01\x02\x04\x06public", False),  # version 2 does not exist
+        (b"\x30\x0c\x02\x01\x01\x04\x06public", False),  # length does not match
+        (b"garbage!", False),
+        (b"", False),
+        (b"\x30\x84\xff\xff\xff\xff\x02\x01\x00", False),
+    ],
+)
 def test_envelope_check(data: bytes, ok: bool) -> None:
     assert looks_like_snmp(data) is ok
