@@ -58,7 +58,6 @@ def printable(v: SnmpValue) -> str:
     return v.text.strip()
 
 
-_printable = printable  # kept for callers of the former private name
 
 
 # --------------------------------------------------------------------------------------------- fetch
@@ -174,7 +173,6 @@ def column_values(raw: RawData, column: str, suffix: str | None = None) -> dict[
     return rows
 
 
-_column_values = column_values
 
 
 def _index_key(index: str) -> list[int]:
