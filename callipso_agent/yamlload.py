@@ -39,17 +39,22 @@ class _Loader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
-    loader.flatten_mapping(node)
+    own = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
+    loader.flatten_mapping(node)  # merged pairs ('<<: *anchor') come first; explicit keys override them
+    merged = len(node.value) - own
     result = LineDict()
     result.line = node.start_mark.line + 1
-    for key_node, value_node in node.value:
+    explicit: set[object] = set()
+    for i, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, (str, int, float, bool)) and key is not None:
             raise yaml.constructor.ConstructorError(
                 None, None, "mapping keys must be scalars", key_node.start_mark)
-        if key in result:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark)
+        if i >= merged:
+            if key in explicit:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            explicit.add(key)
         result[key] = loader.construct_object(value_node, deep=True)
         result.key_lines[str(key)] = key_node.start_mark.line + 1
     return result
@@ -103,6 +108,25 @@ def line_of(data: Any, loc: Sequence[str | int]) -> int | None:
     return line
 
 
+def clean_loc(data: Any, loc: Sequence[str | int]) -> tuple[str | int, ...]:
+    """Drop the parts pydantic adds for unions (a member's class name) that are not keys of the data."""
+    out: list[str | int] = []
+    node = data
+    for part in loc:
+        if (isinstance(node, dict) and isinstance(part, str) and part not in node
+                and (part[:1].isupper() or "[" in part)):
+            continue  # a union member's class name, e.g. 'Threshold' or 'list[Threshold]'
+
+        out.append(part)
+        if isinstance(node, dict):
+            node = node.get(part, node.get(str(part)))
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return tuple(out)
+
+
 def _describe(err: dict[str, Any]) -> str:
     kind = err.get("type", "")
     msg = str(err.get("msg", "invalid value"))
@@ -132,7 +156,8 @@ def validation_errors(err: ValidationError, data: Any, file: str, prefix: Iterab
     prefix = tuple(prefix)
     out: list[ConfigError] = []
     for e in err.errors():
-        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        raw_loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        loc = clean_loc(data, raw_loc)
         # discriminated unions add the tag name into loc; drop non-key strings that are not in the data
         field = dotted_path((*prefix, *loc))
         out.append(cls(_describe(dict(e)), file=file, line=line_of(data, loc), field=field or None))

@@ -13,16 +13,17 @@ from datetime import datetime
 
 from callipso_agent.model import Measurement, MetricKind, Severity
 from callipso_agent.profiles.loader import Identity, ProfileSet, ResolvedProfile
-from callipso_agent.profiles.schema import MetricSpec
-from callipso_agent.transports.snmp import SnmpClient, SnmpValue, in_subtree
+from callipso_agent.profiles.schema import Lookup, MetricSpec, RowCondition, ScaleBy, StateSpec
+from callipso_agent.transports.snmp import SnmpClient, SnmpValue, in_subtree, oid_tuple
 
 SYS_DESCR = "1.3.6.1.2.1.1.1.0"
 SYS_OBJECT_ID = "1.3.6.1.2.1.1.2.0"
+_PROBE_CHUNK = 16
 
 
 @dataclass
 class RawData:
-    """What was read from the device: scalars by requested OID, columns by column OID → {index: value}."""
+    """What was read from the device: scalars by requested OID, columns by walked root → {suffix: value}."""
 
     scalars: dict[str, SnmpValue]
     columns: dict[str, dict[str, SnmpValue]]
@@ -32,21 +33,22 @@ async def identify(client: SnmpClient, profiles: ProfileSet, family: str | None 
     got = await client.get([SYS_DESCR, SYS_OBJECT_ID])
     present: set[str] = set()
     probes = profiles.probe_oids(family)
-    if probes:
-        nxt = await client.next(probes)
-        for probe, (oid, value) in zip(probes, nxt, strict=False):
-            if not value.is_empty and in_subtree(oid, probe):
+    for i in range(0, len(probes), _PROBE_CHUNK):
+        chunk = probes[i : i + _PROBE_CHUNK]
+        nxt = await client.next(chunk)
+        for probe, (oid, value) in zip(chunk, nxt, strict=False):
+            if value.type != "endofmibview" and in_subtree(oid, probe):
                 present.add(probe)
     descr = got.get(SYS_DESCR)
     soid = got.get(SYS_OBJECT_ID)
     return Identity(
-        sys_object_id=soid.text if soid else "",
-        sys_descr=_printable(descr) if descr else "",
+        sys_object_id=soid.text.strip().lstrip(".") if soid else "",
+        sys_descr=printable(descr) if descr else "",
         present=frozenset(present),
     )
 
 
-def _printable(v: SnmpValue) -> str:
+def printable(v: SnmpValue) -> str:
     if isinstance(v.value, bytes):
         try:
             text = v.value.decode("utf-8")
@@ -56,15 +58,34 @@ def _printable(v: SnmpValue) -> str:
     return v.text.strip()
 
 
-def _walk_roots(metrics: Iterable[MetricSpec]) -> list[str]:
-    cols: set[str] = set()
-    for m in metrics:
-        if m.column:
-            cols.add(m.column)
-            cols.update(lk.column for lk in m.lookups)
-            if m.skip_if and m.skip_if.column:
-                cols.add(m.skip_if.column)
-    roots = sorted(cols, key=lambda o: tuple(int(x) for x in o.split(".")))
+
+
+# --------------------------------------------------------------------------------------------- fetch
+
+
+def _sources(profile: ResolvedProfile) -> tuple[set[str], set[str]]:
+    """Scalar OIDs and column OIDs a profile reads."""
+    scalars: set[str] = {f.oid for fields in profile.system.values() for f in fields}
+    columns: set[str] = set()
+    for m in profile.metrics:
+        companions: list[Lookup | RowCondition | ScaleBy] = [*m.lookups, *m.skip_conditions, *m.keep_if]
+        if m.scale_by is not None:
+            companions.append(m.scale_by)
+        if m.oid:
+            scalars.add(m.oid)
+        else:
+            columns.add(m.column or "")
+        scalars.update(m.rows_limit)
+        for c in companions:
+            if c.oid:
+                scalars.add(c.oid)
+            elif c.column:
+                columns.add(c.column)
+    return scalars, columns
+
+
+def _walk_roots(columns: Iterable[str]) -> list[str]:
+    roots = sorted(set(columns), key=oid_tuple)
     out: list[str] = []
     for r in roots:
         if not any(in_subtree(r, o) for o in out):
@@ -73,8 +94,8 @@ def _walk_roots(metrics: Iterable[MetricSpec]) -> list[str]:
 
 
 async def fetch(client: SnmpClient, profile: ResolvedProfile) -> RawData:
-    scalar_oids = sorted({m.oid for m in profile.metrics if m.oid} |
-                         {f.oid for f in profile.system.values() if hasattr(f, "oid")})  # type: ignore[attr-defined]
+    scalar_set, column_set = _sources(profile)
+    scalar_oids = sorted(scalar_set, key=oid_tuple)
     scalars: dict[str, SnmpValue] = {}
     if scalar_oids:
         got = await client.get([o + ".0" for o in scalar_oids])
@@ -93,33 +114,69 @@ async def fetch(client: SnmpClient, profile: ResolvedProfile) -> RawData:
                     scalars[o] = exact[o]
                 else:
                     still.append(o)
-            if still:
-                for o, (noid, val) in zip(still, await client.next(still), strict=False):
-                    if not val.is_empty and in_subtree(noid, o):
+            for i in range(0, len(still), _PROBE_CHUNK):
+                chunk = still[i : i + _PROBE_CHUNK]
+                for o, (noid, val) in zip(chunk, await client.next(chunk), strict=False):
+                    # only the scalar itself (o or o.0): a GETNEXT landing deeper is a table, not this scalar
+                    if not val.is_empty and noid in (o, o + ".0"):
                         scalars[o] = val
     columns: dict[str, dict[str, SnmpValue]] = {}
-    for root in _walk_roots(profile.metrics):
-        for oid, val in await client.walk(root):
-            # file under the column it belongs to: the longest requested column that is a prefix
-            col, idx = _split_column(oid, root)
-            columns.setdefault(col, {})[idx] = val
+    for parent, first, last, count in _walk_plan(column_set):
+        if count == 1:
+            rows = columns.setdefault(first, {})
+            for oid, val in await client.walk(first):
+                rows[oid[len(first) + 1 :]] = val
+            continue
+        # several columns of one table: one walk over the column range, split per column
+        for oid, val in await client.walk(parent, start=first, end=last):
+            rest = oid[len(parent) + 1 :]
+            col_id, _, index = rest.partition(".")
+            columns.setdefault(f"{parent}.{col_id}", {})[index] = val
     return RawData(scalars, columns)
 
 
-def _split_column(oid: str, root: str) -> tuple[str, str]:
-    """Walk results are stored per requested root; metrics look columns up by prefix."""
-    return root, oid[len(root) + 1:]
+def _walk_plan(column_set: Iterable[str]) -> list[tuple[str, str, str, int]]:
+    """Walks to do: (parent, first column, last column, number of requested columns). Sibling columns
+    of a table are walked together when they are dense enough (span at most twice their number)."""
+    roots = _walk_roots(column_set)
+    by_parent: dict[str, list[str]] = {}
+    for r in roots:
+        parent = r.rsplit(".", 1)[0] if "." in r else r
+        by_parent.setdefault(parent, []).append(r)
+    plan: list[tuple[str, str, str, int]] = []
+    for parent, cols in by_parent.items():
+        ids = sorted(cols, key=oid_tuple)
+        span = oid_tuple(ids[-1])[-1] - oid_tuple(ids[0])[-1] + 1
+        if len(ids) >= 2 and span <= 2 * len(ids):
+            plan.append((parent, ids[0], ids[-1], len(ids)))
+        else:
+            plan.extend((c, c, c, 1) for c in ids)
+    return plan
 
 
-def _column_values(raw: RawData, column: str) -> dict[str, SnmpValue]:
-    if column in raw.columns:
-        return raw.columns[column]
-    # the column was fetched as part of a larger walk
-    for root, rows in raw.columns.items():
-        if in_subtree(column, root):
-            rel = column[len(root) + 1:]
-            return {k[len(rel) + 1:]: v for k, v in rows.items() if k.startswith(rel + ".")}
-    return {}
+# ------------------------------------------------------------------------------------------ evaluate
+
+
+def column_values(raw: RawData, column: str, suffix: str | None = None) -> dict[str, SnmpValue]:
+    """The rows of a column: index → value (with ``suffix`` stripped when the table puts it last)."""
+    rows: dict[str, SnmpValue] | None = raw.columns.get(column)
+    if rows is None:
+        rows = {}
+        for root, all_rows in raw.columns.items():
+            if in_subtree(column, root):
+                rel = column[len(root) + 1 :] + "."
+                rows = {k[len(rel) :]: v for k, v in all_rows.items() if k.startswith(rel)}
+                break
+    if suffix:
+        tail = "." + suffix
+        return {k[: -len(tail)]: v for k, v in rows.items() if k.endswith(tail) and len(k) > len(tail)}
+    return rows
+
+
+
+
+def _index_key(index: str) -> list[int]:
+    return [int(x) for x in index.split(".") if x.isdigit()]
 
 
 def _index_labels(spec: MetricSpec, index: str) -> dict[str, str] | None:
@@ -132,6 +189,8 @@ def _index_labels(spec: MetricSpec, index: str) -> dict[str, str] | None:
             return None
         if part.type == "integer":
             labels[part.label] = str(parts.pop(0) + part.offset)
+        elif part.type == "skip":
+            parts.pop(0)
         elif part.type == "ipaddress":
             if len(parts) < 4:
                 return None
@@ -146,11 +205,23 @@ def _index_labels(spec: MetricSpec, index: str) -> dict[str, str] | None:
     return labels
 
 
+def _number(v: SnmpValue) -> float | None:
+    if v.is_empty:
+        return None
+    return v.number
+
+
+def _text(v: SnmpValue) -> str:
+    if v.type == "oid":
+        return v.text.strip().lstrip(".")
+    return printable(v)
+
+
 def _raw_number(spec: MetricSpec, v: SnmpValue) -> float | None:
     if v.is_empty:
         return None
     if spec.regex is not None:
-        m = re.search(spec.regex, _printable(v))
+        m = re.search(spec.regex, printable(v))
         if not m:
             return None
         try:
@@ -160,46 +231,165 @@ def _raw_number(spec: MetricSpec, v: SnmpValue) -> float | None:
     return v.number
 
 
-def evaluate_value(spec: MetricSpec, v: SnmpValue) -> tuple[float | None, Severity, str | None]:
+def _state_for(spec: MetricSpec, raw: float | None, text: str) -> StateSpec | None:
+    states = spec.states or {}
+    if raw is not None and raw == int(raw) and int(raw) in states:
+        return states[int(raw)]
+    if text in states:
+        return states[text]
+    low = text.lower()
+    for k, s in states.items():
+        if isinstance(k, str) and k.lower() == low:
+            return s
+    return None
+
+
+def evaluate_value(
+    spec: MetricSpec, v: SnmpValue, scale: float | None = None, offset: float | None = None
+) -> tuple[float | None, Severity, str | None]:
     """Raw value → (value in base units or None, state from the profile's state map, text)."""
+    if v.is_empty:
+        return None, Severity.OK, None
+    text_raw = _text(v)
+    if (spec.none_texts and text_raw in spec.none_texts) or (v.type == "octets" and not text_raw):
+        return None, Severity.OK, None
     if spec.type == MetricKind.INFO:
-        text = _printable(v) if not v.is_empty else None
+        text = (spec.text_map or {}).get(text_raw, text_raw) if text_raw else None
         return (1.0 if text else None), Severity.OK, text
     raw = _raw_number(spec, v)
-    if raw is None:
-        return None, Severity.UNKNOWN, (_printable(v) or None) if not v.is_empty else None
-    if raw in spec.none_values:
+    if raw is not None and raw in spec.none_values:
         return None, Severity.OK, None
-    text: str | None = None
+    label: str | None = None
     state = Severity.OK
     if spec.states is not None:
-        st = spec.states.get(int(raw)) if raw == int(raw) else None
+        st = _state_for(spec, raw, text_raw)
         if st is None:
             state = Severity.parse(spec.unknown_state)
-            text = f"unknown({int(raw) if raw == int(raw) else raw})"
+            shown = (str(int(raw)) if raw == int(raw) else str(raw)) if raw is not None else text_raw
+            label = f"unknown({shown})"
         else:
-            state, text = st.sev, st.label
+            state, label = st.sev, st.label
             if st.value is not None:
-                return st.value, state, text
+                return st.value, state, label
+        if raw is None:
+            return None, state, label
+    if raw is None:
+        return None, Severity.UNKNOWN, text_raw or None
     if spec.value_map is not None:
         key = int(raw) if raw == int(raw) else None
         if key is not None and key in spec.value_map:
-            return spec.value_map[key], state, text
-        return spec.default, state, text
-    value = round(raw * spec.scale + spec.offset, 9)
+            return spec.value_map[key], state, label
+        return spec.default, state, label
+    value = round(
+        raw * (spec.scale if scale is None else scale) + (spec.offset if offset is None else offset), 9
+    )
     if (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max):
         return None, Severity.OK, None
-    return value, state, text
+    return value, state, label
+
+
+class _Row:
+    """Reads companion values for one row (or for a scalar metric: index '')."""
+
+    def __init__(self, raw: RawData, spec: MetricSpec, index: str, own: SnmpValue) -> None:
+        self.raw = raw
+        self.spec = spec
+        self.index = index
+        self.own = own
+
+    def value(self, oid: str | None, column: str | None, suffix: str | None) -> SnmpValue | None:
+        if oid is not None:
+            return self.raw.scalars.get(oid)
+        if column is None and suffix is None:
+            return self.own
+        col = column or self.spec.column or ""
+        return column_values(
+            self.raw, col, suffix if suffix is not None else (self.spec.suffix if column is None else None)
+        ).get(self.index)
+
+    def holds(self, cond: RowCondition) -> bool:
+        if cond.min_index is not None:
+            first = _index_key(self.index)[:1]
+            if not first or first[0] < cond.min_index:
+                return False
+        v = self.value(cond.oid, cond.column, cond.suffix)
+        if v is None or v.is_empty:
+            return False
+        text = _text(v)
+        if cond.regex is not None and re.search(cond.regex, text):
+            return True
+        n = v.number
+        for want in cond.values:
+            if isinstance(want, str):
+                if text == want:
+                    return True
+            elif n is not None and n == want:
+                return True
+        return False
+
+    def lookup(self, lk: Lookup) -> str | None:
+        v = self.value(lk.oid, lk.column, lk.suffix)
+        if v is None or v.is_empty:
+            return None
+        text = _text(v)
+        if lk.states and v.number is not None and v.number == int(v.number):
+            text = lk.states.get(int(v.number), text)
+        if lk.map:
+            text = lk.map.get(text, text)
+        if lk.regex:
+            m = re.search(lk.regex, text)
+            if not m:
+                return None
+            text = m.group(1)
+        return text or None
+
+    def scaling(self, sb: ScaleBy) -> tuple[float, float] | None:
+        """(scale, offset), or None to drop the value."""
+        v = self.value(sb.oid, sb.column, sb.suffix)
+        n = v.number if v is not None and not v.is_empty else None
+        case = None
+        if n is not None and n == int(n) and int(n) in sb.cases:
+            case = sb.cases[int(n)]
+        elif v is not None and not v.is_empty:
+            text = _text(v)
+            case = sb.cases.get(text) or next(
+                (c for k, c in sb.cases.items() if isinstance(k, str) and k.lower() == text.lower()), None
+            )
+        if case is not None:
+            return case.scale, case.offset
+        if sb.otherwise == "metric":
+            return self.spec.scale, self.spec.offset
+        return None
+
+
+def _rows_limit(raw: RawData, spec: MetricSpec) -> float | None:
+    for oid in spec.rows_limit:
+        v = raw.scalars.get(oid)
+        n = v.number if v is not None and not v.is_empty else None
+        if n is not None and n > 0:
+            return n
+    return None
 
 
 def build(device: str, profile: ResolvedProfile, raw: RawData, at: datetime) -> list[Measurement]:
     """Turn raw data into Measurements; the first metric giving a value for a series wins."""
     out: dict[tuple[str, tuple[tuple[str, str], ...]], Measurement] = {}
 
-    def emit(spec: MetricSpec, labels: Mapping[str, str], value: float | None, state: Severity,
-             text: str | None) -> None:
-        m = Measurement(device=device, name=spec.name, value=value, at=at, unit=spec.unit,
-                        labels={**spec.labels, **labels}, kind=spec.type, state=state, text=text, help=spec.help)
+    def emit(
+        spec: MetricSpec, labels: Mapping[str, str], value: float | None, state: Severity, text: str | None
+    ) -> None:
+        m = Measurement(
+            device=device,
+            name=spec.name,
+            value=value,
+            at=at,
+            unit=spec.unit,
+            labels={**spec.labels, **labels},
+            kind=spec.type,
+            state=state,
+            text=text,
+            help=spec.help,
+        )
         key = (m.name, tuple(m.labels.items()))
         prev = out.get(key)
         if prev is None or (prev.value is None and value is not None):
@@ -208,69 +398,77 @@ def build(device: str, profile: ResolvedProfile, raw: RawData, at: datetime) -> 
     for spec in profile.metrics:
         if spec.oid is not None:
             v = raw.scalars.get(spec.oid)
-            if v is None:
+            if v is None or v.is_empty:
                 continue
-            value, state, text = evaluate_value(spec, v)
-            emit(spec, {}, value, state, text)
-            continue
-        rows = _column_values(raw, spec.column or "")
-        if not rows:
-            continue
-        lookups = {lk.label: (_column_values(raw, lk.column), lk) for lk in spec.lookups}
-        skip_rows = _column_values(raw, spec.skip_if.column) if spec.skip_if and spec.skip_if.column else None
-        total: float | None = None
-        worst = Severity.OK
-        for index, v in sorted(rows.items(), key=lambda kv: [int(x) for x in kv[0].split(".") if x.isdigit()]):
-            if spec.skip_if is not None:
-                probe = skip_rows.get(index) if skip_rows is not None else v
-                if probe is not None and _matches(probe, spec.skip_if.values):
-                    continue
-            labels = _index_labels(spec, index)
+            rows = {"": v}
+        else:
+            rows = column_values(raw, spec.column or "", spec.suffix)
+            if not rows and not (spec.aggregate and spec.aggregate.fill):
+                continue
+        limit = _rows_limit(raw, spec)
+        groups: dict[tuple[tuple[str, str], ...], tuple[float | None, Severity]] = {}
+        for index, v in sorted(rows.items(), key=lambda kv: _index_key(kv[0])):
+            if v.is_empty:
+                continue
+            if limit is not None and (_index_key(index)[:1] or [0])[0] > limit:
+                continue
+            row = _Row(raw, spec, index, v)
+            if any(all(row.holds(c) for c in group) for group in spec.skip_groups):
+                continue
+            if spec.keep_if and not all(row.holds(c) for c in spec.keep_if):
+                continue
+            labels = _index_labels(spec, index) if spec.column is not None else {}
             if labels is None:
                 continue
-            for label, (lrows, lk) in lookups.items():
-                lv = lrows.get(index)
-                if lv is not None and not lv.is_empty:
-                    if lk.states and lv.number is not None:
-                        labels[label] = lk.states.get(int(lv.number), str(int(lv.number)))
-                    else:
-                        labels[label] = _printable(lv)
-            value, state, text = evaluate_value(spec, v)
-            if spec.sum_rows:
-                if value is not None:
-                    total = (total or 0.0) + value
-                worst = Severity.worst([worst, state])
+            for lk in spec.lookups:
+                text = row.lookup(lk)
+                if text is not None:
+                    labels[lk.label] = text
+            scale = offset = None
+            if spec.scale_by is not None:
+                so = row.scaling(spec.scale_by)
+                if so is None:
+                    continue
+                scale, offset = so
+            value, state, text = evaluate_value(spec, v, scale, offset)
+            if spec.sum_rows or spec.aggregate:
+                by = spec.aggregate.by if spec.aggregate else []
+                key = tuple((b, labels.get(b, "")) for b in by)
+                total, worst = groups.get(key, (None, Severity.OK))
+                add = 1.0 if (spec.aggregate and spec.aggregate.op == "count") else value
+                if add is not None:
+                    total = (total or 0.0) + add
+                groups[key] = (total, Severity.worst([worst, state]))
                 continue
             emit(spec, labels, value, state, text)
-        if spec.sum_rows and (total is not None):
-            emit(spec, {}, total, worst, None)
-    return list(out.values())
-
-
-def _matches(v: SnmpValue, values: list[int | float | str]) -> bool:
-    n = v.number
-    for want in values:
-        if isinstance(want, str):
-            if _printable(v) == want:
-                return True
-        elif n is not None and n == want:
-            return True
-    return False
+        if spec.sum_rows or spec.aggregate:
+            if spec.aggregate:
+                for label, values in spec.aggregate.fill.items():
+                    for fv in values:
+                        key = tuple((b, fv if b == label else "") for b in spec.aggregate.by)
+                        groups.setdefault(key, (0.0, Severity.OK))
+            for key, (total, worst) in groups.items():
+                if total is not None or spec.aggregate:
+                    emit(spec, dict(key), total if total is not None else 0.0, worst, None)
+    # a sentinel ('no sensor', factory default) that no other source replaced says nothing: drop it
+    return [m for m in out.values() if m.value is not None or m.text is not None or m.state != Severity.OK]
 
 
 def system_info(profile: ResolvedProfile, raw: RawData, ident: Identity) -> dict[str, str]:
+    """Identity fields (model, firmware, serial...): for each key, the first declared source with a value."""
     info = {"sys_descr": ident.sys_descr, "sys_object_id": ident.sys_object_id}
-    for key, f in profile.system.items():
-        v = raw.scalars.get(f.oid)  # type: ignore[attr-defined]
-        if v is None or v.is_empty:
-            continue
-        text = _printable(v)
-        rx = getattr(f, "regex", None)
-        if rx:
-            m = re.search(rx, text)
-            if not m:
+    for key, fields in profile.system.items():
+        for f in fields:
+            v = raw.scalars.get(f.oid)
+            if v is None or v.is_empty:
                 continue
-            text = m.group(1) if m.groups() else m.group(0)
-        if text:
-            info[key] = text
+            text = _text(v)
+            if f.regex:
+                m = re.search(f.regex, text)
+                if not m:
+                    continue
+                text = (m.group(1) if m.groups() else m.group(0)).strip()
+            if text and text not in f.none_texts:
+                info[key] = text
+                break
     return info

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from callipso_agent.errors import ConfigErrors, NoProfile, ProfileError
-from callipso_agent.profiles.schema import MetricSpec, Profile
+from callipso_agent.profiles.schema import MetricSpec, Profile, SystemField
 from callipso_agent.transports.snmp import oid_tuple
 from callipso_agent.yamlload import load_yaml, parse_model
 
@@ -19,7 +19,7 @@ class ResolvedProfile:
 
     profile: Profile
     metrics: tuple[MetricSpec, ...]
-    system: Mapping[str, object]
+    system: Mapping[str, tuple[SystemField, ...]]  # per key: own source first, then the included ones
     file: str
 
     @property
@@ -52,12 +52,21 @@ class ProfileSet:
             raise NoProfile(f"unknown profile {name!r}", candidates=self.names()) from None
 
     def detectable(self, family: str | None = None) -> list[ResolvedProfile]:
-        return [p for p in self.profiles.values() if not p.profile.abstract
-                and (family is None or family in p.profile.families)]
+        return [
+            p
+            for p in self.profiles.values()
+            if not p.profile.abstract and (family is None or family in p.profile.families)
+        ]
 
     def probe_oids(self, family: str | None = None) -> list[str]:
         """Subtrees whose presence detection needs to know."""
-        return sorted({o for p in self.detectable(family) for o in p.profile.detect.requires})
+        return sorted(
+            {
+                o
+                for p in self.detectable(family)
+                for o in (*p.profile.detect.requires, *p.profile.detect.requires_any)
+            }
+        )
 
     def rank(self, ident: Identity, family: str | None = None) -> list[tuple[int, ResolvedProfile]]:
         scored: list[tuple[int, ResolvedProfile]] = []
@@ -70,9 +79,11 @@ class ProfileSet:
                     score = max(score, 1000 * len(oid_tuple(prefix)))
             if any(re.search(r, ident.sys_descr, re.IGNORECASE) for r in d.sys_descr):
                 score += 500
-            if d.requires:
-                if all(r in ident.present for r in d.requires):
-                    score += 100 * len(d.requires)
+            if d.requires or d.requires_any:
+                all_ok = all(r in ident.present for r in d.requires)
+                any_ok = not d.requires_any or any(r in ident.present for r in d.requires_any)
+                if all_ok and any_ok:
+                    score += 100 * (len(d.requires) + (1 if d.requires_any else 0))
                 elif score == 0:
                     continue
             if score == 0:
@@ -86,7 +97,8 @@ class ProfileSet:
         if not ranked:
             cands = [p.name for p in self.detectable(family)]
             raise NoProfile(
-                f"no profile matches sysObjectID {ident.sys_object_id or '?'} / sysDescr {ident.sys_descr[:60]!r}"
+                f"no profile matches sysObjectID {ident.sys_object_id or '?'}"
+                f" / sysDescr {ident.sys_descr[:60]!r}"
                 + (f" in family {family!r}" if family else ""),
                 candidates=cands,
             )
@@ -104,7 +116,9 @@ def load_profiles(directory: Path, extra: Iterable[Path] = ()) -> ProfileSet:
             data = load_yaml(f)
             profile = parse_model(Profile, data, str(f), cls=ProfileError)
         except ConfigErrors as errs:
-            errors.extend(ProfileError(e.message, file=e.file, line=e.line, field=e.field) for e in errs.errors)
+            errors.extend(
+                ProfileError(e.message, file=e.file, line=e.line, field=e.field) for e in errs.errors
+            )
             continue
         except ProfileError as err:
             errors.append(err)
@@ -117,8 +131,14 @@ def load_profiles(directory: Path, extra: Iterable[Path] = ()) -> ProfileSet:
                 continue
             raise
         if profile.name in raw:
-            errors.append(ProfileError(f"profile name {profile.name!r} already used by {raw[profile.name][1]}",
-                                       file=str(f), line=getattr(data, "key_lines", {}).get("name"), field="name"))
+            errors.append(
+                ProfileError(
+                    f"profile name {profile.name!r} already used by {raw[profile.name][1]}",
+                    file=str(f),
+                    line=getattr(data, "key_lines", {}).get("name"),
+                    field="name",
+                )
+            )
             continue
         raw[profile.name] = (profile, str(f), getattr(data, "key_lines", {}).get("include", 1))
     if errors:
@@ -131,18 +151,34 @@ def load_profiles(directory: Path, extra: Iterable[Path] = ()) -> ProfileSet:
             return resolved[name]
         profile, file, line = raw[name]
         metrics: list[MetricSpec] = list(profile.metrics)
-        system: dict[str, object] = dict(profile.system)
+        system: dict[str, tuple[SystemField, ...]] = {k: (f,) for k, f in profile.system.items()}
         for inc in profile.include:
             if inc not in raw:
-                raise ConfigErrors([ProfileError(f"unknown included profile {inc!r}; known: {', '.join(sorted(raw))}",
-                                                 file=file, line=line, field="include")])
+                raise ConfigErrors(
+                    [
+                        ProfileError(
+                            f"unknown included profile {inc!r}; known: {', '.join(sorted(raw))}",
+                            file=file,
+                            line=line,
+                            field="include",
+                        )
+                    ]
+                )
             if inc in stack:
-                raise ConfigErrors([ProfileError(f"include cycle: {' -> '.join((*stack, inc))}",
-                                                 file=file, line=line, field="include")])
+                raise ConfigErrors(
+                    [
+                        ProfileError(
+                            f"include cycle: {' -> '.join((*stack, inc))}",
+                            file=file,
+                            line=line,
+                            field="include",
+                        )
+                    ]
+                )
             sub = resolve(inc, (*stack, inc))
             metrics.extend(sub.metrics)
-            for k, v in sub.system.items():
-                system.setdefault(k, v)
+            for k, fields in sub.system.items():
+                system[k] = (*system.get(k, ()), *(f for f in fields if f not in system.get(k, ())))
         rp = ResolvedProfile(profile=profile, metrics=tuple(metrics), system=system, file=file)
         resolved[name] = rp
         return rp

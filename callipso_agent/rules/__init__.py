@@ -1,0 +1,1 @@
+"""Rules and thresholds: range syntax, default thresholds."""

@@ -11,12 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import structlog
 from pysnmp.hlapi.v3arch.asyncio import (
     CommunityData,
     ContextData,
     SnmpEngine,
-    UdpTransportTarget,
     Udp6TransportTarget,
+    UdpTransportTarget,
     UsmUserData,
     bulk_cmd,
     get_cmd,
@@ -34,6 +35,8 @@ from callipso_agent.config.models import (
 )
 from callipso_agent.config.secrets import Secret
 from callipso_agent.errors import AuthFailed, ParseError, Timeout, TransportError, Unreachable
+
+log = structlog.get_logger()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +83,7 @@ class SnmpClient(Protocol):
 
     async def next(self, oids: Sequence[str]) -> Varbinds: ...
 
-    async def walk(self, root: str) -> Varbinds: ...
+    async def walk(self, root: str, start: str | None = None, end: str | None = None) -> Varbinds: ...
 
     def close(self) -> None: ...
 
@@ -130,6 +133,33 @@ def decode_value(v: Any) -> SnmpValue:
         return SnmpValue("oid", str(v))
     if type(v).__name__ == "Null":
         return SnmpValue("null", None)
+    # SNMPv1 (RFC 1155) classes and other ASN.1 subtypes, e.g. in traps translated from v1
+    names = {cls.__name__ for cls in type(v).__mro__}
+    for name, kind in (
+        ("TimeTicks", "timeticks"),
+        ("Counter64", "counter64"),
+        ("Counter", "counter"),
+        ("Counter32", "counter"),
+        ("Gauge", "gauge"),
+        ("Gauge32", "gauge"),
+        ("Unsigned32", "gauge"),
+    ):
+        if name in names:
+            return SnmpValue(kind, int(v))
+    if "IpAddress" in names or "NetworkAddress" in names:
+        try:
+            return SnmpValue("ipaddress", ".".join(str(b) for b in bytes(v)))
+        except Exception:
+            inner = v.getComponent() if hasattr(v, "getComponent") else v
+            return SnmpValue("ipaddress", ".".join(str(b) for b in bytes(inner)))
+    if "Integer" in names:
+        return SnmpValue("integer", int(v))
+    if "OctetString" in names:
+        return SnmpValue("octets", bytes(v))
+    if "ObjectIdentifier" in names:
+        return SnmpValue("oid", str(v))
+    if "Null" in names:
+        return SnmpValue("null", None)
     raise ParseError(f"unsupported SNMP value type {type(v).__name__}")
 
 
@@ -146,8 +176,23 @@ def _translate(indication: Any, host: str) -> TransportError:
     low = text.lower()
     if "timeout" in low or "no snmp response" in low:
         return Timeout(f"{host}: no SNMP response (timeout; wrong community or unreachable)")
-    if any(k in low for k in ("unknown user", "unknownusername", "wrong digest", "digest", "decryption",
-                              "unsupportedsecuritylevel", "notintimewindow", "authentication")):
+    if any(
+        k in low
+        for k in (
+            "unknown user",
+            "unknown usm user",
+            "unknownusername",
+            "wrong digest",
+            "digest",
+            "decryption",
+            "unsupportedsecuritylevel",
+            "unsupported security level",
+            "notintimewindow",
+            "not in time window",
+            "authentication",
+            "usm",
+        )
+    ):
         return AuthFailed(f"{host}: SNMPv3 authentication failed ({text})")
     return Unreachable(f"{host}: {text}")
 
@@ -162,16 +207,25 @@ class PysnmpEngine:
     def close(self) -> None:
         try:
             self.engine.close_dispatcher()
-        except Exception:  # noqa: BLE001,S110 - closing a dispatcher that never opened
+        except Exception:  # noqa: S110 - closing a dispatcher that never opened
             pass
 
 
 class PysnmpClient:
     """SnmpClient over pysnmp for one device."""
 
-    def __init__(self, engine: PysnmpEngine, host: str, port: int, credential: SnmpV2Credential | SnmpV3Credential,
-                 secrets: dict[str, Secret], *, timeout: float = 5.0, retries: int = 1,
-                 max_repetitions: int = 25) -> None:
+    def __init__(
+        self,
+        engine: PysnmpEngine,
+        host: str,
+        port: int,
+        credential: SnmpV2Credential | SnmpV3Credential,
+        secrets: dict[str, Secret],
+        *,
+        timeout: float = 5.0,
+        retries: int = 1,
+        max_repetitions: int = 25,
+    ) -> None:
         self._engine = engine
         self.host = host
         self.port = port
@@ -180,7 +234,9 @@ class PysnmpClient:
         self.max_repetitions = max_repetitions
         self.version = credential.version
         self._auth = self._auth_data(credential, secrets)
-        self._context = ContextData(contextName=credential.context if isinstance(credential, SnmpV3Credential) else "")
+        self._context = ContextData(
+            contextName=credential.context if isinstance(credential, SnmpV3Credential) else ""
+        )
         self._target: Any = None
 
     @staticmethod
@@ -194,7 +250,8 @@ class PysnmpClient:
         if cred.priv_protocol is not None:
             kwargs["privKey"] = secrets["priv_key"].reveal()
             kwargs["privProtocol"] = _PRIV[cred.priv_protocol]
-        return UsmUserData(cred.user, **kwargs)
+        # the security level is the inventory's choice (authPriv recommended); it is not enforced here
+        return UsmUserData(cred.user, **kwargs)  # noqa: S509
 
     def __repr__(self) -> str:
         return f"PysnmpClient({self.host}:{self.port}, v{self.version})"
@@ -203,7 +260,9 @@ class PysnmpClient:
         if self._target is None:
             cls = Udp6TransportTarget if ":" in self.host else UdpTransportTarget
             try:
-                self._target = await cls.create((self.host, self.port), timeout=self.timeout, retries=self.retries)
+                self._target = await cls.create(
+                    (self.host, self.port), timeout=self.timeout, retries=self.retries
+                )
             except Exception as err:  # name resolution
                 raise Unreachable(f"{self.host}: cannot resolve address ({err})") from err
         return self._target
@@ -212,8 +271,9 @@ class PysnmpClient:
         target = await self._target_()
         async with self._engine.semaphore:
             try:
-                result = await fn(self._engine.engine, self._auth, target, self._context, *args,
-                                  lookupMib=False, **kwargs)
+                result = await fn(
+                    self._engine.engine, self._auth, target, self._context, *args, lookupMib=False, **kwargs
+                )
             except TransportError:
                 raise
             except Exception as err:
@@ -231,7 +291,7 @@ class PysnmpClient:
     async def get(self, oids: Sequence[str]) -> dict[str, SnmpValue]:
         out: dict[str, SnmpValue] = {}
         for i in range(0, len(oids), 32):
-            chunk = oids[i:i + 32]
+            chunk = oids[i : i + 32]
             vbs = await self._call(get_cmd, *[ObjectType(ObjectIdentity(o)) for o in chunk])
             if not vbs and self.version == "1" and len(chunk) > 1:
                 # v1 fails the whole PDU on one missing OID: ask one by one
@@ -245,14 +305,30 @@ class PysnmpClient:
         return out
 
     async def next(self, oids: Sequence[str]) -> Varbinds:
+        """GETNEXT of each OID; an OID past the end of the MIB gives an ``endofmibview`` value."""
+        if not oids:
+            return []
         vbs = await self._call(next_cmd, *[ObjectType(ObjectIdentity(o)) for o in oids])
+        if not vbs:
+            if self.version == "1" and len(oids) > 1:
+                # v1 fails the whole PDU when one OID is past the end: ask one by one
+                out: Varbinds = []
+                for o in oids:
+                    out.extend(await self.next([o]) or [(o, SnmpValue("endofmibview", None))])
+                return out
+            return [(o, SnmpValue("endofmibview", None)) for o in oids]
         return [(str(n), decode_value(v)) for n, v in vbs]
 
-    async def walk(self, root: str) -> Varbinds:
-        """All varbinds under ``root`` (GETBULK for v2c/v3, GETNEXT for v1), stopping at the subtree end."""
+    async def walk(self, root: str, start: str | None = None, end: str | None = None) -> Varbinds:
+        """All varbinds under ``root`` (GETBULK for v2c/v3, GETNEXT for v1), stopping at the subtree end.
+
+        ``start``/``end`` narrow the walk to a range of sub-OIDs of ``root`` (e.g. columns 2 to 5 of a
+        table entry): it begins at ``start`` and stops after the last OID under ``end``.
+        """
         root = root.strip(".")
+        end_t = oid_tuple(end) if end else None
         out: Varbinds = []
-        current = root
+        current = start.strip(".") if start else root
         seen_last: tuple[int, ...] = ()
         while True:
             if self.version == "1":
@@ -267,9 +343,12 @@ class PysnmpClient:
                 if dv.type == "endofmibview" or not in_subtree(oid, root):
                     return out
                 t = oid_tuple(oid)
+                if end_t is not None and t[: len(end_t)] > end_t:
+                    return out
                 if seen_last and t <= seen_last:
-                    # a broken agent answering out of order would loop for ever
-                    raise ParseError(f"{self.host}: OID not increasing during walk of {root} ({oid})")
+                    # a broken agent answering out of order would loop for ever: keep what we have
+                    log.warning("snmp_walk_not_increasing", host=self.host, root=root, oid=oid)
+                    return out
                 seen_last = t
                 out.append((oid, dv))
                 current = oid
@@ -280,7 +359,9 @@ class PysnmpClient:
         self._target = None
 
 
-def resolve_snmp_secrets(cred: SnmpV2Credential | SnmpV3Credential, base_dir: Any = None) -> dict[str, Secret]:
+def resolve_snmp_secrets(
+    cred: SnmpV2Credential | SnmpV3Credential, base_dir: Any = None
+) -> dict[str, Secret]:
     if isinstance(cred, SnmpV2Credential):
         return {"community": cred.community.resolve(base_dir)}
     out: dict[str, Secret] = {}
