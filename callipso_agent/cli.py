@@ -61,6 +61,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
 
+def cmd_poll(args: argparse.Namespace) -> int:
+    """One-shot poll: SNMP by default, SSH with ``--ssh-user`` (then ``--profile`` names an SSH profile)."""
+    from callipso_agent import logs
+
+    logs.configure("warning", json=False, stream=sys.stderr)  # stdout carries the result only
+    if args.ssh_user:
+        from callipso_agent.collect.ssh import run_ssh_poll
+
+        host, _, port = args.target.rpartition(":") if args.target.count(":") == 1 else (args.target, "", "")
+        args.host = host or args.target
+        if port:
+            args.ssh_port = int(port)
+        if args.profile == "auto":
+            print("error: SSH polling needs --profile (oxe, otms, omnivista-8770, audiocodes-cli)", file=sys.stderr)
+            return EXIT_USAGE
+        return asyncio.run(run_ssh_poll(args))
+    from callipso_agent.poll import run_poll
+
+    return asyncio.run(run_poll(args))
+
+
 def cmd_version(_args: argparse.Namespace) -> int:
     print(f"callipso-agent {__version__}")
     return EXIT_OK
@@ -84,6 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     check = cfg_sub.add_parser("check", help="validate a configuration (exit 0 valid, 2 invalid)")
     check.add_argument("path", nargs="?", default=_config_default())
     check.set_defaults(func=cmd_config_check)
+
+    from callipso_agent.collect.ssh import add_ssh_arguments
+    from callipso_agent.poll import add_poll_arguments
+
+    poll = sub.add_parser("poll", help="poll one device once (SNMP; SSH with --ssh-user) and print its measurements")
+    add_poll_arguments(poll)
+    add_ssh_arguments(poll)
+    poll.set_defaults(func=cmd_poll)
 
     from callipso_agent.lab import cli as lab_cli
 

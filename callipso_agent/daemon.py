@@ -26,7 +26,7 @@ from callipso_agent.collect.snmp_fetcher import SnmpFetcher
 from callipso_agent.collect.ssh_fetcher import CompositeFetcher, SshFetcher
 from callipso_agent.config.loader import LoadedConfig, load_config
 from callipso_agent.config.models import Device, SnmpV2Credential, SnmpV3Credential, SshCredential
-from callipso_agent.errors import CallipsoError, ConfigErrors
+from callipso_agent.errors import CallipsoError, ConfigErrors, ProfileError
 from callipso_agent.metrics import app_metrics, metrics_routes
 from callipso_agent.model import PollResult
 from callipso_agent.paths import collectors_dir
@@ -44,20 +44,23 @@ ResultHook = Callable[[PollResult], Any]
 def load_all(config_path: Path, profiles_dir: Path | None = None) -> tuple[LoadedConfig, ProfileSet]:
     """Load profiles then the configuration validated against them (raises ConfigErrors)."""
     profiles = load_profiles(profiles_dir or collectors_dir())
-    loaded = load_config(config_path, families=known_families(profiles), profiles=profiles.names())
+    families = known_families()
+    errors = [ProfileError(f"unknown family {f!r}; families are declared in _families.yaml: {', '.join(sorted(families))}",
+                           file=p.file, field="families")
+              for p in profiles.profiles.values() for f in p.profile.families if f not in families]
+    if errors:
+        raise ConfigErrors(list(errors))
+    loaded = load_config(config_path, families=families, profiles=profiles.names())
     return loaded, profiles
 
 
-def known_families(profiles: ProfileSet | None = None) -> set[str]:
-    """Families declared in ``collectors/_families.yaml`` (plus any a loaded profile serves)."""
+def known_families() -> set[str]:
+    """Families declared in ``collectors/_families.yaml``; every profile serves some of them."""
     import yaml
 
     path = collectors_dir() / "_families.yaml"
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    families = set((data.get("families") or {}).keys())
-    if profiles is not None:
-        families |= profiles.families
-    return families
+    return set((data.get("families") or {}).keys())
 
 
 def load_ssh_families() -> dict[str, SshProfile]:

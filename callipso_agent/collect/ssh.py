@@ -193,7 +193,10 @@ def render_text(result: dict[str, Any]) -> str:
 
 
 async def run_ssh_poll(args: argparse.Namespace) -> int:
-    """Run ``poll`` over SSH from parsed arguments (host, profile, json and the options above)."""
+    """Run ``poll`` over SSH from parsed arguments (host, profile, json and the options above).
+
+    Exit 0 when the device answered (the states are in the output), 2 with a one-line reason otherwise,
+    like the SNMP poll."""
     try:
         result = await poll_ssh(
             args.host,
@@ -208,15 +211,14 @@ async def run_ssh_poll(args: argparse.Namespace) -> int:
             command_timeout=args.ssh_timeout,
         )
     except CallipsoError as err:
-        print(f"{err.kind}: {err}", file=sys.stderr)
-        return 3
+        print(f"error: {err.kind}: {err}", file=sys.stderr)
+        return 2
     print(
         json.dumps(result, indent=2, ensure_ascii=False)
         if getattr(args, "json", False)
         else render_text(result)
     )
-    worst = Severity.worst(Severity.parse(m["state"]) for m in result["measurements"])
-    return int(worst)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

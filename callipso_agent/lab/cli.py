@@ -18,9 +18,10 @@ DEFAULT_DIR = ".lab"
 def register(sub: Any) -> None:
     lab = sub.add_parser("lab", help="run the built-in lab (simulated devices on loopback), or switch its faults")
     lab.add_argument("--dir", default=DEFAULT_DIR, help="lab working folder (default: %(default)s)")
-    lab.add_argument("--interval", type=float, default=10.0, help="poll interval of lab devices, seconds")
+    lab.add_argument("--interval", type=float, default=30.0, help="poll interval of lab devices, seconds")
     lab.add_argument("--http-port", type=int, default=9730, help="HTTP port the agent will use")
     lab.add_argument("--control-port", type=int, default=9731, help="HTTP port of the lab's fault switch")
+    lab.add_argument("--sites", help="only these sites of the example estate (comma-separated codes)")
     lab_sub = lab.add_subparsers(dest="lab_command", metavar="ACTION")
     fault = lab_sub.add_parser("fault", help="inject a fault into a running lab")
     fault.add_argument("fault", help="fault name (see 'lab status')")
@@ -33,9 +34,10 @@ def register(sub: Any) -> None:
 
     demo = sub.add_parser("demo", help="run the lab and the agent together, and print where to look")
     demo.add_argument("--dir", default=DEFAULT_DIR, help="lab working folder (default: %(default)s)")
-    demo.add_argument("--interval", type=float, default=10.0)
+    demo.add_argument("--interval", type=float, default=30.0, help="poll interval of lab devices, seconds")
     demo.add_argument("--http-port", type=int, default=9730)
     demo.add_argument("--control-port", type=int, default=9731)
+    demo.add_argument("--sites", help="only these sites of the example estate (comma-separated codes)")
     demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     demo.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     demo.set_defaults(func=cmd_demo)
@@ -85,7 +87,8 @@ async def _run_lab(args: argparse.Namespace, *, with_agent: bool) -> int:
     from callipso_agent.lab.estate import Lab
 
     logs.configure(getattr(args, "log_level", "info"))
-    lab = Lab(Path(args.dir), interval=args.interval, http_port=args.http_port)
+    sites = [s for s in (args.sites or "").split(",") if s] or None
+    lab = Lab(Path(args.dir), interval=args.interval, http_port=args.http_port, sites=sites)
     config_dir = await lab.build()
     await asyncio.to_thread(lab.start)
     control = LabControl(lab, port=args.control_port)
@@ -113,7 +116,8 @@ async def _run_lab(args: argparse.Namespace, *, with_agent: bool) -> int:
         base = f"http://127.0.0.1:{args.http_port}"
         lines = [
             "",
-            f"Lab: {len(lab.devices)} simulated devices on snmpsim 127.0.0.1:{lab.sim.port if lab.sim else '?'} "
+            f"Lab: {len(lab.devices)} simulated devices (snmpsim on 127.0.0.1 ports "
+            f"{', '.join(map(str, lab.snmp_ports))}, SSH emulators) "
             f"(configuration in {config_dir})",
             f"Fault switch: callipso-agent lab fault on_battery ups-aubagne-mds   "
             f"(faults: {', '.join(sorted(lab.spec.faults))})",

@@ -24,6 +24,7 @@ from callipso_agent.paths import example_config_dir
 from callipso_agent.yamlload import load_yaml, parse_model
 
 LAB_YAML = Path(__file__).resolve().parent / "lab.yaml"
+DEVICES_PER_SNMPSIM = 24
 
 
 class FaultSpec(BaseModel):
@@ -94,17 +95,19 @@ class Lab:
     """The lab's estate and its fault switch."""
 
     def __init__(self, workdir: Path, *, interval: float = 10.0, http_port: int = 9730,
-                 spec: LabSpec | None = None, source_config: Path | None = None) -> None:
+                 spec: LabSpec | None = None, source_config: Path | None = None,
+                 sites: list[str] | None = None) -> None:
         self.workdir = workdir.resolve()
         self.interval = interval
         self.http_port = http_port
         self.spec = spec or load_lab_spec()
         self.source_config = source_config or example_config_dir()
-        self.data_dir = self.workdir / "snmpsim" / "data"
+        self.data_dir = self.workdir / "snmpsim" / "data"  # one sub-folder per snmpsim process
         self.config_dir = self.workdir / "config"
         self.secrets_dir = self.workdir / "secrets"
         self.devices: dict[str, LabDevice] = {}
-        self.sim: SnmpSimulator | None = None
+        self.sims: list[SnmpSimulator] = []
+        self.sites = set(sites) if sites else None
 
     # ---- estate ---------------------------------------------------------------------------------
     async def build(self) -> Path:
@@ -122,21 +125,34 @@ class Lab:
         credentials: dict[str, Any] = {}
         known_hosts = self.workdir / "known_hosts"
         kh_lines: list[str] = []
+        snmp_total = sum(1 for dev in example.devices
+                         if self.spec.recordings.get(dev.family) and (self.sites is None or dev.site in self.sites))
+        # snmpsim keeps at most 31 recordings open and re-reads the others on every request: shard
+        n_shards = max(1, -(-snmp_total // DEVICES_PER_SNMPSIM))
+        self.sims = [SnmpSimulator(self.data_dir / str(i), log_file=self.workdir / f"snmpsim-{i}.log",
+                                   cache_dir=self.workdir / "snmpsim" / f"cache-{i}") for i in range(n_shards)]
+        for sim in self.sims:
+            sim.data_dir.mkdir(parents=True)
+        n_snmp = 0
         for dev in example.devices:
+            if self.sites is not None and dev.site not in self.sites:
+                continue
             recs = self.spec.recordings.get(dev.family)
             ssh_fixture = self.spec.ssh.get(dev.family) if dev.ssh else None
             if not recs and not ssh_fixture:
                 continue
             lab_dev = LabDevice(dev.name, dev.site, dev.family)
             d = dev.model_dump(mode="json", exclude_defaults=True)
-            d.update(address="127.0.0.1", interval=self.interval, timeout=2.0, retries=1)
+            d.update(address="127.0.0.1", interval=self.interval, timeout=5.0, retries=1)
             d.pop("ssh", None)
             d.pop("snmp", None)
             if recs:
                 i = turn.get(dev.family, 0)
                 turn[dev.family] = i + 1
                 src = fx / recs[i % len(recs)]
-                served = self.data_dir / f"{dev.name}.snmprec"
+                sim = self.sims[n_snmp % n_shards]
+                n_snmp += 1
+                served = sim.data_dir / f"{dev.name}.snmprec"
                 shutil.copyfile(src, served)
                 lab_dev.recording, lab_dev.served = src, served
                 secret = self.secrets_dir / f"{dev.name}.community"
@@ -144,7 +160,7 @@ class Lab:
                 os.chmod(secret, 0o600)
                 cred = f"lab-{dev.name}"
                 credentials[cred] = {"type": "snmp", "version": "2c", "community": {"file": str(secret)}}
-                d.update(port=0, snmp=cred)
+                d.update(port=sim.port, snmp=cred)
             if ssh_fixture:
                 password = secrets.token_urlsafe(12)
                 pw_file = self.secrets_dir / f"{dev.name}.ssh-password"
@@ -163,13 +179,8 @@ class Lab:
             self.devices[dev.name] = lab_dev
             devices_out.append(d)
         known_hosts.write_text("".join(kh_lines), encoding="utf-8")
-        sim = SnmpSimulator(self.data_dir, log_file=self.workdir / "snmpsim.log",
-                            cache_dir=self.workdir / "snmpsim" / "cache")
-        self.sim = sim
-        for d in devices_out:
-            if "snmp" in d:
-                d["port"] = sim.port
-        sites = [s.model_dump(mode="json", exclude_defaults=True) for s in example.sites]
+        sites = [s.model_dump(mode="json", exclude_defaults=True) for s in example.sites
+                 if self.sites is None or s.code in self.sites]
         services = [s.model_dump(mode="json", exclude_defaults=True) for s in example.services]
         agent = {
             "name": "callipso-lab",
@@ -190,16 +201,22 @@ class Lab:
 
     # ---- running --------------------------------------------------------------------------------
     def start(self) -> None:
-        assert self.sim is not None, "build() first"
-        self.sim.start()
-        snmp_devices = [d.name for d in self.devices.values() if d.served is not None]
-        if snmp_devices:
-            self.sim.wait_ready(snmp_devices[0])
-        (self.workdir / "lab.json").write_text(json.dumps({"snmp_port": self.sim.port, "pid": os.getpid()}))
+        for sim in self.sims:
+            sim.start()
+        for sim in self.sims:
+            first = next((d.name for d in self.devices.values()
+                          if d.served is not None and d.served.parent == sim.data_dir), None)
+            if first:
+                sim.wait_ready(first)
+        (self.workdir / "lab.json").write_text(json.dumps({"snmp_ports": self.snmp_ports, "pid": os.getpid()}))
+
+    @property
+    def snmp_ports(self) -> list[int]:
+        return [sim.port for sim in self.sims]
 
     def stop(self) -> None:
-        if self.sim is not None:
-            self.sim.stop()
+        for sim in self.sims:
+            sim.stop()
 
     async def close_emulators(self) -> None:
         for d in self.devices.values():
@@ -279,5 +296,5 @@ class Lab:
                                  "ssh_port": d.emulator.port if d.emulator else None,
                                  "faults": sorted(d.faults)} for d in self.devices.values()},
             "faults": {k: v.description for k, v in self.spec.faults.items()},
-            "snmp_port": self.sim.port if self.sim else None,
+            "snmp_ports": self.snmp_ports,
         }

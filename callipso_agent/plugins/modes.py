@@ -82,7 +82,7 @@ DEVICE_MODES: dict[str, ModeSpec] = {
         ModeSpec(
             "sensors",
             "temperature and humidity sensors of a device (probes; UPS battery temperature)",
-            states=("env_*",),
+            states=("sensor_*",),
             thresholds=(
                 Threshold("temperature", "*_temperature_celsius", "temperature, °C", "30", "35"),
                 Threshold("humidity", "*_humidity_percent", "relative humidity, %", "20:80", "10:90", 0, 100),
@@ -94,7 +94,7 @@ DEVICE_MODES: dict[str, ModeSpec] = {
             "Audiocodes SBC: global alarm severity, HA state, SIP trunks, active calls",
             families=("audiocodes-sbc",),
             states=("sbc_*",),
-            thresholds=(Threshold("calls", "sbc_calls_active", "active calls"),),
+            thresholds=(Threshold("calls", "sbc_active_calls", "active calls"),),
             primary="calls",
         ),
         ModeSpec(

@@ -383,24 +383,24 @@ SBC = Dashboard(
                 ),
                 Panel(
                     "Sévérité des alarmes",
-                    (f"callipso_sbc_alarm_severity_state{{{SELD}}}",),
+                    (f"callipso_sbc_highest_alarm_severity_state{{{SELD}}}",),
                     kind="table",
                     instant=True,
                     width=8,
                 ),
                 Panel(
                     "État HA",
-                    (f"callipso_sbc_ha_state_state{{{SELD}}}",),
+                    (f"callipso_sbc_ha_status_state{{{SELD}}}",),
                     kind="table",
                     instant=True,
                     width=8,
                 ),
-                Panel("Appels actifs", (f"callipso_sbc_calls_active{{{SELD}}}",), width=12),
+                Panel("Appels actifs", (f"callipso_sbc_active_calls{{{SELD}}}",), width=12),
                 Panel(
                     "Trunks SIP",
-                    (f"callipso_sbc_trunk_state{{{SELD}}}",),
+                    (f"callipso_sbc_ip_group_connected{{{SELD}}}",),
                     kind="state-timeline",
-                    legend="{{device}} {{trunk}}",
+                    legend="{{device}} {{ip_group}}",
                     width=12,
                 ),
             ),
@@ -417,7 +417,7 @@ SBC = Dashboard(
                 ),
                 Panel(
                     "Ports analogiques non nominaux",
-                    (f'callipso_gateway_port_state_state{{{SEL},severity!="ok"}}',),
+                    (f'callipso_gateway_port_off_hook_state{{{SEL},severity!="ok"}}',),
                     kind="table",
                     instant=True,
                     width=12,
@@ -441,12 +441,12 @@ OXE = Dashboard(
             (
                 Panel(
                     "Rôle",
-                    (f"callipso_oxe_role{{{SELD}}}",),
+                    (f"callipso_pbx_role{{{SELD}}}",),
                     kind="state-timeline",
                     mappings=ROLE_MAP,
                     width=24,
                 ),
-                Panel("État", (f"callipso_oxe_state_state{{{SELD}}}",), kind="table", instant=True, width=12),
+                Panel("État", (f"callipso_pbx_state_state{{{SELD}}}",), kind="table", instant=True, width=12),
                 Panel(
                     "OXE joignables",
                     (f'callipso_device_up{{{SELD},family="oxe"}}',),
@@ -457,7 +457,7 @@ OXE = Dashboard(
                 ),
                 Panel(
                     "Trunks",
-                    (f"callipso_oxe_trunk_state{{{SELD}}}",),
+                    (f"callipso_pbx_trunk_in_service{{{SELD}}}",),
                     kind="state-timeline",
                     legend="{{device}} {{trunk}}",
                     width=24,
@@ -478,7 +478,7 @@ ENV = Dashboard(
             (
                 Panel(
                     "Température par local",
-                    (f"callipso_env_temperature_celsius{{{SEL}}}",),
+                    (f"callipso_sensor_temperature_celsius{{{SEL}}}",),
                     unit="celsius",
                     legend="{{site}} {{sensor}}",
                     width=12,
@@ -486,7 +486,7 @@ ENV = Dashboard(
                 ),
                 Panel(
                     "Hygrométrie par local",
-                    (f"callipso_env_humidity_percent{{{SEL}}}",),
+                    (f"callipso_sensor_humidity_percent{{{SEL}}}",),
                     unit="humidity",
                     legend="{{site}} {{sensor}}",
                     width=12,
@@ -494,7 +494,7 @@ ENV = Dashboard(
                 ),
                 Panel(
                     "Locaux les plus chauds",
-                    (f"topk(10, callipso_env_temperature_celsius{{{SEL}}})",),
+                    (f"topk(10, callipso_sensor_temperature_celsius{{{SEL}}})",),
                     kind="bargauge",
                     instant=True,
                     unit="celsius",

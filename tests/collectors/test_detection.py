@@ -113,7 +113,7 @@ async def test_family_restricts_detection(
     sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine
 ) -> None:
     with pytest.raises(NoProfile) as info:
-        await poll(sim, "apc-mgeups", profiles, family="probe", engine=engine)
+        await poll(sim, "apc-mgeups", profiles, family="temperature-probe", engine=engine)
     assert "akcp-sensorprobe" in info.value.candidates
     assert "mge-ups" not in info.value.candidates
     assert re.search(r"1\.3\.6\.1\.4\.1\.705\.1\.2", str(info.value))

@@ -69,7 +69,7 @@ def test_profile_errors_carry_file_line_field(tmp_path: Path) -> None:
     with pytest.raises(ConfigErrors) as info:
         load_profiles(tmp_path)
     err = info.value.errors[0]
-    assert err.line == 8 and err.field == "metrics.0.sacle" and "unknown field" in err.message
+    assert err.line == 8 and err.field == "metrics[0].sacle" and "unknown field" in err.message
 
 
 def test_trap_map_errors(tmp_path: Path) -> None:
@@ -77,4 +77,4 @@ def test_trap_map_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigErrors) as info:
         load_trap_rules(tmp_path)
     fields = {e.field for e in info.value.errors}
-    assert "traps.0.severity" in fields
+    assert "traps[0].severity" in fields

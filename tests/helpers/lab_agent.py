@@ -17,6 +17,9 @@ from typing import Any
 from callipso_agent.lab.snmpsim import free_tcp_port
 
 ROOT = Path(__file__).resolve().parents[2]
+# a slice of the example estate: both data centres and five remote sites (single and dual WAN), which keeps
+# the lab light on a loaded 2-core machine while every family is represented
+TEST_SITES = "HD13,ARENC,AIX-MDS,AUBAGNE-MDS,ISTRES-MDS,GARDANNE-MDS,SALON-MDS"
 
 
 def wait_for(pred: Callable[[], Any], timeout: float, what: str, every: float = 0.3) -> Any:
@@ -37,7 +40,8 @@ def wait_for(pred: Callable[[], Any], timeout: float, what: str, every: float = 
 class LabAgent:
     """The lab agent as a child process on ephemeral loopback ports."""
 
-    def __init__(self, workdir: Path, interval: float = 2.0) -> None:
+    def __init__(self, workdir: Path, interval: float = 2.0, sites: str = TEST_SITES) -> None:
+        self.sites = sites
         self.workdir = workdir
         self.interval = interval
         self.http = free_tcp_port()
@@ -75,6 +79,8 @@ class LabAgent:
                 str(self.http),
                 "--control-port",
                 str(self.control),
+                "--sites",
+                self.sites,
             ],
             cwd=ROOT,
             stdout=self.log.open("ab"),

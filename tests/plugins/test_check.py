@@ -87,14 +87,14 @@ async def _start(with_incidents: bool, slow: bool = False) -> tuple[HttpServer, 
             measurements=(
                 Measurement(
                     "probe-a",
-                    "env_temperature_celsius",
+                    "sensor_temperature_celsius",
                     31.5,
                     NOW,
                     unit="celsius",
                     labels={"sensor": "salle 1"},
                 ),
                 Measurement(
-                    "probe-a", "env_humidity_percent", 50.0, NOW, unit="percent", labels={"sensor": "salle 1"}
+                    "probe-a", "sensor_humidity_percent", 50.0, NOW, unit="percent", labels={"sensor": "salle 1"}
                 ),
             ),
         )
@@ -254,9 +254,9 @@ async def test_stale_device_unknown_device_and_wrong_family_are_unknown(agent: A
 async def test_sensors_quote_labels_with_spaces(agent: Agent) -> None:
     code, out = await check("sensors", "-d", "probe-a", "--agent-url", agent.url)
     assert code == 1
-    assert "env_temperature_celsius_salle 1 31.5 (hors de la plage 30)" in out
-    assert perf(out)["env_temperature_celsius_salle 1"] == ["31.5", "30", "35"]
-    assert perf(out)["env_humidity_percent_salle 1"] == ["50%", "20:80", "10:90", "0", "100"]
+    assert "sensor_temperature_celsius_salle 1 31.5 (hors de la plage 30)" in out
+    assert perf(out)["sensor_temperature_celsius_salle 1"] == ["31.5", "30", "35"]
+    assert perf(out)["sensor_humidity_percent_salle 1"] == ["50%", "20:80", "10:90", "0", "100"]
 
 
 async def test_device_mode(agent: Agent) -> None:
@@ -294,9 +294,10 @@ def view(
 async def test_incidents_counts_priorities_and_the_next_deadline(agent: Agent) -> None:
     code, out = await check("incidents", "--agent-url", agent.url)
     assert code == 0 and "0 incident(s) ouvert(s)" in out
+    now = datetime.now(UTC)  # deadlines relative to the moment the check runs, not to the module import
     agent.incidents = [
-        view(1, "P3", "ARENC", deadlines={"restoration": NOW + timedelta(hours=5)}),
-        view(2, "P2", "HD13", deadlines={"taking_charge": NOW + timedelta(minutes=25)}),
+        view(1, "P3", "ARENC", deadlines={"restoration": now + timedelta(hours=5)}),
+        view(2, "P2", "HD13", deadlines={"taking_charge": now + timedelta(minutes=25)}),
         view(3, "P1", "HD13", state=IncidentState.RESOLVED),
     ]
     code, out = await check("incidents", "--agent-url", agent.url, "-v")
@@ -305,7 +306,7 @@ async def test_incidents_counts_priorities_and_the_next_deadline(agent: Agent) -
     assert p["p1"][0] == "0" and p["p2"][0] == "1" and p["p3"][0] == "1"
     assert 1400 < float(p["next_deadline"][0].rstrip("s")) <= 1500
     assert "[P2] #2 HD13: incident 2" in out
-    agent.incidents.append(view(4, "P1", "HD13", deadlines={"first_information": NOW + timedelta(minutes=5)}))
+    agent.incidents.append(view(4, "P1", "HD13", deadlines={"first_information": now + timedelta(minutes=5)}))
     code, out = await check("incidents", "--agent-url", agent.url)
     assert code == 2 and out.startswith("CALLIPSO-INCIDENTS CRITICAL - 3 incident(s) ouvert(s): ")
     code, out = await check("incidents", "--agent-url", agent.url, "--site", "ARENC")

@@ -1,9 +1,8 @@
 """callipso-check run by a real Nagios 4 against the real lab agent: OK first, CRITICAL after a lab fault.
 
-``ups``, ``sensors`` (a UPS's battery temperature), ``device`` and ``pbx`` (the OXE over SSH) go from OK to
-CRITICAL; ``sbc`` and ``gateway`` are pointed at devices of the example estate the lab does not serve yet,
-and ``incidents`` / ``meteo`` at an agent without the incidents API: Nagios must show them UNKNOWN with the
-plugin's explanation.
+``ups``, ``sensors`` (a UPS's battery temperature), ``device``, ``pbx`` (the OXE over SSH), ``sbc`` and
+``gateway`` go from OK to CRITICAL after lab faults; ``incidents`` / ``meteo`` ask an agent without the
+incidents API: Nagios must show them UNKNOWN with the plugin's explanation.
 """
 
 from __future__ import annotations
@@ -111,13 +110,11 @@ def test_nagios_runs_every_mode_ok_then_critical_after_lab_faults(agent: LabAgen
     nagios.add_service("meteo", f"{wrapper} meteo {url}")
     nagios.start()
     try:
-        ok = {name: nagios.wait_state(name, 0) for name in ("ups", "sensors", "device", "pbx")}
+        ok = {name: nagios.wait_state(name, 0) for name in ("ups", "sensors", "device", "pbx", "sbc", "gateway")}
         assert ok["ups"]["plugin_output"].startswith(f"CALLIPSO-UPS OK - {ups}")
         assert "ups_battery_charge_percent" in ok["ups"]["performance_data"]
         assert "ups_battery_temperature_celsius" in ok["sensors"]["performance_data"]
         for name, expected in (
-            ("sbc", "unknown device 'sbc-hd13'"),
-            ("gateway", "unknown device 'gw-aix-mds'"),
             ("incidents", "no incidents API"),
             ("meteo", "no incidents API"),
         ):
@@ -128,7 +125,11 @@ def test_nagios_runs_every_mode_ok_then_critical_after_lab_faults(agent: LabAgen
         agent.fault("over_temperature", sensors)
         agent.fault("unreachable", dev)
         agent.fault("oxe_trunk_down", "oxe-hd13")
-        crit = {name: nagios.wait_state(name, 2) for name in ("ups", "sensors", "device", "pbx")}
+        agent.fault("sbc_alarm", "sbc-hd13")
+        agent.fault("trunk_down", "gw-aix-mds")
+        crit = {name: nagios.wait_state(name, 2) for name in ("ups", "sensors", "device", "pbx", "sbc", "gateway")}
+        assert "sbc_highest_alarm_severity major" in crit["sbc"]["plugin_output"]
+        assert "gateway_operational" in crit["gateway"]["plugin_output"]
         assert "pbx_trunk" in crit["pbx"]["plugin_output"]
         assert "ups_output_source battery" in crit["ups"]["plugin_output"]
         assert "ups_battery_temperature_celsius 48" in crit["sensors"]["plugin_output"]

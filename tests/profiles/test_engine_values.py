@@ -25,7 +25,7 @@ HUMID = MetricSpec(name="sensor_humidity_percent", oid="1.3.6.1.4.1.21796.3.3.3.
     (RUNTIME, SnmpValue("integer", -1), None, Severity.OK, None),
     (RUNTIME, SnmpValue("integer", 65535), None, Severity.OK, None),
     (RUNTIME, SnmpValue("timeticks", 30), 1800.0, Severity.OK, None),  # mistyped TimeTicks still a number
-    (RUNTIME, SnmpValue("null", None), None, Severity.UNKNOWN, None),
+    (RUNTIME, SnmpValue("null", None), None, Severity.OK, None),  # Null-typed cell: an absent value, not a fault
     (TEMP, SnmpValue("integer", 25), 25.0, Severity.OK, None),
     (TEMP, SnmpValue("integer", 0), None, Severity.OK, None),
     (TEMP, SnmpValue("integer", -273), None, Severity.OK, None),

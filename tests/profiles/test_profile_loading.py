@@ -24,7 +24,7 @@ def test_shipped_profiles_load_and_resolve_includes() -> None:
 def test_generic_ups_detected_by_mib_presence() -> None:
     ps = load_profiles(collectors_dir())
     ident = Identity(sys_object_id="1.3.6.1.4.1.99999.1", sys_descr="Some unseen UPS card",
-                     present=frozenset({"1.3.6.1.2.1.33.1.1"}))
+                     present=frozenset({"1.3.6.1.2.1.33.1"}))
     assert ps.detect(ident).name in {p.name for p in ps.detectable("ups-mib")}
 
 
