@@ -40,7 +40,9 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PlainValidator,
     Tag,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -123,8 +125,42 @@ class LabelRef(_Model):
         return check_ref(v)
 
 
-Limit = float | Ref
-LabelMatch = str | list[str] | LabelRef
+def _first_error(err: ValidationError) -> str:
+    e = err.errors()[0]
+    where = ".".join(str(p) for p in e["loc"])
+    return f"{where}: {e['msg']}" if where else str(e["msg"])
+
+
+def _limit(v: Any) -> float | Ref:
+    if isinstance(v, Ref):
+        return v
+    if isinstance(v, dict):
+        try:
+            return Ref.model_validate(v)
+        except ValidationError as err:
+            raise ValueError(_first_error(err)) from None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError("expected a number or an inventory reference {ref: ..., factor: ...}")
+    return float(v)
+
+
+def _label_match(v: Any) -> str | list[str] | LabelRef:
+    if isinstance(v, LabelRef):
+        return v
+    if isinstance(v, dict):
+        try:
+            return LabelRef.model_validate(v)
+        except ValidationError as err:
+            raise ValueError(_first_error(err)) from None
+    if isinstance(v, list) and v and all(isinstance(x, str) for x in v):
+        return list(v)
+    if isinstance(v, (str, int)) and not isinstance(v, bool):
+        return str(v)
+    raise ValueError("expected a label value, a list of values or an inventory reference {ref: ...}")
+
+
+Limit = Annotated[float | Ref, PlainValidator(_limit)]
+LabelMatch = Annotated[str | list[str] | LabelRef, PlainValidator(_label_match)]
 
 
 class Threshold(_Model):
