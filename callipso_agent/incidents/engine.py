@@ -111,6 +111,7 @@ class IncidentDetail:
     children: tuple[IncidentView, ...]
     explanation: tuple[str, ...]
     deadline_status: Mapping[str, str] = field(default_factory=dict)
+    child_records: tuple[IncidentRecord, ...] = ()
 
     @property
     def suppressed_by(self) -> str | None:
@@ -156,6 +157,11 @@ class IncidentEngine:
             self._emitted |= await self.repo.dedup_keys(r.id for r in self._open.values())
             await self.maintenance.refresh()
             return list(self._open.values())
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        """The contract's time zone, in which operator texts show instants."""
+        return self._tz
 
     async def _reload(self) -> None:
         self._open = {r.key: r for r in await self.repo.unresolved()}
@@ -741,7 +747,8 @@ class IncidentEngine:
         children = await self.repo.search(parent_id=rec.id)
         return IncidentDetail(view=self.view(rec), record=rec, timeline=tuple(timeline),
                               children=tuple(self.view(c) for c in children), explanation=self.explanation(rec),
-                              deadline_status=self._deadline_statuses(rec, self.clock.now()))
+                              deadline_status=self._deadline_statuses(rec, self.clock.now()),
+                              child_records=tuple(children))
 
     async def timeline(self, incident_id: int) -> list[TimelineRecord]:
         return await self.repo.timeline(incident_id)
