@@ -124,7 +124,7 @@ Hook = Callable[[IncidentNotice], Awaitable[None] | None]
 class IncidentEngine:
     def __init__(self, repo: IncidentRepository, rules: RuleSet, inventory: Inventory, contract: Contract,
                  clock: Clock, *, maintenance: MaintenanceBook | None = None,
-                 settings: IncidentSettings | None = None) -> None:
+                 settings: IncidentSettings | None = None, owns: Callable[[str], bool] | None = None) -> None:
         self.repo = repo
         self.rules = rules
         self.inventory = inventory
@@ -143,20 +143,29 @@ class IncidentEngine:
         self._retry: list[Signal] = []                  # signals whose handling failed (store down)
         self._emitted: set[tuple[int, str]] = set()     # deadline entries already written
         self._hooks: list[Hook] = []
+        self.owns: Callable[[str], bool] = owns or (lambda _device: True)
 
     # ---- lifecycle --------------------------------------------------------------------------------------
     async def load(self) -> list[IncidentRecord]:
         """Read the unresolved incidents (after a start or a takeover); returns them."""
         async with self._lock:
             await self._reload()
+            for key in [k for k, sg in self._active.items() if not self._mine(sg.device, sg.site)]:
+                del self._active[key]  # problems of devices this agent no longer handles
             for rec in self._open.values():
-                if rec.cleared_at is None and not rec.resolved and rec.key not in self._active:
+                if rec.cleared_at is None and rec.key not in self._active and self._mine(rec.device, rec.site):
                     self._active[rec.key] = Signal(rule=rec.rule, key=rec.key, active=True, at=rec.last_signal_at,
                                                    severity=rec.severity, device=rec.device, site=rec.site,
                                                    labels=rec.labels)
             self._emitted |= await self.repo.dedup_keys(r.id for r in self._open.values())
             await self.maintenance.refresh()
             return list(self._open.values())
+
+    def _mine(self, device: str | None, site: str | None) -> bool:
+        """Whether this agent handles a device's problem, or a site's (through any of its devices)."""
+        if device is not None:
+            return self.owns(device)
+        return site is not None and any(self.owns(d.name) for d in self.inventory.devices_of_site(site))
 
     @property
     def timezone(self) -> ZoneInfo:
@@ -579,6 +588,8 @@ class IncidentEngine:
             now = self.clock.now()
             await self._tick_pending(now)
             for rec in list(self._open.values()):
+                if not self._mine(rec.device, rec.site):
+                    continue  # another agent's (high availability)
                 try:
                     await self._tick_one(rec, now)
                 except Exception:

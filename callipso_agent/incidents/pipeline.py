@@ -43,10 +43,11 @@ class IncidentPipeline:
         self.clock = clock
         self.inventory = Inventory.from_config(config)
         self.rules = RuleEngine(rules, self.inventory, clock)
+        self.owns: Callable[[str], bool] = owns or (lambda _device: True)
         self.incidents = IncidentEngine(IncidentRepository(store), rules, self.inventory, contract, clock,
                                         maintenance=maintenance or MaintenanceBook(store, clock),
-                                        settings=settings or IncidentSettings(lang=config.agent.language))
-        self.owns = owns or (lambda _device: True)
+                                        settings=settings or IncidentSettings(lang=config.agent.language),
+                                        owns=lambda device: self.owns(device))
 
     @classmethod
     def build(cls, store: Store, config: AgentConfig, clock: Clock, *, rules_path: Path | None = None,
@@ -85,11 +86,13 @@ class IncidentPipeline:
 
     async def tick(self) -> None:
         """Every ``TICK_SECONDS`` or so: rule timers then incident timers."""
+        self.rules.forget(lambda device: not self.owns(device))
         await self.incidents.handle(self.rules.tick())
         await self.incidents.tick()
 
     async def takeover(self) -> None:
-        """Call after the set of owned devices grew (a dead agent's devices): restore their open problems."""
+        """Call after the set of owned devices changed (leases): drop what left, restore what came."""
+        self.rules.forget(lambda device: not self.owns(device))
         await self._restore()
 
     def reload(self, config: AgentConfig) -> None:

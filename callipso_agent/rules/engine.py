@@ -12,7 +12,7 @@ their clearing is noticed and their ``clear_after`` timers run.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -156,11 +156,15 @@ class RuleEngine:
     def set_inventory(self, inventory: Inventory) -> None:
         """Swap the inventory (configuration reload); state of devices that left is dropped."""
         self.inventory = inventory
-        for k in [k for k, s in self._series.items() if s.device not in inventory.devices]:
+        self.forget(lambda device: device not in inventory.devices)
+
+    def forget(self, drop: Callable[[str], bool]) -> None:
+        """Drop the state of devices for which ``drop(name)`` is true (removed, or leased to another agent)."""
+        for k in [k for k, s in self._series.items() if drop(s.device)]:
             del self._series[k]
-        for k in [k for k in self._absence if k[1] not in inventory.devices]:
+        for k in [k for k in self._absence if drop(k[1])]:
             del self._absence[k]
-        for p in [p for p in self._previous if p[1] not in inventory.devices]:
+        for p in [p for p in self._previous if drop(p[1])]:
             del self._previous[p]
 
     # ---- inputs ---------------------------------------------------------------------------------------
