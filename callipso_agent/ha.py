@@ -52,8 +52,16 @@ def by_site(device: Device) -> str:
 
 
 class LeaseManager:
-    def __init__(self, store: Store, agent_id: str, clock: Clock, *, ttl: float = 40.0,
-                 unit_of: Callable[[Device], str] = by_site, job_ttl: float = 600.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        agent_id: str,
+        clock: Clock,
+        *,
+        ttl: float = 40.0,
+        unit_of: Callable[[Device], str] = by_site,
+        job_ttl: float = 600.0,
+    ) -> None:
         if ttl <= 0:
             raise ValueError("ttl must be positive")
         self.store = store
@@ -82,22 +90,38 @@ class LeaseManager:
         expires = now + timedelta(seconds=self.ttl)
         engine = self.store.engine
         async with engine.begin() as conn:
-            await conn.execute(self._insert(ha_agents).values(agent=self.agent_id, started_at=now, expires_at=expires)
-                               .on_conflict_do_update(index_elements=[ha_agents.c.agent],
-                                                      set_={"expires_at": expires}))
-            mine = set((await conn.execute(
-                update(ha_leases).where(ha_leases.c.owner == self.agent_id, ha_leases.c.unit.in_(list(units)))
-                .values(expires_at=expires).returning(ha_leases.c.unit))).scalars())
-            await conn.execute(delete(ha_leases).where(ha_leases.c.owner == self.agent_id,
-                                                       ha_leases.c.unit.not_in(list(units))))
-            live = (await conn.execute(select(func.count()).select_from(ha_agents)
-                                       .where(ha_agents.c.expires_at > now))).scalar_one()
+            await conn.execute(
+                self._insert(ha_agents)
+                .values(agent=self.agent_id, started_at=now, expires_at=expires)
+                .on_conflict_do_update(index_elements=[ha_agents.c.agent], set_={"expires_at": expires})
+            )
+            mine = set(
+                (
+                    await conn.execute(
+                        update(ha_leases)
+                        .where(ha_leases.c.owner == self.agent_id, ha_leases.c.unit.in_(list(units)))
+                        .values(expires_at=expires)
+                        .returning(ha_leases.c.unit)
+                    )
+                ).scalars()
+            )
+            await conn.execute(
+                delete(ha_leases).where(
+                    ha_leases.c.owner == self.agent_id, ha_leases.c.unit.not_in(list(units))
+                )
+            )
+            live = (
+                await conn.execute(
+                    select(func.count()).select_from(ha_agents).where(ha_agents.c.expires_at > now)
+                )
+            ).scalar_one()
         share = math.ceil(len(units) / max(1, live)) if units else 0
         if len(mine) > share:
             extra = sorted(mine)[share:]
             async with engine.begin() as conn:
-                await conn.execute(delete(ha_leases).where(ha_leases.c.owner == self.agent_id,
-                                                           ha_leases.c.unit.in_(extra)))
+                await conn.execute(
+                    delete(ha_leases).where(ha_leases.c.owner == self.agent_id, ha_leases.c.unit.in_(extra))
+                )
             mine -= set(extra)
             log.info("leases_released", agent=self.agent_id, units=extra, share=share, live_agents=live)
         else:
@@ -108,17 +132,29 @@ class LeaseManager:
                     mine.add(unit)
         gained, lost = mine - self._units, self._units - mine
         if gained or lost:
-            log.info("leases_changed", agent=self.agent_id, gained=sorted(gained), lost=sorted(lost),
-                     owned=len(mine), units=len(units), live_agents=live)
+            log.info(
+                "leases_changed",
+                agent=self.agent_id,
+                gained=sorted(gained),
+                lost=sorted(lost),
+                owned=len(mine),
+                units=len(units),
+                live_agents=live,
+            )
         self._units = mine
         return {name for unit in mine for name in units[unit]}
 
     async def _claim(self, unit: str, now: Any, expires: Any) -> bool:
-        stmt = (self._insert(ha_leases).values(unit=unit, owner=self.agent_id, acquired_at=now, expires_at=expires)
-                .on_conflict_do_update(index_elements=[ha_leases.c.unit],
-                                       set_={"owner": self.agent_id, "acquired_at": now, "expires_at": expires},
-                                       where=ha_leases.c.expires_at <= now)
-                .returning(ha_leases.c.owner))
+        stmt = (
+            self._insert(ha_leases)
+            .values(unit=unit, owner=self.agent_id, acquired_at=now, expires_at=expires)
+            .on_conflict_do_update(
+                index_elements=[ha_leases.c.unit],
+                set_={"owner": self.agent_id, "acquired_at": now, "expires_at": expires},
+                where=ha_leases.c.expires_at <= now,
+            )
+            .returning(ha_leases.c.owner)
+        )
         async with self.store.engine.begin() as conn:
             owner = (await conn.execute(stmt)).scalar_one_or_none()
         return owner == self.agent_id
@@ -129,8 +165,17 @@ class LeaseManager:
 
     async def live_agents(self) -> list[str]:
         async with self.store.engine.connect() as conn:
-            rows = (await conn.execute(select(ha_agents.c.agent).where(ha_agents.c.expires_at > self.clock.now())
-                                       .order_by(ha_agents.c.agent))).scalars().all()
+            rows = (
+                (
+                    await conn.execute(
+                        select(ha_agents.c.agent)
+                        .where(ha_agents.c.expires_at > self.clock.now())
+                        .order_by(ha_agents.c.agent)
+                    )
+                )
+                .scalars()
+                .all()
+            )
         return list(rows)
 
     async def release(self) -> None:
@@ -142,8 +187,9 @@ class LeaseManager:
         log.info("leases_released_all", agent=self.agent_id)
 
     @asynccontextmanager
-    async def singleton(self, name: str, *, run_key: str | None = None, ttl: float | None = None
-                        ) -> AsyncIterator[bool]:
+    async def singleton(
+        self, name: str, *, run_key: str | None = None, ttl: float | None = None
+    ) -> AsyncIterator[bool]:
         """Yield True on the one agent that runs job ``name`` (for ``run_key``), False on the others.
 
         ``ttl`` (default ``job_ttl``) must exceed the job's duration: past it, an unfinished run counts as
@@ -155,18 +201,23 @@ class LeaseManager:
         takeable = and_(ha_job_runs.c.finished_at.is_(None), ha_job_runs.c.expires_at <= now)
         if run_key is None:
             takeable = or_(takeable, ha_job_runs.c.finished_at.is_not(None))
-        stmt = (self._insert(ha_job_runs)
-                .values(name=name, run_key=key, owner=self.agent_id, started_at=now, expires_at=expires)
-                .on_conflict_do_update(index_elements=[ha_job_runs.c.name, ha_job_runs.c.run_key],
-                                       set_={"owner": self.agent_id, "started_at": now, "expires_at": expires,
-                                             "finished_at": None},
-                                       where=takeable)
-                .returning(ha_job_runs.c.owner))
+        stmt = (
+            self._insert(ha_job_runs)
+            .values(name=name, run_key=key, owner=self.agent_id, started_at=now, expires_at=expires)
+            .on_conflict_do_update(
+                index_elements=[ha_job_runs.c.name, ha_job_runs.c.run_key],
+                set_={"owner": self.agent_id, "started_at": now, "expires_at": expires, "finished_at": None},
+                where=takeable,
+            )
+            .returning(ha_job_runs.c.owner)
+        )
         async with self.store.engine.begin() as conn:
             acquired = (await conn.execute(stmt)).scalar_one_or_none() == self.agent_id
         if acquired:
             log.info("singleton_acquired", agent=self.agent_id, job=name, run_key=run_key)
-        where = and_(ha_job_runs.c.name == name, ha_job_runs.c.run_key == key, ha_job_runs.c.owner == self.agent_id)
+        where = and_(
+            ha_job_runs.c.name == name, ha_job_runs.c.run_key == key, ha_job_runs.c.owner == self.agent_id
+        )
         try:
             yield acquired
         except BaseException:

@@ -22,16 +22,20 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 def register(subparsers: Any) -> None:
     """Add the ``incident`` command to the CLI's subparsers."""
     inc = subparsers.add_parser("incident", help="incidents: list them, produce a major-incident report")
-    inc.add_argument("--config", default=os.environ.get("CALLIPSO_CONFIG", "/etc/callipso-agent"),
-                     help="configuration file or folder (default: %(default)s)")
+    inc.add_argument(
+        "--config",
+        default=os.environ.get("CALLIPSO_CONFIG", "/etc/callipso-agent"),
+        help="configuration file or folder (default: %(default)s)",
+    )
     inc.add_argument("--store", default=None, help="SQLAlchemy store URL (default: the configuration's)")
     sub = inc.add_subparsers(dest="incident_command", required=True, metavar="ACTION")
 
     rep = sub.add_parser("report", help="major-incident report of one incident")
     rep.add_argument("id", type=int, help="incident number")
     rep.add_argument("--format", choices=["md", "html"], default="md", help="output format (default: md)")
-    rep.add_argument("--lang", choices=["fr", "en"], default=None,
-                     help="language (default: the configuration's, French)")
+    rep.add_argument(
+        "--lang", choices=["fr", "en"], default=None, help="language (default: the configuration's, French)"
+    )
     rep.add_argument("--output", "-o", default=None, help="write to this file instead of standard output")
 
     lst = sub.add_parser("list", help="list incidents (open ones by default)")
@@ -60,8 +64,14 @@ async def run(args: argparse.Namespace) -> int:
         config, url = _config_and_url(args)
         lang = getattr(args, "lang", None) or config.agent.language
         store = Store(url)
-        engine = IncidentEngine(IncidentRepository(store), load_rules(), Inventory.from_config(config),
-                                load_contract(), SystemClock(), settings=IncidentSettings(lang=lang))
+        engine = IncidentEngine(
+            IncidentRepository(store),
+            load_rules(),
+            Inventory.from_config(config),
+            load_contract(),
+            SystemClock(),
+            settings=IncidentSettings(lang=lang),
+        )
     except ConfigErrors as errs:
         for e in errs.errors:
             print(f"error: {e}", file=sys.stderr)
@@ -73,7 +83,7 @@ async def run(args: argparse.Namespace) -> int:
         if args.incident_command == "report":
             return await _report(engine, args, lang)
         return await _list(engine, args)
-    except Exception as err:  # noqa: BLE001 - a CLI reports store errors in one line
+    except Exception as err:
         print(f"error: cannot read the store ({type(err).__name__}: {err})", file=sys.stderr)
         return EXIT_ERROR
     finally:
@@ -98,10 +108,15 @@ async def _report(engine: Any, args: argparse.Namespace, lang: str) -> int:
     if detail is None:
         print(f"error: no incident {args.id}", file=sys.stderr)
         return EXIT_ERROR
-    text = render_report(detail, fmt=args.format, lang=lang, tz=engine.timezone,
-                         now=engine.clock.now())
+    text = render_report(
+        detail,
+        fmt=args.format,
+        lang="en" if lang == "en" else "fr",
+        tz=engine.timezone,
+        now=engine.clock.now(),
+    )
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        await asyncio.to_thread(Path(args.output).write_text, text, encoding="utf-8")
     else:
         sys.stdout.write(text)
     return EXIT_OK
@@ -109,17 +124,32 @@ async def _report(engine: Any, args: argparse.Namespace, lang: str) -> int:
 
 async def _list(engine: Any, args: argparse.Namespace) -> int:
     if args.all:
-        views = await engine.incidents(site=args.site, device=args.device, service=args.service, limit=args.limit)
+        views = await engine.incidents(
+            site=args.site, device=args.device, service=args.service, limit=args.limit
+        )
     else:
         views = await engine.open_incidents(site=args.site, device=args.device, service=args.service)
         views = views[: args.limit]
     for v in views:
         if args.json:
-            print(json.dumps({"id": v.id, "key": v.key, "state": v.state.value, "priority": v.priority,
-                              "severity": v.severity.label, "opened_at": v.opened_at.isoformat(), "site": v.site,
-                              "device": v.device, "title": v.title, "itsm_ref": v.itsm_ref,
-                              "resolved_at": v.resolved_at.isoformat() if v.resolved_at else None},
-                             ensure_ascii=False))
+            print(
+                json.dumps(
+                    {
+                        "id": v.id,
+                        "key": v.key,
+                        "state": v.state.value,
+                        "priority": v.priority,
+                        "severity": v.severity.label,
+                        "opened_at": v.opened_at.isoformat(),
+                        "site": v.site,
+                        "device": v.device,
+                        "title": v.title,
+                        "itsm_ref": v.itsm_ref,
+                        "resolved_at": v.resolved_at.isoformat() if v.resolved_at else None,
+                    },
+                    ensure_ascii=False,
+                )
+            )
         else:
             opened = v.opened_at.astimezone(engine.timezone).strftime("%Y-%m-%d %H:%M")
             print(f"{v.id:>6}  {v.priority}  {v.state.value:<12}  {opened}  {v.site or '-':<14}  {v.title}")

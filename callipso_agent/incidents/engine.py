@@ -33,7 +33,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 
 from callipso_agent.clock import Clock
-from callipso_agent.config.models import Device, Hours, Site
+from callipso_agent.config.models import Criticality, Device, Hours, Site, Vip
 from callipso_agent.errors import CallipsoError
 from callipso_agent.incidents.contract import Contract
 from callipso_agent.incidents.maintenance import MaintenanceBook, MaintenanceWindow, unknown_targets
@@ -66,16 +66,27 @@ log = structlog.get_logger()
 
 Lang = Literal["fr", "en"]
 NoticeKind = Literal["opened", "reopened", "updated", "resolved", "deadline", "note", "acknowledged"]
-OUTAGE = {"outage": OutageKind.TOTAL, "partial": OutageKind.PARTIAL, "degraded": OutageKind.DEGRADED,
-          "backup": OutageKind.BACKUP, "acceptable": OutageKind.ACCEPTABLE}
-_STATE = {"open": IncidentState.OPEN, "acknowledged": IncidentState.ACKNOWLEDGED,
-          "resolved": IncidentState.RESOLVED, "suppressed": IncidentState.OPEN}
-_MEETS = {DeadlineKind.TAKING_CHARGE.value: "acknowledged_at",
-          DeadlineKind.FIRST_INFORMATION.value: "first_information_at",
-          DeadlineKind.INTERVENTION.value: "intervention_at"}
+OUTAGE = {
+    "outage": OutageKind.TOTAL,
+    "partial": OutageKind.PARTIAL,
+    "degraded": OutageKind.DEGRADED,
+    "backup": OutageKind.BACKUP,
+    "acceptable": OutageKind.ACCEPTABLE,
+}
+_STATE = {
+    "open": IncidentState.OPEN,
+    "acknowledged": IncidentState.ACKNOWLEDGED,
+    "resolved": IncidentState.RESOLVED,
+    "suppressed": IncidentState.OPEN,
+}
+_MEETS = {
+    DeadlineKind.TAKING_CHARGE.value: "acknowledged_at",
+    DeadlineKind.FIRST_INFORMATION.value: "first_information_at",
+    DeadlineKind.INTERVENTION.value: "intervention_at",
+}
 
 
-class IncidentNotFound(CallipsoError):  # noqa: N818 - reads as what it is
+class IncidentNotFound(CallipsoError):
     kind = "incident_not_found"
 
 
@@ -85,9 +96,9 @@ class IncidentStateError(CallipsoError):
 
 @dataclass(frozen=True, slots=True)
 class IncidentSettings:
-    hold: float = 300.0          # seconds a problem must stay away before its incident is resolved
+    hold: float = 300.0  # seconds a problem must stay away before its incident is resolved
     flap_window: float = 3600.0  # a problem back within this after resolution reopens the same incident
-    lang: Lang = "fr"            # language of IncidentView.title and of notices
+    lang: Lang = "fr"  # language of IncidentView.title and of notices
     actor: str = "callipso-agent"
 
 
@@ -122,9 +133,18 @@ Hook = Callable[[IncidentNotice], Awaitable[None] | None]
 
 
 class IncidentEngine:
-    def __init__(self, repo: IncidentRepository, rules: RuleSet, inventory: Inventory, contract: Contract,
-                 clock: Clock, *, maintenance: MaintenanceBook | None = None,
-                 settings: IncidentSettings | None = None, owns: Callable[[str], bool] | None = None) -> None:
+    def __init__(
+        self,
+        repo: IncidentRepository,
+        rules: RuleSet,
+        inventory: Inventory,
+        contract: Contract,
+        clock: Clock,
+        *,
+        maintenance: MaintenanceBook | None = None,
+        settings: IncidentSettings | None = None,
+        owns: Callable[[str], bool] | None = None,
+    ) -> None:
         self.repo = repo
         self.rules = rules
         self.inventory = inventory
@@ -137,11 +157,11 @@ class IncidentEngine:
         self._sla_rules = contract.sla_rules()
         self._tz = ZoneInfo(contract.calendar.timezone)
         self._lock = asyncio.Lock()
-        self._open: dict[str, IncidentRecord] = {}      # unresolved incidents by key
-        self._active: dict[str, Signal] = {}            # problems firing now, as the rules last said
-        self._pending: dict[str, Signal] = {}           # correlated problems waiting for their site
-        self._retry: list[Signal] = []                  # signals whose handling failed (store down)
-        self._emitted: set[tuple[int, str]] = set()     # deadline entries already written
+        self._open: dict[str, IncidentRecord] = {}  # unresolved incidents by key
+        self._active: dict[str, Signal] = {}  # problems firing now, as the rules last said
+        self._pending: dict[str, Signal] = {}  # correlated problems waiting for their site
+        self._retry: list[Signal] = []  # signals whose handling failed (store down)
+        self._emitted: set[tuple[int, str]] = set()  # deadline entries already written
         self._hooks: list[Hook] = []
         self.owns: Callable[[str], bool] = owns or (lambda _device: True)
 
@@ -153,10 +173,21 @@ class IncidentEngine:
             for key in [k for k, sg in self._active.items() if not self._mine(sg.device, sg.site)]:
                 del self._active[key]  # problems of devices this agent no longer handles
             for rec in self._open.values():
-                if rec.cleared_at is None and rec.key not in self._active and self._mine(rec.device, rec.site):
-                    self._active[rec.key] = Signal(rule=rec.rule, key=rec.key, active=True, at=rec.last_signal_at,
-                                                   severity=rec.severity, device=rec.device, site=rec.site,
-                                                   labels=rec.labels)
+                if (
+                    rec.cleared_at is None
+                    and rec.key not in self._active
+                    and self._mine(rec.device, rec.site)
+                ):
+                    self._active[rec.key] = Signal(
+                        rule=rec.rule,
+                        key=rec.key,
+                        active=True,
+                        at=rec.last_signal_at,
+                        severity=rec.severity,
+                        device=rec.device,
+                        site=rec.site,
+                        labels=rec.labels,
+                    )
             self._emitted |= await self.repo.dedup_keys(r.id for r in self._open.values())
             await self.maintenance.refresh()
             return list(self._open.values())
@@ -197,7 +228,9 @@ class IncidentEngine:
         self.subscribe(put)
         return q
 
-    async def _notify(self, kind: NoticeKind, rec: IncidentRecord, entry: TimelineRecord | None = None) -> None:
+    async def _notify(
+        self, kind: NoticeKind, rec: IncidentRecord, entry: TimelineRecord | None = None
+    ) -> None:
         if rec.parent_id is not None or rec.suppressed:
             return  # attached alarms and suppressed incidents are carried by their parent / the maintenance
         view = self.view(rec)
@@ -292,9 +325,15 @@ class IncidentEngine:
             if current is not None and current.cleared_at is None:
                 await self._clear(current, at)
             return
-        sig = Signal(rule=site_rule.name, key=key, active=True, at=at,
-                     severity=Severity.CRITICAL if site_rule.severity == "critical" else Severity.WARNING,
-                     site=site, fields={"count": len(down)})
+        sig = Signal(
+            rule=site_rule.name,
+            key=key,
+            active=True,
+            at=at,
+            severity=Severity.CRITICAL if site_rule.severity == "critical" else Severity.WARNING,
+            site=site,
+            fields={"count": len(down)},
+        )
         self._active[key] = sig
         if current is None:
             current = await self._open_incident(sig, site_rule)
@@ -304,8 +343,9 @@ class IncidentEngine:
         if current is None or current.suppressed:
             return
         # attach: open device incidents of the site, and problems still waiting for their site
-        for child_key in sorted(k for k, sg in self._active.items()
-                                if sg.site == site and sg.rule in site_rule.children):
+        for child_key in sorted(
+            k for k, sg in self._active.items() if sg.site == site and sg.rule in site_rule.children
+        ):
             rec = self._open.get(child_key)
             if rec is not None and rec.parent_id is None:
                 await self._attach(rec, current)
@@ -319,30 +359,42 @@ class IncidentEngine:
     async def _attach(self, child: IncidentRecord, parent: IncidentRecord) -> None:
         now = self.clock.now()
         fr, en = both("attached", {"parent": parent.id}, self._tz)
-        w = await self.repo.update(child.id, {"parent_id": parent.id, "updated_at": now},
-                                   [TimelineEntry(now, "attached", fr, en, data={"parent": parent.id})],
-                                   where=[T.c.parent_id.is_(None)])
+        w = await self.repo.update(
+            child.id,
+            {"parent_id": parent.id, "updated_at": now},
+            [TimelineEntry(now, "attached", fr, en, data={"parent": parent.id})],
+            where=[T.c.parent_id.is_(None)],
+        )
         if w is not None:
             self._open[w.record.key] = w.record
             await self._note_child(parent, w.record)
 
     async def _note_child(self, parent: IncidentRecord, child: IncidentRecord) -> None:
-        fr, en = both("child_attached", {"child": child.id, "title": {"fr": child.title_fr, "en": child.title_en}},
-                      self._tz)
-        await self.repo.add_timeline(parent.id, TimelineEntry(self.clock.now(), "child_attached", fr, en,
-                                                              data={"child": child.id, "key": child.key}))
+        fr, en = both(
+            "child_attached",
+            {"child": child.id, "title": {"fr": child.title_fr, "en": child.title_en}},
+            self._tz,
+        )
+        await self.repo.add_timeline(
+            parent.id,
+            TimelineEntry(
+                self.clock.now(), "child_attached", fr, en, data={"child": child.id, "key": child.key}
+            ),
+        )
 
     # ---- opening ----------------------------------------------------------------------------------------
-    async def _open_incident(self, s: Signal, rule: Rule, *, parent: IncidentRecord | None = None
-                             ) -> IncidentRecord | None:
+    async def _open_incident(
+        self, s: Signal, rule: Rule, *, parent: IncidentRecord | None = None
+    ) -> IncidentRecord | None:
         now = self.clock.now()
         device = self.inventory.device(s.device)
         site = self.inventory.site(s.site or (device.site if device else None))
         services = self._services(rule, device, site)
         window = None
         if parent is None:
-            window = self.maintenance.active_for(site=site.code if site else None, device=s.device,
-                                                 services=services, at=now)
+            window = self.maintenance.active_for(
+                site=site.code if site else None, device=s.device, services=services, at=now
+            )
         state = "suppressed" if window is not None else "open"
         values = self._values(s, rule, device, site, services, now)
         fr_title, en_title = values["title_fr"], values["title_en"]
@@ -364,8 +416,15 @@ class IncidentEngine:
         rec = w.record
         self._open[rec.key] = rec
         if w.created:
-            log.info("incident_opened", incident=rec.id, key=rec.key, priority=rec.priority, state=rec.state,
-                     parent=rec.parent_id, title=fr_title if self.settings.lang == "fr" else en_title)
+            log.info(
+                "incident_opened",
+                incident=rec.id,
+                key=rec.key,
+                priority=rec.priority,
+                state=rec.state,
+                parent=rec.parent_id,
+                title=fr_title if self.settings.lang == "fr" else en_title,
+            )
             if parent is not None:
                 await self._note_child(parent, rec)
             await self._notify("opened", rec, w.entry)
@@ -373,36 +432,61 @@ class IncidentEngine:
             await self._still_active(rec, s, rule)
         return self._open.get(rec.key, rec)
 
-    def _opened_entry(self, now: datetime, values: Mapping[str, Any], window: MaintenanceWindow | None
-                      ) -> TimelineEntry:
+    def _opened_entry(
+        self, now: datetime, values: Mapping[str, Any], window: MaintenanceWindow | None
+    ) -> TimelineEntry:
         title = {"fr": values["title_fr"], "en": values["title_en"]}
-        data = {"priority": values["priority"], "urgency": values["urgency"], "impact": values["impact"],
-                "reasons": values["priority_reasons"], "severity": Severity(values["severity"]).label,
-                "deadlines": values["deadlines"]}
+        data = {
+            "priority": values["priority"],
+            "urgency": values["urgency"],
+            "impact": values["impact"],
+            "reasons": values["priority_reasons"],
+            "severity": Severity(values["severity"]).label,
+            "deadlines": values["deadlines"],
+        }
         if window is not None:
             fr, en = both("suppressed", {"window": window.label(), "title": title}, self._tz)
             return TimelineEntry(now, "suppressed", fr, en, data={**data, "maintenance": window.id})
-        fr, en = both("opened", {"title": title, "priority": values["priority"],
-                                 "severity": Severity(values["severity"]).label}, self._tz)
+        fr, en = both(
+            "opened",
+            {"title": title, "priority": values["priority"], "severity": Severity(values["severity"]).label},
+            self._tz,
+        )
         return TimelineEntry(now, "opened", fr, en, data=data)
 
-    async def _reopen(self, recent: IncidentRecord, s: Signal, state: str, window: MaintenanceWindow | None,
-                      parent: IncidentRecord | None, now: datetime) -> IncidentRecord | None:
+    async def _reopen(
+        self,
+        recent: IncidentRecord,
+        s: Signal,
+        state: str,
+        window: MaintenanceWindow | None,
+        parent: IncidentRecord | None,
+        now: datetime,
+    ) -> IncidentRecord | None:
         assert recent.resolved_at is not None
         ago = (now - recent.resolved_at).total_seconds()
         fr, en = both("reopened", {"ago": ago, "count": recent.reopen_count + 1}, self._tz)
         values: dict[str, Any] = {
-            "state": state, "resolved_at": None, "resolved_by": None, "cleared_at": None, "updated_at": now,
-            "last_signal_at": s.at, "reopen_count": recent.reopen_count + 1, "occurrences": recent.occurrences + 1,
+            "state": state,
+            "resolved_at": None,
+            "resolved_by": None,
+            "cleared_at": None,
+            "updated_at": now,
+            "last_signal_at": s.at,
+            "reopen_count": recent.reopen_count + 1,
+            "occurrences": recent.occurrences + 1,
             "severity": int(max(recent.severity, s.severity)),
             "parent_id": parent.id if parent is not None else None,
             "suppressed_by": window.label() if window is not None else None,
             "acknowledged_at": None if recent.state != "acknowledged" else recent.acknowledged_at,
         }
         try:
-            w = await self.repo.update(recent.id, values,
-                                       [TimelineEntry(now, "reopened", fr, en, data={"ago_s": ago})],
-                                       where=[T.c.state == "resolved"])
+            w = await self.repo.update(
+                recent.id,
+                values,
+                [TimelineEntry(now, "reopened", fr, en, data={"ago_s": ago})],
+                where=[T.c.state == "resolved"],
+            )
         except IntegrityError:
             return None  # another unresolved incident holds the key: the caller's insert-or-get finds it
         if w is None:
@@ -431,7 +515,9 @@ class IncidentEngine:
                 continue
             if case.site_kind is not None and (site is None or site.kind != case.site_kind):
                 continue
-            if case.site_criticality is not None and (site is None or site.criticality != case.site_criticality):
+            if case.site_criticality is not None and (
+                site is None or site.criticality != case.site_criticality
+            ):
                 continue
             if case.device_family is not None and (device is None or device.family not in case.device_family):
                 continue
@@ -440,28 +526,56 @@ class IncidentEngine:
             return case.impact
         return rule.impact
 
-    def _values(self, s: Signal, rule: Rule, device: Device | None, site: Site | None, services: list[str],
-                now: datetime) -> dict[str, Any]:
+    def _values(
+        self,
+        s: Signal,
+        rule: Rule,
+        device: Device | None,
+        site: Site | None,
+        services: list[str],
+        now: datetime,
+    ) -> dict[str, Any]:
         impact = self._impact(rule, s.severity, device, site)
         decision, cercle0 = self._decide(impact, site, services, now)
         start = clock_start(alarm_at=s.at)
         fr, en = self._titles(rule, s, device, site)
         return {
-            "key": s.key, "rule": rule.name, "scope": "site" if isinstance(rule, SiteRule) else "device",
-            "site": site.code if site else s.site, "device": s.device, "labels": dict(s.labels),
-            "services": services, "parent_id": None, "state": "open", "severity": int(s.severity),
-            "priority": decision.priority.value, "urgency": decision.urgency.value, "impact": int(decision.impact),
+            "key": s.key,
+            "rule": rule.name,
+            "scope": "site" if isinstance(rule, SiteRule) else "device",
+            "site": site.code if site else s.site,
+            "device": s.device,
+            "labels": dict(s.labels),
+            "services": services,
+            "parent_id": None,
+            "state": "open",
+            "severity": int(s.severity),
+            "priority": decision.priority.value,
+            "urgency": decision.urgency.value,
+            "impact": int(decision.impact),
             "priority_reasons": [{"code": r.code, "params": dict(r.params)} for r in decision.reasons],
-            "outage": impact.outage, "user_impact": impact.user, "technical_impact": impact.technical,
-            "title_fr": fr, "title_en": en, "detail": str(s.fields.get("detail") or "") or None,
-            "runbook": rule.runbook, "service_kind": rule.service_kind,
-            "major": decision.priority is Priority.P1, "opened_at": now, "updated_at": now, "alarm_at": s.at,
+            "outage": impact.outage,
+            "user_impact": impact.user,
+            "technical_impact": impact.technical,
+            "title_fr": fr,
+            "title_en": en,
+            "detail": str(s.fields.get("detail") or "") or None,
+            "runbook": rule.runbook,
+            "service_kind": rule.service_kind,
+            "major": decision.priority is Priority.P1,
+            "opened_at": now,
+            "updated_at": now,
+            "alarm_at": s.at,
             "clock_start": start,
             "deadlines": self._deadlines(decision.priority, start, rule, site, cercle0),
-            "last_signal_at": s.at, "occurrences": 1, "reopen_count": 0,
+            "last_signal_at": s.at,
+            "occurrences": 1,
+            "reopen_count": 0,
         }
 
-    def _decide(self, impact: Impact, site: Site | None, services: list[str], now: datetime) -> tuple[Any, bool]:
+    def _decide(
+        self, impact: Impact, site: Site | None, services: list[str], now: datetime
+    ) -> tuple[Any, bool]:
         lines = [self.inventory.services[k] for k in services if k in self.inventory.services]
         cercle0 = any(svc.cercle0 for svc in lines)
         if impact.users == "site":
@@ -472,26 +586,52 @@ class IncidentEngine:
             external = any(svc.external_users for svc in lines)
         else:
             users, external = 0, False
-        inputs = PriorityInputs(now=now, outage=OUTAGE[impact.outage], service_cercle0=cercle0,
-                                site_criticality=site.criticality if site else PriorityInputs.site_criticality,
-                                vip=site.vip if site else PriorityInputs.vip, users_affected=users,
-                                external_users=external, detected_by_supervision=True)
+        inputs = PriorityInputs(
+            now=now,
+            outage=OUTAGE[impact.outage],
+            service_cercle0=cercle0,
+            site_criticality=site.criticality if site else Criticality.STANDARD,
+            vip=site.vip if site else Vip.NONE,
+            users_affected=users,
+            external_users=external,
+            detected_by_supervision=True,
+        )
         return decide_priority(inputs, self._priority_rules), cercle0
 
-    def _deadlines(self, priority: Priority, start: datetime, rule: Rule, site: Site | None,
-                   cercle0: bool) -> dict[str, dict[str, Any]]:
-        found = compute_deadlines(priority, start, rules=self._sla_rules, calendar=self._calendar,
-                                  service_kind=rule.service_kind, cercle0=cercle0,
-                                  major=priority is Priority.P1, hours_mode=site.hours if site else Hours.BUSINESS)
-        return {d.kind.value: {"due": d.due.isoformat(), "start": d.start.isoformat(),
-                               "seconds": d.duration.total_seconds(), "clock": d.clock.value, "basis": d.basis}
-                for d in found}
+    def _deadlines(
+        self, priority: Priority, start: datetime, rule: Rule, site: Site | None, cercle0: bool
+    ) -> dict[str, dict[str, Any]]:
+        found = compute_deadlines(
+            priority,
+            start,
+            rules=self._sla_rules,
+            calendar=self._calendar,
+            service_kind=rule.service_kind,
+            cercle0=cercle0,
+            major=priority is Priority.P1,
+            hours_mode=site.hours if site else Hours.BUSINESS,
+        )
+        return {
+            d.kind.value: {
+                "due": d.due.isoformat(),
+                "start": d.start.isoformat(),
+                "seconds": d.duration.total_seconds(),
+                "clock": d.clock.value,
+                "basis": d.basis,
+            }
+            for d in found
+        }
 
     def _titles(self, rule: Rule, s: Signal, device: Device | None, site: Site | None) -> tuple[str, str]:
-        fields: dict[str, Any] = {"device": s.device or "", "site": site.code if site else (s.site or ""),
-                                  "site_name": site.name if site else (s.site or ""),
-                                  "family": device.family if device else "", "role": device.role if device else "",
-                                  "labels": dict(s.labels), "severity": s.severity.label}
+        fields: dict[str, Any] = {
+            "device": s.device or "",
+            "site": site.code if site else (s.site or ""),
+            "site_name": site.name if site else (s.site or ""),
+            "family": device.family if device else "",
+            "role": device.role if device else "",
+            "labels": dict(s.labels),
+            "severity": s.severity.label,
+        }
         fields.update(s.fields)
         if "for" not in fields:
             fields["for"] = human_duration(float(getattr(rule, "for_", 0) or 0))
@@ -510,32 +650,63 @@ class IncidentEngine:
         elif s.severity == rec.severity and not isinstance(rule, SiteRule):
             values["occurrences"] = rec.occurrences + 1
             device = self.inventory.device(s.device)
-            title = dict(zip(("fr", "en"), self._titles(rule, s, device, self.inventory.site(rec.site)), strict=True))
+            title = dict(
+                zip(("fr", "en"), self._titles(rule, s, device, self.inventory.site(rec.site)), strict=True)
+            )
             fr, en = both("occurrence", {"count": rec.occurrences + 1, "title": title}, self._tz)
             entries.append(TimelineEntry(now, "occurrence", fr, en))
         kind: NoticeKind | None = None
         if s.severity != rec.severity and s.severity in (Severity.WARNING, Severity.CRITICAL):
             values["severity"] = int(s.severity)
-            fr, en = both("severity_changed", {"before": rec.severity.label, "after": s.severity.label}, self._tz)
-            entries.append(TimelineEntry(now, "severity_changed", fr, en,
-                                         data={"before": rec.severity.label, "after": s.severity.label}))
+            fr, en = both(
+                "severity_changed", {"before": rec.severity.label, "after": s.severity.label}, self._tz
+            )
+            entries.append(
+                TimelineEntry(
+                    now,
+                    "severity_changed",
+                    fr,
+                    en,
+                    data={"before": rec.severity.label, "after": s.severity.label},
+                )
+            )
             kind = "updated"
             device = self.inventory.device(rec.device)
             site = self.inventory.site(rec.site)
             impact = self._impact(rule, s.severity, device, site)
             decision, cercle0 = self._decide(impact, site, list(rec.services), now)
             if Priority(decision.priority).rank < Priority(rec.priority).rank:  # raised, never lowered here
-                values.update({
-                    "priority": decision.priority.value, "urgency": decision.urgency.value,
-                    "impact": int(decision.impact), "outage": impact.outage, "user_impact": impact.user,
-                    "technical_impact": impact.technical, "major": decision.priority is Priority.P1,
-                    "priority_reasons": [{"code": r.code, "params": dict(r.params)} for r in decision.reasons],
-                    "deadlines": self._deadlines(decision.priority, rec.clock_start, rule, site, cercle0)})
-                fr, en = both("priority_changed", {"before": rec.priority, "after": decision.priority.value},
-                              self._tz)
-                entries.append(TimelineEntry(now, "priority_changed", fr, en, data={
-                    "before": rec.priority, "after": decision.priority.value,
-                    "reasons": values["priority_reasons"]}))
+                values.update(
+                    {
+                        "priority": decision.priority.value,
+                        "urgency": decision.urgency.value,
+                        "impact": int(decision.impact),
+                        "outage": impact.outage,
+                        "user_impact": impact.user,
+                        "technical_impact": impact.technical,
+                        "major": decision.priority is Priority.P1,
+                        "priority_reasons": [
+                            {"code": r.code, "params": dict(r.params)} for r in decision.reasons
+                        ],
+                        "deadlines": self._deadlines(decision.priority, rec.clock_start, rule, site, cercle0),
+                    }
+                )
+                fr, en = both(
+                    "priority_changed", {"before": rec.priority, "after": decision.priority.value}, self._tz
+                )
+                entries.append(
+                    TimelineEntry(
+                        now,
+                        "priority_changed",
+                        fr,
+                        en,
+                        data={
+                            "before": rec.priority,
+                            "after": decision.priority.value,
+                            "reasons": values["priority_reasons"],
+                        },
+                    )
+                )
             fr_t, en_t = self._titles(rule, s, device, site)
             values.update({"title_fr": fr_t, "title_en": en_t})
         w = await self.repo.update(rec.id, values, entries, where=[T.c.state.in_(UNRESOLVED)])
@@ -548,10 +719,18 @@ class IncidentEngine:
         now = self.clock.now()
         if rec.suppressed:
             fr, en = both("resolved_maintenance", {"window": rec.suppressed_by or ""}, self._tz)
-            w = await self.repo.update(rec.id, {"state": "resolved", "resolved_at": now, "resolved_by": "auto",
-                                                "cleared_at": at, "updated_at": now},
-                                       [TimelineEntry(now, "resolved", fr, en, data={"how": "maintenance"})],
-                                       where=[T.c.state == "suppressed"])
+            w = await self.repo.update(
+                rec.id,
+                {
+                    "state": "resolved",
+                    "resolved_at": now,
+                    "resolved_by": "auto",
+                    "cleared_at": at,
+                    "updated_at": now,
+                },
+                [TimelineEntry(now, "resolved", fr, en, data={"how": "maintenance"})],
+                where=[T.c.state == "suppressed"],
+            )
             if w is not None:
                 self._open.pop(rec.key, None)
             return
@@ -560,9 +739,12 @@ class IncidentEngine:
         rule = self.rules.get(rec.rule)
         hold = self._hold(rule)
         fr, en = both("cleared", {"hold": hold}, self._tz)
-        w = await self.repo.update(rec.id, {"cleared_at": at, "updated_at": now},
-                                   [TimelineEntry(now, "cleared", fr, en, data={"hold_s": hold})],
-                                   where=[T.c.state.in_(UNRESOLVED), T.c.cleared_at.is_(None)])
+        w = await self.repo.update(
+            rec.id,
+            {"cleared_at": at, "updated_at": now},
+            [TimelineEntry(now, "cleared", fr, en, data={"hold_s": hold})],
+            where=[T.c.state.in_(UNRESOLVED), T.c.cleared_at.is_(None)],
+        )
         if w is not None:
             self._open[w.record.key] = w.record
 
@@ -570,7 +752,11 @@ class IncidentEngine:
         return rule.hold if rule is not None and rule.hold is not None else self.settings.hold
 
     def _flap(self, rule: Rule | None) -> float:
-        return rule.flap_window if rule is not None and rule.flap_window is not None else self.settings.flap_window
+        return (
+            rule.flap_window
+            if rule is not None and rule.flap_window is not None
+            else self.settings.flap_window
+        )
 
     # ---- timers -----------------------------------------------------------------------------------------
     async def tick(self) -> None:
@@ -623,20 +809,32 @@ class IncidentEngine:
             await self._resolve_auto(rec, now)
             return
         if rec.suppressed:
-            window = self.maintenance.active_for(site=rec.site, device=rec.device, services=rec.services, at=now)
+            window = self.maintenance.active_for(
+                site=rec.site, device=rec.device, services=rec.services, at=now
+            )
             if window is None and rec.cleared_at is None:
                 fr, en = both("maintenance_ended", {"window": rec.suppressed_by or ""}, self._tz)
                 # the SLA clock starts now: the alarm during the window was expected
-                values = {"state": "open", "suppressed_by": None, "updated_at": now, "opened_at": now,
-                          "alarm_at": now}
+                values: dict[str, Any] = {
+                    "state": "open",
+                    "suppressed_by": None,
+                    "updated_at": now,
+                    "opened_at": now,
+                    "alarm_at": now,
+                }
                 if rule is not None:
                     site = self.inventory.site(rec.site)
                     lines = [self.inventory.services[k] for k in rec.services if k in self.inventory.services]
                     values["clock_start"] = now
-                    values["deadlines"] = self._deadlines(Priority(rec.priority), now, rule, site,
-                                                          any(s.cercle0 for s in lines))
-                w = await self.repo.update(rec.id, values, [TimelineEntry(now, "maintenance_ended", fr, en)],
-                                           where=[T.c.state == "suppressed"])
+                    values["deadlines"] = self._deadlines(
+                        Priority(rec.priority), now, rule, site, any(s.cercle0 for s in lines)
+                    )
+                w = await self.repo.update(
+                    rec.id,
+                    values,
+                    [TimelineEntry(now, "maintenance_ended", fr, en)],
+                    where=[T.c.state == "suppressed"],
+                )
                 if w is not None:
                     self._open[w.record.key] = w.record
                     await self._notify("opened", w.record, w.entry)
@@ -647,10 +845,12 @@ class IncidentEngine:
     async def _resolve_auto(self, rec: IncidentRecord, now: datetime) -> None:
         hold = self._hold(self.rules.get(rec.rule))
         fr, en = both("resolved_auto", {"hold": hold}, self._tz)
-        w = await self.repo.update(rec.id, {"state": "resolved", "resolved_at": now, "resolved_by": "auto",
-                                            "updated_at": now},
-                                   [TimelineEntry(now, "resolved", fr, en, data={"how": "auto"})],
-                                   where=[T.c.state.in_(UNRESOLVED), T.c.cleared_at.is_not(None)])
+        w = await self.repo.update(
+            rec.id,
+            {"state": "resolved", "resolved_at": now, "resolved_by": "auto", "updated_at": now},
+            [TimelineEntry(now, "resolved", fr, en, data={"how": "auto"})],
+            where=[T.c.state.in_(UNRESOLVED), T.c.cleared_at.is_not(None)],
+        )
         if w is None:
             return
         self._open.pop(rec.key, None)
@@ -665,9 +865,12 @@ class IncidentEngine:
             if child.cleared_at is not None:
                 continue  # gone too: it resolves quietly, still attached
             fr, en = both("detached", {"parent": parent.id}, self._tz)
-            w = await self.repo.update(child.id, {"parent_id": None, "updated_at": now},
-                                       [TimelineEntry(now, "detached", fr, en, data={"parent": parent.id})],
-                                       where=[T.c.parent_id == parent.id])
+            w = await self.repo.update(
+                child.id,
+                {"parent_id": None, "updated_at": now},
+                [TimelineEntry(now, "detached", fr, en, data={"parent": parent.id})],
+                where=[T.c.parent_id == parent.id],
+            )
             if w is not None:
                 self._open[w.record.key] = w.record
                 await self._notify("opened", w.record, w.entry)
@@ -683,8 +886,12 @@ class IncidentEngine:
             label = {"fr": deadline.label("fr"), "en": deadline.label("en")}
             code = "deadline_at_risk" if status == DeadlineStatus.AT_RISK.value else "deadline_missed"
             fr, en = both(code, {"label": label, "due": deadline.due}, self._tz)
-            entry = await self.repo.add_timeline(rec.id, TimelineEntry(now, code, fr, en, dedup=dedup, data={
-                "deadline": kind, "due": deadline.due.isoformat()}))
+            entry = await self.repo.add_timeline(
+                rec.id,
+                TimelineEntry(
+                    now, code, fr, en, dedup=dedup, data={"deadline": kind, "due": deadline.due.isoformat()}
+                ),
+            )
             self._emitted.add((rec.id, dedup))
             if entry is not None:
                 log.warning("incident_deadline", incident=rec.id, deadline=kind, status=status)
@@ -692,9 +899,15 @@ class IncidentEngine:
 
     def _deadline(self, rec: IncidentRecord, kind: str) -> Deadline:
         d = rec.deadlines[kind]
-        return Deadline(kind=DeadlineKind(kind), start=datetime.fromisoformat(d["start"]),
-                        duration=timedelta(seconds=d["seconds"]), due=datetime.fromisoformat(d["due"]),
-                        clock=Hours(d["clock"]), basis=d["basis"], calendar=self._calendar)
+        return Deadline(
+            kind=DeadlineKind(kind),
+            start=datetime.fromisoformat(d["start"]),
+            duration=timedelta(seconds=d["seconds"]),
+            due=datetime.fromisoformat(d["due"]),
+            clock=Hours(d["clock"]),
+            basis=d["basis"],
+            calendar=self._calendar,
+        )
 
     def _deadline_statuses(self, rec: IncidentRecord, now: datetime) -> dict[str, str]:
         """Per deadline: ok, at_risk or missed while it runs; met or missed once its event happened;
@@ -717,33 +930,68 @@ class IncidentEngine:
     # ---- reads ------------------------------------------------------------------------------------------
     def view(self, rec: IncidentRecord) -> IncidentView:
         return IncidentView(
-            id=rec.id, key=rec.key, title=rec.title(self.settings.lang), state=_STATE[rec.state],
-            priority=rec.priority, severity=rec.severity, opened_at=rec.opened_at, site=rec.site, device=rec.device,
-            services=rec.services, rule=rec.rule, itsm_ref=rec.itsm_ref, resolved_at=rec.resolved_at,
-            user_impact=rec.user_impact, technical_impact=rec.technical_impact,
-            deadlines={k: datetime.fromisoformat(v["due"]) for k, v in rec.deadlines.items()}, runbook=rec.runbook)
+            id=rec.id,
+            key=rec.key,
+            title=rec.title(self.settings.lang),
+            state=_STATE[rec.state],
+            priority=rec.priority,
+            severity=rec.severity,
+            opened_at=rec.opened_at,
+            site=rec.site,
+            device=rec.device,
+            services=rec.services,
+            rule=rec.rule,
+            itsm_ref=rec.itsm_ref,
+            resolved_at=rec.resolved_at,
+            user_impact=rec.user_impact,
+            technical_impact=rec.technical_impact,
+            deadlines={k: datetime.fromisoformat(v["due"]) for k, v in rec.deadlines.items()},
+            runbook=rec.runbook,
+        )
 
     def explanation(self, rec: IncidentRecord, lang: Lang | None = None) -> tuple[str, ...]:
         lang = lang or self.settings.lang
         out = []
         for r in rec.priority_reasons:
-            reason = Reason(str(r["code"]), tuple((str(k), str(v)) for k, v in dict(r.get("params", {})).items()))
+            reason = Reason(
+                str(r["code"]), tuple((str(k), str(v)) for k, v in dict(r.get("params", {})).items())
+            )
             out.append(reason.render(lang))
         return tuple(out)
 
-    async def open_incidents(self, *, site: str | None = None, device: str | None = None,
-                             service: str | None = None, include_children: bool = False) -> list[IncidentView]:
+    async def open_incidents(
+        self,
+        *,
+        site: str | None = None,
+        device: str | None = None,
+        service: str | None = None,
+        include_children: bool = False,
+    ) -> list[IncidentView]:
         """Open and acknowledged incidents (not the ones held by a maintenance window), oldest first."""
-        rows = await self.repo.search(states=("open", "acknowledged"), site=site, device=device,
-                                      top_level=not include_children)
+        rows = await self.repo.search(
+            states=("open", "acknowledged"), site=site, device=device, top_level=not include_children
+        )
         return [self.view(r) for r in rows if service is None or service in r.services]
 
-    async def incidents(self, *, states: Iterable[str] | None = None, site: str | None = None,
-                        device: str | None = None, service: str | None = None, since: datetime | None = None,
-                        limit: int = 200) -> list[IncidentView]:
+    async def incidents(
+        self,
+        *,
+        states: Iterable[str] | None = None,
+        site: str | None = None,
+        device: str | None = None,
+        service: str | None = None,
+        since: datetime | None = None,
+        limit: int = 200,
+    ) -> list[IncidentView]:
         """Any incidents (history included), newest first."""
-        rows = await self.repo.search(states=states, site=site, device=device, opened_since=since,
-                                      limit=limit if service is None else None, newest_first=True)
+        rows = await self.repo.search(
+            states=states,
+            site=site,
+            device=device,
+            opened_since=since,
+            limit=limit if service is None else None,
+            newest_first=True,
+        )
         rows = [r for r in rows if service is None or service in r.services]
         return [self.view(r) for r in rows[:limit]]
 
@@ -756,10 +1004,15 @@ class IncidentEngine:
             return None
         timeline = await self.repo.timeline(rec.id)
         children = await self.repo.search(parent_id=rec.id)
-        return IncidentDetail(view=self.view(rec), record=rec, timeline=tuple(timeline),
-                              children=tuple(self.view(c) for c in children), explanation=self.explanation(rec),
-                              deadline_status=self._deadline_statuses(rec, self.clock.now()),
-                              child_records=tuple(children))
+        return IncidentDetail(
+            view=self.view(rec),
+            record=rec,
+            timeline=tuple(timeline),
+            children=tuple(self.view(c) for c in children),
+            explanation=self.explanation(rec),
+            deadline_status=self._deadline_statuses(rec, self.clock.now()),
+            child_records=tuple(children),
+        )
 
     async def timeline(self, incident_id: int) -> list[TimelineRecord]:
         return await self.repo.timeline(incident_id)
@@ -776,16 +1029,20 @@ class IncidentEngine:
         async with self._lock:
             rec = await self._require(incident_id)
             if rec.state != "open":
-                raise IncidentStateError(f"incident {incident_id} is {rec.state}: only an open incident can be "
-                                         "acknowledged")
+                raise IncidentStateError(
+                    f"incident {incident_id} is {rec.state}: only an open incident can be acknowledged"
+                )
             now = self.clock.now()
             fr, en = both("acknowledged", {"actor": by}, self._tz)
             entries = [TimelineEntry(now, "acknowledged", fr, en, actor=by)]
             if note:
                 entries.append(TimelineEntry(now, "note", note, actor=by))
-            w = await self.repo.update(rec.id, {"state": "acknowledged", "acknowledged_at": now,
-                                                "acknowledged_by": by, "updated_at": now}, entries,
-                                       where=[T.c.state == "open"])
+            w = await self.repo.update(
+                rec.id,
+                {"state": "acknowledged", "acknowledged_at": now, "acknowledged_by": by, "updated_at": now},
+                entries,
+                where=[T.c.state == "open"],
+            )
             if w is None:
                 raise IncidentStateError(f"incident {incident_id} changed meanwhile; read it again")
             self._open[w.record.key] = w.record
@@ -795,22 +1052,43 @@ class IncidentEngine:
     async def add_note(self, incident_id: int, by: str, text: str) -> TimelineRecord:
         return await self._entry(incident_id, "note", text, None, by, {}, None, notice="note")
 
-    async def add_timeline(self, incident_id: int, kind: str, text: str, data: Mapping[str, Any] | None = None, *,
-                           text_en: str | None = None, actor: str | None = None,
-                           dedup: str | None = None) -> TimelineRecord | None:
+    async def add_timeline(
+        self,
+        incident_id: int,
+        kind: str,
+        text: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        text_en: str | None = None,
+        actor: str | None = None,
+        dedup: str | None = None,
+    ) -> TimelineRecord | None:
         """Record something about an incident (a notification sent, an exchange, an escalation...).
 
         Kinds with a meaning: ``notification`` / ``first_information`` (meet the first-information
         deadline), ``intervention`` (meets the Cercle 0 intervention deadline), ``exchange``, ``escalation``,
         ``action``, ``note``. With ``dedup``, an entry with the same key is written only once (returns None).
         """
-        return await self._entry(incident_id, kind, text, text_en, actor, dict(data or {}), dedup, notice=None)
+        return await self._entry(
+            incident_id, kind, text, text_en, actor, dict(data or {}), dedup, notice=None
+        )
 
-    async def _entry(self, incident_id: int, kind: str, text: str, text_en: str | None, actor: str | None,
-                     data: dict[str, Any], dedup: str | None, *, notice: NoticeKind | None) -> TimelineRecord:
+    async def _entry(
+        self,
+        incident_id: int,
+        kind: str,
+        text: str,
+        text_en: str | None,
+        actor: str | None,
+        data: dict[str, Any],
+        dedup: str | None,
+        *,
+        notice: NoticeKind | None,
+    ) -> TimelineRecord:
         rec = await self._require(incident_id)
-        entry = await self.repo.add_timeline(rec.id, TimelineEntry(self.clock.now(), kind, text, text_en, actor,
-                                                                   data, dedup))
+        entry = await self.repo.add_timeline(
+            rec.id, TimelineEntry(self.clock.now(), kind, text, text_en, actor, data, dedup)
+        )
         if entry is not None and notice is not None:
             await self._notify(notice, rec, entry)
         return entry  # type: ignore[return-value]
@@ -823,11 +1101,12 @@ class IncidentEngine:
                 raise IncidentStateError(f"incident {incident_id} is already resolved")
             now = self.clock.now()
             fr, en = both("resolved_manual", {"actor": by, "reason": reason}, self._tz)
-            w = await self.repo.update(rec.id, {"state": "resolved", "resolved_at": now, "resolved_by": by,
-                                                "updated_at": now},
-                                       [TimelineEntry(now, "resolved", fr, en, actor=by,
-                                                      data={"how": "manual", "reason": reason})],
-                                       where=[T.c.state.in_(UNRESOLVED)])
+            w = await self.repo.update(
+                rec.id,
+                {"state": "resolved", "resolved_at": now, "resolved_by": by, "updated_at": now},
+                [TimelineEntry(now, "resolved", fr, en, actor=by, data={"how": "manual", "reason": reason})],
+                where=[T.c.state.in_(UNRESOLVED)],
+            )
             if w is None:
                 raise IncidentStateError(f"incident {incident_id} changed meanwhile; read it again")
             self._open.pop(rec.key, None)
@@ -845,8 +1124,9 @@ class IncidentEngine:
         """A failed daily check saw the problem at ``at``; an earlier time moves the SLA clock start back."""
         return await self._clock_input(incident_id, "daily_check_failed_at", at)
 
-    async def _clock_input(self, incident_id: int, column: str, at: datetime, itsm_ref: str | None = None
-                           ) -> IncidentView:
+    async def _clock_input(
+        self, incident_id: int, column: str, at: datetime, itsm_ref: str | None = None
+    ) -> IncidentView:
         async with self._lock:
             rec = await self._require(incident_id)
             now = self.clock.now()
@@ -859,16 +1139,21 @@ class IncidentEngine:
             else:
                 fr, en = both("daily_check", {"at": at}, self._tz)
                 entries.append(TimelineEntry(now, "daily_check", fr, en))
-            inputs = {"alarm_at": rec.alarm_at, "ticket_created_at": rec.ticket_created_at,
-                      "daily_check_failed_at": rec.daily_check_failed_at, column: at}
+            inputs = {
+                "alarm_at": rec.alarm_at,
+                "ticket_created_at": rec.ticket_created_at,
+                "daily_check_failed_at": rec.daily_check_failed_at,
+                column: at,
+            }
             start = clock_start(**inputs)
             rule = self.rules.get(rec.rule)
             if start < rec.clock_start and rule is not None:
                 site = self.inventory.site(rec.site)
                 lines = [self.inventory.services[k] for k in rec.services if k in self.inventory.services]
                 values["clock_start"] = start
-                values["deadlines"] = self._deadlines(Priority(rec.priority), start, rule, site,
-                                                      any(s.cercle0 for s in lines))
+                values["deadlines"] = self._deadlines(
+                    Priority(rec.priority), start, rule, site, any(s.cercle0 for s in lines)
+                )
                 fr, en = both("clock_start", {"start": start}, self._tz)
                 entries.append(TimelineEntry(now, "clock_start", fr, en))
             w = await self.repo.update(rec.id, values, entries)
@@ -882,16 +1167,25 @@ class IncidentEngine:
     async def add_maintenance(self, window: MaintenanceWindow) -> MaintenanceWindow:
         unknown = unknown_targets(window, self.inventory)
         if unknown:
-            raise IncidentStateError(f"unknown {window.scope}(s) for a maintenance window: {', '.join(unknown)}")
+            raise IncidentStateError(
+                f"unknown {window.scope}(s) for a maintenance window: {', '.join(unknown)}"
+            )
         return await self.maintenance.add(window)
 
-    def list_maintenance(self, *, at: datetime | None = None, include_past: bool = True) -> list[MaintenanceWindow]:
+    def list_maintenance(
+        self, *, at: datetime | None = None, include_past: bool = True
+    ) -> list[MaintenanceWindow]:
         return self.maintenance.windows(at=at, include_past=include_past)
 
     async def remove_maintenance(self, window_id: str) -> bool:
         return await self.maintenance.remove(window_id)
 
 
-
-__all__ = ["IncidentDetail", "IncidentEngine", "IncidentNotFound", "IncidentNotice", "IncidentSettings",
-           "IncidentStateError"]
+__all__ = [
+    "IncidentDetail",
+    "IncidentEngine",
+    "IncidentNotFound",
+    "IncidentNotice",
+    "IncidentSettings",
+    "IncidentStateError",
+]

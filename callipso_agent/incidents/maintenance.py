@@ -95,14 +95,18 @@ def load_maintenance_file(path: str | Path | None = None) -> list[MaintenanceWin
 
 
 def unknown_targets(window: MaintenanceWindow, inventory: Inventory) -> list[str]:
-    known = {"site": inventory.sites, "device": inventory.devices, "service": inventory.services}[window.scope]
+    known = {"site": inventory.sites, "device": inventory.devices, "service": inventory.services}[
+        window.scope
+    ]
     return [t for t in window.targets if t not in known]
 
 
 class MaintenanceBook:
     """The windows in force: the file's plus the store's, kept in memory between ``refresh`` calls."""
 
-    def __init__(self, store: Store | None, clock: Clock, file_windows: Sequence[MaintenanceWindow] = ()) -> None:
+    def __init__(
+        self, store: Store | None, clock: Clock, file_windows: Sequence[MaintenanceWindow] = ()
+    ) -> None:
         self.store = store
         self.clock = clock
         self._file = list(file_windows)
@@ -112,29 +116,47 @@ class MaintenanceBook:
         if self.store is None:
             return
         async with self.store.engine.connect() as conn:
-            rows = (await conn.execute(select(maintenance_windows).order_by(maintenance_windows.c.id))).mappings().all()
+            rows = (
+                (await conn.execute(select(maintenance_windows).order_by(maintenance_windows.c.id)))
+                .mappings()
+                .all()
+            )
         self._db = [_from_row(r) for r in rows]
 
     async def add(self, window: MaintenanceWindow) -> MaintenanceWindow:
         if self.store is None:
             raise MaintenanceError("no store: maintenance windows can only be given in the file")
-        values: dict[str, Any] = {"name": window.name, "scope": window.scope, "targets": list(window.targets),
-                                  "start_at": window.start, "end_at": window.end, "reason": window.reason,
-                                  "created_by": window.created_by, "created_at": self.clock.now()}
+        values: dict[str, Any] = {
+            "name": window.name,
+            "scope": window.scope,
+            "targets": list(window.targets),
+            "start_at": window.start,
+            "end_at": window.end,
+            "reason": window.reason,
+            "created_by": window.created_by,
+            "created_at": self.clock.now(),
+        }
         async with self.store.engine.begin() as conn:
-            new_id = (await conn.execute(maintenance_windows.insert().values(**values)
-                                         .returning(maintenance_windows.c.id))).scalar_one()
+            new_id = (
+                await conn.execute(
+                    maintenance_windows.insert().values(**values).returning(maintenance_windows.c.id)
+                )
+            ).scalar_one()
         await self.refresh()
         return window.model_copy(update={"id": f"db:{new_id}"})
 
     async def remove(self, window_id: str) -> bool:
         """Remove a window added through the API; False when there is none with this id."""
         if window_id.startswith("file:"):
-            raise MaintenanceError(f"{window_id} is defined in the maintenance file: edit the file to remove it")
+            raise MaintenanceError(
+                f"{window_id} is defined in the maintenance file: edit the file to remove it"
+            )
         if not window_id.startswith("db:") or not window_id[3:].isdigit() or self.store is None:
             return False
         async with self.store.engine.begin() as conn:
-            result = await conn.execute(delete(maintenance_windows).where(maintenance_windows.c.id == int(window_id[3:])))
+            result = await conn.execute(
+                delete(maintenance_windows).where(maintenance_windows.c.id == int(window_id[3:]))
+            )
         await self.refresh()
         return bool(result.rowcount)
 
@@ -147,8 +169,9 @@ class MaintenanceBook:
             every = [w for w in every if w.end > now]
         return sorted(every, key=lambda w: (w.start, w.id or ""))
 
-    def active_for(self, *, site: str | None, device: str | None, services: Iterable[str],
-                   at: datetime) -> MaintenanceWindow | None:
+    def active_for(
+        self, *, site: str | None, device: str | None, services: Iterable[str], at: datetime
+    ) -> MaintenanceWindow | None:
         services = tuple(services)
         for w in self.windows(at=at):
             if w.covers(site=site, device=device, services=services, at=at):
@@ -157,7 +180,13 @@ class MaintenanceBook:
 
 
 def _from_row(row: Any) -> MaintenanceWindow:
-    return MaintenanceWindow(id=f"db:{row['id']}", name=row["name"], scope=row["scope"], targets=list(row["targets"]),
-                             start=row["start_at"], end=row["end_at"], reason=row["reason"],
-                             created_by=row["created_by"])
-
+    return MaintenanceWindow(
+        id=f"db:{row['id']}",
+        name=row["name"],
+        scope=row["scope"],
+        targets=list(row["targets"]),
+        start=row["start_at"],
+        end=row["end_at"],
+        reason=row["reason"],
+        created_by=row["created_by"],
+    )

@@ -32,74 +32,225 @@ ESCALATIONS = frozenset({"escalation", "deadline_at_risk", "deadline_missed", "p
 
 LABELS: dict[str, dict[str, str]] = {
     "fr": {
-        "title": "Rapport d'incident majeur n° {id}", "summary": "Synthèse", "field": "Rubrique", "value": "Valeur",
-        "incident": "Incident", "state": "État", "priority": "Priorité", "severity": "Sévérité", "site": "Site",
-        "device": "Équipement", "services": "Lignes de service", "opened": "Ouvert le", "resolved": "Résolu le",
-        "duration": "Durée", "ticket": "Ticket ITSM", "runbook": "Procédure", "key": "Clé du problème",
-        "user_impact": "Impact utilisateurs", "technical_impact": "Impact technique",
-        "reopened": "Réouvertures", "occurrences": "Occurrences", "why": "Justification de la priorité",
-        "sla": "Engagements contractuels (SLA)", "deadline": "Échéance", "due": "Due le", "status": "Statut",
-        "clock_start": "Début du décompte", "chronology": "Chronologie", "when": "Date", "what": "Événement",
-        "text": "Détail", "who": "Acteur", "actions": "Actions menées", "exchanges": "Échanges et informations",
-        "escalations": "Escalades", "children": "Alarmes rattachées", "none": "Aucune.",
-        "analysis": "Analyse", "root_cause": "Cause racine", "to_fill": "À compléter.",
-        "plan": "Plan d'actions correctives", "num": "N°", "action": "Action", "owner": "Responsable",
-        "due_date": "Échéance", "lessons": "Retour d'expérience", "generated": "Rapport produit le {at}",
-        "ongoing": "en cours", "auto": "automatique", "sep": " : ", "number": "n° {id}",
+        "title": "Rapport d'incident majeur n° {id}",
+        "summary": "Synthèse",
+        "field": "Rubrique",
+        "value": "Valeur",
+        "incident": "Incident",
+        "state": "État",
+        "priority": "Priorité",
+        "severity": "Sévérité",
+        "site": "Site",
+        "device": "Équipement",
+        "services": "Lignes de service",
+        "opened": "Ouvert le",
+        "resolved": "Résolu le",
+        "duration": "Durée",
+        "ticket": "Ticket ITSM",
+        "runbook": "Procédure",
+        "key": "Clé du problème",
+        "user_impact": "Impact utilisateurs",
+        "technical_impact": "Impact technique",
+        "reopened": "Réouvertures",
+        "occurrences": "Occurrences",
+        "why": "Justification de la priorité",
+        "sla": "Engagements contractuels (SLA)",
+        "deadline": "Échéance",
+        "due": "Due le",
+        "status": "Statut",
+        "clock_start": "Début du décompte",
+        "chronology": "Chronologie",
+        "when": "Date",
+        "what": "Événement",
+        "text": "Détail",
+        "who": "Acteur",
+        "actions": "Actions menées",
+        "exchanges": "Échanges et informations",
+        "escalations": "Escalades",
+        "children": "Alarmes rattachées",
+        "none": "Aucune.",
+        "analysis": "Analyse",
+        "root_cause": "Cause racine",
+        "to_fill": "À compléter.",
+        "plan": "Plan d'actions correctives",
+        "num": "N°",
+        "action": "Action",
+        "owner": "Responsable",
+        "due_date": "Échéance",
+        "lessons": "Retour d'expérience",
+        "generated": "Rapport produit le {at}",
+        "ongoing": "en cours",
+        "auto": "automatique",
+        "sep": " : ",
+        "number": "n° {id}",
     },
     "en": {
-        "title": "Major incident report #{id}", "summary": "Summary", "field": "Field", "value": "Value",
-        "incident": "Incident", "state": "State", "priority": "Priority", "severity": "Severity", "site": "Site",
-        "device": "Device", "services": "Service lines", "opened": "Opened", "resolved": "Resolved",
-        "duration": "Duration", "ticket": "ITSM ticket", "runbook": "Runbook", "key": "Problem key",
-        "user_impact": "User impact", "technical_impact": "Technical impact",
-        "reopened": "Reopenings", "occurrences": "Occurrences", "why": "Why this priority",
-        "sla": "Contract deadlines (SLA)", "deadline": "Deadline", "due": "Due", "status": "Status",
-        "clock_start": "Clock start", "chronology": "Chronology", "when": "When", "what": "Event",
-        "text": "Detail", "who": "Actor", "actions": "Actions taken", "exchanges": "Exchanges and information",
-        "escalations": "Escalations", "children": "Attached alarms", "none": "None.",
-        "analysis": "Analysis", "root_cause": "Root cause", "to_fill": "To be completed.",
-        "plan": "Corrective action plan", "num": "#", "action": "Action", "owner": "Owner",
-        "due_date": "Due", "lessons": "Lessons learnt", "generated": "Report produced {at}",
-        "ongoing": "ongoing", "auto": "automatic", "sep": ": ", "number": "#{id}",
+        "title": "Major incident report #{id}",
+        "summary": "Summary",
+        "field": "Field",
+        "value": "Value",
+        "incident": "Incident",
+        "state": "State",
+        "priority": "Priority",
+        "severity": "Severity",
+        "site": "Site",
+        "device": "Device",
+        "services": "Service lines",
+        "opened": "Opened",
+        "resolved": "Resolved",
+        "duration": "Duration",
+        "ticket": "ITSM ticket",
+        "runbook": "Runbook",
+        "key": "Problem key",
+        "user_impact": "User impact",
+        "technical_impact": "Technical impact",
+        "reopened": "Reopenings",
+        "occurrences": "Occurrences",
+        "why": "Why this priority",
+        "sla": "Contract deadlines (SLA)",
+        "deadline": "Deadline",
+        "due": "Due",
+        "status": "Status",
+        "clock_start": "Clock start",
+        "chronology": "Chronology",
+        "when": "When",
+        "what": "Event",
+        "text": "Detail",
+        "who": "Actor",
+        "actions": "Actions taken",
+        "exchanges": "Exchanges and information",
+        "escalations": "Escalations",
+        "children": "Attached alarms",
+        "none": "None.",
+        "analysis": "Analysis",
+        "root_cause": "Root cause",
+        "to_fill": "To be completed.",
+        "plan": "Corrective action plan",
+        "num": "#",
+        "action": "Action",
+        "owner": "Owner",
+        "due_date": "Due",
+        "lessons": "Lessons learnt",
+        "generated": "Report produced {at}",
+        "ongoing": "ongoing",
+        "auto": "automatic",
+        "sep": ": ",
+        "number": "#{id}",
     },
 }
 
-STATES = {"fr": {"open": "ouvert", "acknowledged": "pris en charge", "suppressed": "suspendu (maintenance)",
-                 "resolved": "résolu"},
-          "en": {"open": "open", "acknowledged": "acknowledged", "suppressed": "suppressed (maintenance)",
-                 "resolved": "resolved"}}
-STATUS = {"fr": {"ok": "dans les temps", "at_risk": "à risque", "missed": "dépassée", "met": "tenue",
-                 "not_applicable": "sans objet"},
-          "en": {"ok": "on time", "at_risk": "at risk", "missed": "missed", "met": "met",
-                 "not_applicable": "not applicable"}}
-IMPACTS = {"fr": {"none": "aucun", "degraded": "dégradé", "outage": "interruption", "minor": "perturbé",
-                  "major": "inaccessible"},
-           "en": {"none": "none", "degraded": "degraded", "outage": "outage", "minor": "minor", "major": "major"}}
-KINDS = {
-    "fr": {"opened": "Ouverture", "reopened": "Réouverture", "suppressed": "Maintenance",
-           "maintenance_ended": "Fin de maintenance", "cleared": "Condition disparue", "recurred": "Récidive",
-           "occurrence": "Occurrence", "severity_changed": "Sévérité", "priority_changed": "Priorité",
-           "resolved": "Résolution", "acknowledged": "Prise en charge", "attached": "Rattachement",
-           "child_attached": "Alarme rattachée", "detached": "Détachement", "deadline_at_risk": "Échéance à risque",
-           "deadline_missed": "Échéance dépassée", "itsm": "Ticket", "daily_check": "Contrôle quotidien",
-           "clock_start": "Décompte SLA", "note": "Note", "action": "Action", "intervention": "Intervention",
-           "notification": "Notification", "first_information": "Première information", "exchange": "Échange",
-           "escalation": "Escalade"},
-    "en": {"opened": "Opened", "reopened": "Reopened", "suppressed": "Maintenance",
-           "maintenance_ended": "Maintenance ended", "cleared": "Condition gone", "recurred": "Recurred",
-           "occurrence": "Occurrence", "severity_changed": "Severity", "priority_changed": "Priority",
-           "resolved": "Resolved", "acknowledged": "Taken in charge", "attached": "Attached",
-           "child_attached": "Alarm attached", "detached": "Detached", "deadline_at_risk": "Deadline at risk",
-           "deadline_missed": "Deadline missed", "itsm": "Ticket", "daily_check": "Daily check",
-           "clock_start": "SLA clock", "note": "Note", "action": "Action", "intervention": "Intervention",
-           "notification": "Notification", "first_information": "First information", "exchange": "Exchange",
-           "escalation": "Escalation"},
+STATES = {
+    "fr": {
+        "open": "ouvert",
+        "acknowledged": "pris en charge",
+        "suppressed": "suspendu (maintenance)",
+        "resolved": "résolu",
+    },
+    "en": {
+        "open": "open",
+        "acknowledged": "acknowledged",
+        "suppressed": "suppressed (maintenance)",
+        "resolved": "resolved",
+    },
 }
-DEADLINES = {"fr": {"taking_charge": "Prise en charge", "first_information": "Première information",
-                    "restoration": "Rétablissement (GTR)", "intervention": "Intervention (GTI)"},
-             "en": {"taking_charge": "Taking charge", "first_information": "First information",
-                    "restoration": "Restoration (GTR)", "intervention": "Intervention (GTI)"}}
+STATUS = {
+    "fr": {
+        "ok": "dans les temps",
+        "at_risk": "à risque",
+        "missed": "dépassée",
+        "met": "tenue",
+        "not_applicable": "sans objet",
+    },
+    "en": {
+        "ok": "on time",
+        "at_risk": "at risk",
+        "missed": "missed",
+        "met": "met",
+        "not_applicable": "not applicable",
+    },
+}
+IMPACTS = {
+    "fr": {
+        "none": "aucun",
+        "degraded": "dégradé",
+        "outage": "interruption",
+        "minor": "perturbé",
+        "major": "inaccessible",
+    },
+    "en": {"none": "none", "degraded": "degraded", "outage": "outage", "minor": "minor", "major": "major"},
+}
+KINDS = {
+    "fr": {
+        "opened": "Ouverture",
+        "reopened": "Réouverture",
+        "suppressed": "Maintenance",
+        "maintenance_ended": "Fin de maintenance",
+        "cleared": "Condition disparue",
+        "recurred": "Récidive",
+        "occurrence": "Occurrence",
+        "severity_changed": "Sévérité",
+        "priority_changed": "Priorité",
+        "resolved": "Résolution",
+        "acknowledged": "Prise en charge",
+        "attached": "Rattachement",
+        "child_attached": "Alarme rattachée",
+        "detached": "Détachement",
+        "deadline_at_risk": "Échéance à risque",
+        "deadline_missed": "Échéance dépassée",
+        "itsm": "Ticket",
+        "daily_check": "Contrôle quotidien",
+        "clock_start": "Décompte SLA",
+        "note": "Note",
+        "action": "Action",
+        "intervention": "Intervention",
+        "notification": "Notification",
+        "first_information": "Première information",
+        "exchange": "Échange",
+        "escalation": "Escalade",
+    },
+    "en": {
+        "opened": "Opened",
+        "reopened": "Reopened",
+        "suppressed": "Maintenance",
+        "maintenance_ended": "Maintenance ended",
+        "cleared": "Condition gone",
+        "recurred": "Recurred",
+        "occurrence": "Occurrence",
+        "severity_changed": "Severity",
+        "priority_changed": "Priority",
+        "resolved": "Resolved",
+        "acknowledged": "Taken in charge",
+        "attached": "Attached",
+        "child_attached": "Alarm attached",
+        "detached": "Detached",
+        "deadline_at_risk": "Deadline at risk",
+        "deadline_missed": "Deadline missed",
+        "itsm": "Ticket",
+        "daily_check": "Daily check",
+        "clock_start": "SLA clock",
+        "note": "Note",
+        "action": "Action",
+        "intervention": "Intervention",
+        "notification": "Notification",
+        "first_information": "First information",
+        "exchange": "Exchange",
+        "escalation": "Escalation",
+    },
+}
+DEADLINES = {
+    "fr": {
+        "taking_charge": "Prise en charge",
+        "first_information": "Première information",
+        "restoration": "Rétablissement (GTR)",
+        "intervention": "Intervention (GTI)",
+    },
+    "en": {
+        "taking_charge": "Taking charge",
+        "first_information": "First information",
+        "restoration": "Restoration (GTR)",
+        "intervention": "Intervention (GTI)",
+    },
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,14 +262,25 @@ class Row:
 
 
 def _rows(entries: list[TimelineRecord], lang: Lang, tz: ZoneInfo) -> list[Row]:
-    return [Row(local_time(e.at, tz, lang), KINDS[lang].get(e.kind, e.kind), e.render(lang),
-                e.actor or LABELS[lang]["auto"]) for e in entries]
+    return [
+        Row(
+            local_time(e.at, tz, lang),
+            KINDS[lang].get(e.kind, e.kind),
+            e.render(lang),
+            e.actor or LABELS[lang]["auto"],
+        )
+        for e in entries
+    ]
 
 
 def explanation(reasons: Any, lang: Lang) -> list[str]:
     """The stored priority reasons rendered in ``lang``."""
-    return [Reason(str(r["code"]), tuple((str(k), str(v)) for k, v in dict(r.get("params", {})).items())).render(lang)
-            for r in reasons]
+    return [
+        Reason(str(r["code"]), tuple((str(k), str(v)) for k, v in dict(r.get("params", {})).items())).render(
+            lang
+        )
+        for r in reasons
+    ]
 
 
 def report_context(detail: IncidentDetail, *, lang: Lang, tz: ZoneInfo, now: datetime) -> dict[str, Any]:
@@ -147,8 +309,13 @@ def report_context(detail: IncidentDetail, *, lang: Lang, tz: ZoneInfo, now: dat
     ]
     deadlines = []
     for kind, d in rec.deadlines.items():
-        deadlines.append((DEADLINES[lang].get(kind, kind), local_time(datetime.fromisoformat(d["due"]), tz, lang),
-                          STATUS[lang].get(detail.deadline_status.get(kind, ""), detail.deadline_status.get(kind, ""))))
+        deadlines.append(
+            (
+                DEADLINES[lang].get(kind, kind),
+                local_time(datetime.fromisoformat(d["due"]), tz, lang),
+                STATUS[lang].get(detail.deadline_status.get(kind, ""), detail.deadline_status.get(kind, "")),
+            )
+        )
     return {
         "L": L,
         "title": L["title"].format(id=rec.id),
@@ -160,17 +327,24 @@ def report_context(detail: IncidentDetail, *, lang: Lang, tz: ZoneInfo, now: dat
         "actions": _rows([e for e in timeline if e.kind in ACTIONS], lang, tz),
         "exchanges": _rows([e for e in timeline if e.kind in EXCHANGES], lang, tz),
         "escalations": _rows([e for e in timeline if e.kind in ESCALATIONS], lang, tz),
-        "children": [(L["number"].format(id=c.id), c.title(lang), c.device or "-", STATES[lang].get(c.state, c.state))
-                     for c in detail.child_records],
+        "children": [
+            (L["number"].format(id=c.id), c.title(lang), c.device or "-", STATES[lang].get(c.state, c.state))
+            for c in detail.child_records
+        ],
         "plan_rows": 3,
         "generated": L["generated"].format(at=local_time(now, tz, lang)),
     }
 
 
 def _env() -> Environment:
-    return Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined,
-                       autoescape=select_autoescape(enabled_extensions=("html", "html.j2")),
-                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    return Environment(
+        loader=FileSystemLoader(str(TEMPLATES)),
+        undefined=StrictUndefined,
+        autoescape=select_autoescape(enabled_extensions=("html", "html.j2")),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
 
 
 def md_text(value: object) -> str:
@@ -182,8 +356,14 @@ def md_cell(value: object) -> str:
     return md_text(value).replace("|", "\\|")
 
 
-def render_report(detail: IncidentDetail, *, fmt: Format = "md", lang: Lang = "fr",
-                  tz: ZoneInfo | str = "Europe/Paris", now: datetime) -> str:
+def render_report(
+    detail: IncidentDetail,
+    *,
+    fmt: Format = "md",
+    lang: Lang = "fr",
+    tz: ZoneInfo | str = "Europe/Paris",
+    now: datetime,
+) -> str:
     zone = tz if isinstance(tz, ZoneInfo) else ZoneInfo(tz)
     env = _env()
     env.filters["cell"] = md_cell

@@ -16,7 +16,9 @@ from callipso_agent.rules.texts import human_duration, render
 TIMELINE: dict[str, dict[str, str]] = {
     "fr": {
         "opened": "Incident ouvert : {title} (priorité {priority}, sévérité {severity})",
-        "reopened": "Incident rouvert : le problème est revenu {ago} après sa résolution (réouverture n° {count})",
+        "reopened": (
+            "Incident rouvert : le problème est revenu {ago} après sa résolution (réouverture n° {count})"
+        ),
         "suppressed": "Ouverture suspendue par la maintenance « {window} » : {title}",
         "maintenance_ended": "Fin de la maintenance « {window} » : le problème persiste, incident ouvert",
         "cleared": "Condition disparue ; résolution automatique dans {hold} si elle ne revient pas",
@@ -26,7 +28,9 @@ TIMELINE: dict[str, dict[str, str]] = {
         "priority_changed": "Priorité {before} → {after}",
         "resolved_auto": "Résolu automatiquement : condition absente depuis {hold}",
         "resolved_manual": "Résolu par {actor} : {reason}",
-        "resolved_maintenance": "Condition disparue pendant la maintenance « {window} » : clos sans ouverture",
+        "resolved_maintenance": (
+            "Condition disparue pendant la maintenance « {window} » : clos sans ouverture"
+        ),
         "acknowledged": "Pris en charge par {actor}",
         "attached": "Rattaché à l'incident de site n° {parent}",
         "child_attached": "Alarme rattachée (n° {child}) : {title}",
@@ -39,7 +43,9 @@ TIMELINE: dict[str, dict[str, str]] = {
     },
     "en": {
         "opened": "Incident opened: {title} (priority {priority}, severity {severity})",
-        "reopened": "Incident reopened: the problem came back {ago} after its resolution (reopening #{count})",
+        "reopened": (
+            "Incident reopened: the problem came back {ago} after its resolution (reopening #{count})"
+        ),
         "suppressed": "Opening suppressed by maintenance '{window}': {title}",
         "maintenance_ended": "Maintenance '{window}' ended: the problem persists, incident opened",
         "cleared": "Condition gone; automatic resolution in {hold} unless it comes back",
@@ -62,8 +68,10 @@ TIMELINE: dict[str, dict[str, str]] = {
     },
 }
 
-SEVERITY = {"fr": {"ok": "normale", "warning": "avertissement", "critical": "critique", "unknown": "inconnue"},
-            "en": {"ok": "ok", "warning": "warning", "critical": "critical", "unknown": "unknown"}}
+SEVERITY = {
+    "fr": {"ok": "normale", "warning": "avertissement", "critical": "critique", "unknown": "inconnue"},
+    "en": {"ok": "ok", "warning": "warning", "critical": "critical", "unknown": "unknown"},
+}
 
 
 def local_time(at: datetime, tz: ZoneInfo, lang: str) -> str:

@@ -1,4 +1,4 @@
-"""Rules: the YAML rule files, their schema, and the engine that turns measurements and events into signals."""
+"""Rules: the YAML rule files, their schema, and the engine turning measurements and events into signals."""
 
 from callipso_agent.rules.engine import RuleEngine
 from callipso_agent.rules.inventory import Inventory

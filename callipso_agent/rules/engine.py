@@ -47,8 +47,14 @@ STALE_INTERVALS = 2.0  # a value older than this many poll intervals no longer c
 
 # ---- pure helpers (table-tested) ------------------------------------------------------------------------
 
-def threshold_level(value: float, threshold: Threshold, warning: float | None, critical: float | None,
-                    current: Severity = Severity.OK) -> Severity:
+
+def threshold_level(
+    value: float,
+    threshold: Threshold,
+    warning: float | None,
+    critical: float | None,
+    current: Severity = Severity.OK,
+) -> Severity:
     """Level of ``value`` against resolved limits, with hysteresis.
 
     A level is entered when the value goes beyond its limit (strictly) and kept while the value stays
@@ -81,8 +87,9 @@ def resolve_limit(limit: float | Ref | None, device: Device | None, site: Site |
     return float(raw) * limit.factor + limit.offset
 
 
-def label_matches(labels: Mapping[str, str], wanted: Mapping[str, LabelMatch], device: Device | None,
-                  site: Site | None) -> bool | None:
+def label_matches(
+    labels: Mapping[str, str], wanted: Mapping[str, LabelMatch], device: Device | None, site: Site | None
+) -> bool | None:
     """True/False; None when a referenced inventory value is missing (the rule does not apply)."""
     for name, match in wanted.items():
         have = labels.get(name)
@@ -117,6 +124,7 @@ def changed(kind: str, previous: Any, value: Any) -> bool:
 
 
 # ---- state ----------------------------------------------------------------------------------------------
+
 
 @dataclass
 class _Series:
@@ -159,7 +167,7 @@ class RuleEngine:
         self.forget(lambda device: device not in inventory.devices)
 
     def forget(self, drop: Callable[[str], bool]) -> None:
-        """Drop the state of devices for which ``drop(name)`` is true (removed, or leased to another agent)."""
+        """Drop the state of devices for which ``drop(name)`` is true (removed, or leased elsewhere)."""
         for k in [k for k, s in self._series.items() if drop(s.device)]:
             del self._series[k]
         for k in [k for k in self._absence if drop(k[1])]:
@@ -187,7 +195,9 @@ class RuleEngine:
                     self._measure(rule, device, site, dict(labels), group, out)
             elif isinstance(rule, ChangeRule):
                 if rule.metric is not None:
-                    for labels, group in self._groups(rule, device, site, by_name.get(rule.metric, ())).items():
+                    for labels, group in self._groups(
+                        rule, device, site, by_name.get(rule.metric, ())
+                    ).items():
                         self._change_metric(rule, device, site, dict(labels), group, out)
                 else:
                     self._change_system(rule, device, site, result, out)
@@ -243,8 +253,12 @@ class RuleEngine:
                 self._advance(rule, s, target, now, out)
             elif isinstance(rule, (ChangeRule, EventRule)):
                 after = rule.clear_after
-                if after is not None and s.fired is not Severity.OK and s.fired_at is not None \
-                        and (now - s.fired_at).total_seconds() >= after:
+                if (
+                    after is not None
+                    and s.fired is not Severity.OK
+                    and s.fired_at is not None
+                    and (now - s.fired_at).total_seconds() >= after
+                ):
                     s.fired = Severity.OK
                     out.append(self._signal(s, False, now, s.fields))
         for (rule_name, device_name), st in self._absence.items():
@@ -258,12 +272,25 @@ class RuleEngine:
             if silent >= rule.intervals * device.interval:
                 st.fired = True
                 st.last_error = "silence"
-                out.append(self._absence_signal(rule, device, True, now, {
-                    "detail": f"no poll result for {human_duration(silent)}", "count": st.failures}))
+                out.append(
+                    self._absence_signal(
+                        rule,
+                        device,
+                        True,
+                        now,
+                        {"detail": f"no poll result for {human_duration(silent)}", "count": st.failures},
+                    )
+                )
         return out
 
-    def restore(self, rule_name: str, device: str | None, labels: Mapping[str, str], severity: Severity,
-                since: datetime) -> bool:
+    def restore(
+        self,
+        rule_name: str,
+        device: str | None,
+        labels: Mapping[str, str],
+        severity: Severity,
+        since: datetime,
+    ) -> bool:
         """Take back the state of a problem still open in the store (after a restart or a takeover)."""
         rule = self.rules.get(rule_name)
         dev = self.inventory.device(device)
@@ -289,14 +316,19 @@ class RuleEngine:
         key = problem_key(rule.name, device.name, labels)
         s = self._series.get((rule.name, key))
         if s is None:
-            s = _Series(rule=rule.name, key=key, device=device.name, site=site.code if site else None,
-                        labels=labels)
+            s = _Series(
+                rule=rule.name, key=key, device=device.name, site=site.code if site else None, labels=labels
+            )
             self._series[(rule.name, key)] = s
         return s
 
     @staticmethod
-    def _groups(rule: ThresholdRule | StateRule | ChangeRule, device: Device, site: Site | None,
-                measurements: Iterable[Measurement]) -> dict[tuple[tuple[str, str], ...], list[Measurement]]:
+    def _groups(
+        rule: ThresholdRule | StateRule | ChangeRule,
+        device: Device,
+        site: Site | None,
+        measurements: Iterable[Measurement],
+    ) -> dict[tuple[tuple[str, str], ...], list[Measurement]]:
         """Matching measurements grouped by the labels that make the problem key."""
         groups: dict[tuple[tuple[str, str], ...], list[Measurement]] = {}
         for m in measurements:
@@ -305,8 +337,15 @@ class RuleEngine:
                 groups.setdefault(k, []).append(m)
         return groups
 
-    def _measure(self, rule: ThresholdRule | StateRule, device: Device, site: Site | None, labels: dict[str, str],
-                 group: list[Measurement], out: list[Signal]) -> None:
+    def _measure(
+        self,
+        rule: ThresholdRule | StateRule,
+        device: Device,
+        site: Site | None,
+        labels: dict[str, str],
+        group: list[Measurement],
+        out: list[Signal],
+    ) -> None:
         """Evaluate one problem key; when several series share it, the worst one counts."""
         if isinstance(rule, ThresholdRule):
             valued = [m for m in group if m.value is not None]
@@ -314,8 +353,10 @@ class RuleEngine:
                 return
             pick = max if rule.threshold.direction == "above" else min
             m = pick(valued, key=lambda x: float(x.value))  # type: ignore[arg-type]
-            limits = (resolve_limit(rule.threshold.warning, device, site),
-                      resolve_limit(rule.threshold.critical, device, site))
+            limits = (
+                resolve_limit(rule.threshold.warning, device, site),
+                resolve_limit(rule.threshold.critical, device, site),
+            )
             if limits == (None, None):
                 return
             s = self._get(rule, device, site, labels)
@@ -346,8 +387,9 @@ class RuleEngine:
             return threshold_level(float(value), rule.threshold, s.limits[0], s.limits[1], s.fired)
         return state
 
-    def _advance(self, rule: ThresholdRule | StateRule, s: _Series, target: Severity, now: datetime,
-                 out: list[Signal]) -> None:
+    def _advance(
+        self, rule: ThresholdRule | StateRule, s: _Series, target: Severity, now: datetime, out: list[Signal]
+    ) -> None:
         """Apply ``for``: a higher level must hold ``rule.for_`` seconds; a lower one applies at once."""
         if target > s.fired:
             if s.pending_since is None:
@@ -366,13 +408,23 @@ class RuleEngine:
         fields["for"] = human_duration(rule.for_) if rule.for_ else ""
         if isinstance(rule, ThresholdRule):
             warning, critical = s.limits
-            fields["threshold"] = critical if s.fired is Severity.CRITICAL and critical is not None else (
-                warning if warning is not None else critical)
+            fields["threshold"] = (
+                critical
+                if s.fired is Severity.CRITICAL and critical is not None
+                else (warning if warning is not None else critical)
+            )
         return fields
 
     # ---- change rules ---------------------------------------------------------------------------------
-    def _change_metric(self, rule: ChangeRule, device: Device, site: Site | None, labels: dict[str, str],
-                       group: list[Measurement], out: list[Signal]) -> None:
+    def _change_metric(
+        self,
+        rule: ChangeRule,
+        device: Device,
+        site: Site | None,
+        labels: dict[str, str],
+        group: list[Measurement],
+        out: list[Signal],
+    ) -> None:
         """Each series is compared with its own previous value; one signal per problem key and poll."""
         fired: dict[str, Any] | None = None
         for m in group:
@@ -382,14 +434,20 @@ class RuleEngine:
             previous = self._previous.get(series)
             self._previous[series] = m.value
             if fired is None and changed(rule.change, previous, m.value):
-                fired = {"value": m.value, "previous": previous, "labels": dict(m.labels), "detail": m.text or "",
-                         "at": m.at}
+                fired = {
+                    "value": m.value,
+                    "previous": previous,
+                    "labels": dict(m.labels),
+                    "detail": m.text or "",
+                    "at": m.at,
+                }
         if fired is not None:
             s = self._get(rule, device, site, labels)
             self._change_fire(rule, s, fired.pop("at"), fired, out)
 
-    def _change_system(self, rule: ChangeRule, device: Device, site: Site | None, result: PollResult,
-                       out: list[Signal]) -> None:
+    def _change_system(
+        self, rule: ChangeRule, device: Device, site: Site | None, result: PollResult, out: list[Signal]
+    ) -> None:
         assert rule.system is not None
         current = {k: result.system[k] for k in rule.system if k in result.system}
         if not current:
@@ -403,17 +461,31 @@ class RuleEngine:
         if diffs:
             before = ", ".join(f"{k} {a}" for k, (a, _) in diffs.items())
             after = ", ".join(f"{k} {b}" for k, (_, b) in diffs.items())
-            self._change_fire(rule, s, result.started, {"value": after, "previous": before,
-                                                        "detail": f"{before} -> {after}"}, out)
+            self._change_fire(
+                rule,
+                s,
+                result.started,
+                {"value": after, "previous": before, "detail": f"{before} -> {after}"},
+                out,
+            )
 
-    def _change_fire(self, rule: ChangeRule, s: _Series, at: datetime, fields: dict[str, Any],
-                     out: list[Signal]) -> None:
+    def _change_fire(
+        self, rule: ChangeRule, s: _Series, at: datetime, fields: dict[str, Any], out: list[Signal]
+    ) -> None:
         s.fired, s.fired_at, s.fields = _SEVERITY[rule.severity], at, fields
         out.append(self._signal(s, True, at, fields))
 
     # ---- events ---------------------------------------------------------------------------------------
-    def _event_clear(self, rule: EventRule, device: Device, labels: dict[str, str], at: datetime,
-                     out: list[Signal], *, exact: bool) -> None:
+    def _event_clear(
+        self,
+        rule: EventRule,
+        device: Device,
+        labels: dict[str, str],
+        at: datetime,
+        out: list[Signal],
+        *,
+        exact: bool,
+    ) -> None:
         """Clear the matching fired series; a clear event of another name ignores the 'event' label."""
         for s in self._series.values():
             if s.rule != rule.name or s.device != device.name or s.fired is Severity.OK:
@@ -425,8 +497,9 @@ class RuleEngine:
                 out.append(self._signal(s, False, at, s.fields))
 
     # ---- absence --------------------------------------------------------------------------------------
-    def _absence_poll(self, rule: AbsenceRule, device: Device, site: Site | None, result: PollResult,
-                      out: list[Signal]) -> None:
+    def _absence_poll(
+        self, rule: AbsenceRule, device: Device, site: Site | None, result: PollResult, out: list[Signal]
+    ) -> None:
         st = self._absence.setdefault((rule.name, device.name), _Absence())
         st.last_result_at = result.started
         if result.ok:
@@ -441,18 +514,44 @@ class RuleEngine:
         st.last_error = result.error
         if not st.fired and st.failures >= rule.intervals:
             st.fired = True
-            out.append(self._absence_signal(rule, device, True, result.started, {
-                "detail": result.error_text or result.error or "", "count": st.failures,
-                "event": result.error}))
+            out.append(
+                self._absence_signal(
+                    rule,
+                    device,
+                    True,
+                    result.started,
+                    {
+                        "detail": result.error_text or result.error or "",
+                        "count": st.failures,
+                        "event": result.error,
+                    },
+                )
+            )
 
-    def _absence_signal(self, rule: AbsenceRule, device: Device, active: bool, at: datetime,
-                        fields: dict[str, Any]) -> Signal:
-        return Signal(rule=rule.name, key=problem_key(rule.name, device.name), active=active, at=at,
-                      severity=_SEVERITY[rule.severity] if active else Severity.OK, device=device.name,
-                      site=device.site, fields=fields)
+    def _absence_signal(
+        self, rule: AbsenceRule, device: Device, active: bool, at: datetime, fields: dict[str, Any]
+    ) -> Signal:
+        return Signal(
+            rule=rule.name,
+            key=problem_key(rule.name, device.name),
+            active=active,
+            at=at,
+            severity=_SEVERITY[rule.severity] if active else Severity.OK,
+            device=device.name,
+            site=device.site,
+            fields=fields,
+        )
 
     @staticmethod
     def _signal(s: _Series, active: bool, at: datetime, fields: Mapping[str, Any]) -> Signal:
-        return Signal(rule=s.rule, key=s.key, active=active, at=at,
-                      severity=s.fired if active else Severity.OK, device=s.device, site=s.site,
-                      labels=s.labels, fields=fields)
+        return Signal(
+            rule=s.rule,
+            key=s.key,
+            active=active,
+            at=at,
+            severity=s.fired if active else Severity.OK,
+            device=s.device,
+            site=s.site,
+            labels=s.labels,
+            fields=fields,
+        )

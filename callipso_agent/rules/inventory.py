@@ -14,8 +14,9 @@ class Inventory:
 
     __slots__ = ("_by_site", "_devices", "_services", "_sites")
 
-    def __init__(self, sites: Iterable[Site], devices: Iterable[Device],
-                 services: Iterable[ServiceLine] = ()) -> None:
+    def __init__(
+        self, sites: Iterable[Site], devices: Iterable[Device], services: Iterable[ServiceLine] = ()
+    ) -> None:
         self._sites: Mapping[str, Site] = MappingProxyType({s.code: s for s in sites})
         self._devices: Mapping[str, Device] = MappingProxyType({d.name: d for d in devices if d.enabled})
         self._services: Mapping[str, ServiceLine] = MappingProxyType({s.key: s for s in services})

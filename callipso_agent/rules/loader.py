@@ -8,13 +8,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 from pydantic import TypeAdapter, ValidationError
 
 from callipso_agent.errors import ConfigError, ConfigErrors, RuleError
 from callipso_agent.paths import checks_dir
-from callipso_agent.rules.schema import AnyRule, KINDS, Rule, SiteRule
+from callipso_agent.rules.schema import KINDS, AnyRule, Rule, SiteRule
 from callipso_agent.yamlload import LineDict, LineList, load_yaml, validation_errors
 
 _RULE = TypeAdapter(AnyRule)
@@ -33,7 +33,9 @@ class _Errors:
 class RuleSet:
     """The loaded rules by name, with where each came from."""
 
-    def __init__(self, rules: Iterable[Rule], origins: Mapping[str, tuple[str, int | None]] | None = None) -> None:
+    def __init__(
+        self, rules: Iterable[Rule], origins: Mapping[str, tuple[str, int | None]] | None = None
+    ) -> None:
         self._rules: dict[str, Rule] = {}
         for r in rules:
             if r.name in self._rules:
@@ -96,7 +98,9 @@ def _parse_rule(item: Any, file: str, index: int, items: LineList) -> Rule | lis
             if loc and loc[0] == kind and kind in KINDS:
                 loc = loc[1:]  # drop the union tag pydantic inserts
             errs.append(dict(e, loc=loc))
-        out = validation_errors(_Errors(errs), item, file, prefix=("rules", index), cls=RuleError).errors
+        out = validation_errors(
+            cast(ValidationError, _Errors(errs)), item, file, prefix=("rules", index), cls=RuleError
+        ).errors
         for ce in out:
             if ce.line is None:
                 ce.line = items.item_lines[index]
@@ -128,19 +132,31 @@ def load_rules(path: str | Path | None = None, *, runbooks: Path | None = None) 
         if data is None:
             continue
         if not isinstance(data, LineDict):
-            errors.append(RuleError("expected a mapping with a 'rules' list", file=str(f),
-                                    line=getattr(data, "line", 1)))
+            errors.append(
+                RuleError(
+                    "expected a mapping with a 'rules' list", file=str(f), line=getattr(data, "line", 1)
+                )
+            )
             continue
         for key in data:
             if key != "rules":
-                errors.append(RuleError("unknown section; a rule file holds only 'rules'", file=str(f),
-                                        line=data.key_lines.get(str(key)), field=str(key)))
+                errors.append(
+                    RuleError(
+                        "unknown section; a rule file holds only 'rules'",
+                        file=str(f),
+                        line=data.key_lines.get(str(key)),
+                        field=str(key),
+                    )
+                )
         items = data.get("rules")
         if items is None:
             continue
         if not isinstance(items, LineList):
-            errors.append(RuleError("expected a list of rules", file=str(f), line=data.key_lines.get("rules"),
-                                    field="rules"))
+            errors.append(
+                RuleError(
+                    "expected a list of rules", file=str(f), line=data.key_lines.get("rules"), field="rules"
+                )
+            )
             continue
         for i, item in enumerate(items):
             parsed = _parse_rule(item, str(f), i, items)
@@ -150,30 +166,61 @@ def load_rules(path: str | Path | None = None, *, runbooks: Path | None = None) 
             line = items.item_lines[i]
             if parsed.name in origins:
                 other_file, other_line = origins[parsed.name]
-                errors.append(RuleError(f"duplicate rule name {parsed.name!r} (first defined at "
-                                        f"{other_file}:{other_line})", file=str(f), line=line,
-                                        field=f"rules[{i}].name"))
+                errors.append(
+                    RuleError(
+                        f"duplicate rule name {parsed.name!r} (first defined at {other_file}:{other_line})",
+                        file=str(f),
+                        line=line,
+                        field=f"rules[{i}].name",
+                    )
+                )
                 continue
             origins[parsed.name] = (str(f), line)
             rules.append(parsed)
     by_name = {r.name: r for r in rules}
     for r in rules:
-        file, line = origins[r.name]
+        file, rule_line = origins[r.name]
         if isinstance(r, SiteRule):
             for child in r.children:
                 target = by_name.get(child)
                 if target is None:
-                    errors.append(RuleError(f"unknown child rule {child!r}", file=file, line=line,
-                                            field=f"{r.name}.children"))
+                    errors.append(
+                        RuleError(
+                            f"unknown child rule {child!r}",
+                            file=file,
+                            line=rule_line,
+                            field=f"{r.name}.children",
+                        )
+                    )
                 elif target.correlate != "site":
-                    errors.append(RuleError(f"child rule {child!r} must declare correlate: site", file=file,
-                                            line=line, field=f"{r.name}.children"))
-        elif r.correlate == "site" and not any(isinstance(s, SiteRule) and r.name in s.children for s in rules):
-            errors.append(RuleError("correlate: site, but no site rule lists this rule in its children",
-                                    file=file, line=line, field=f"{r.name}.correlate"))
+                    errors.append(
+                        RuleError(
+                            f"child rule {child!r} must declare correlate: site",
+                            file=file,
+                            line=rule_line,
+                            field=f"{r.name}.children",
+                        )
+                    )
+        elif r.correlate == "site" and not any(
+            isinstance(s, SiteRule) and r.name in s.children for s in rules
+        ):
+            errors.append(
+                RuleError(
+                    "correlate: site, but no site rule lists this rule in its children",
+                    file=file,
+                    line=rule_line,
+                    field=f"{r.name}.correlate",
+                )
+            )
         if runbooks is not None and not (runbooks / r.runbook).is_file():
-            errors.append(RuleError(f"runbook {r.runbook!r} not found in {runbooks}", file=file, line=line,
-                                    field=f"{r.name}.runbook"))
+            errors.append(
+                RuleError(
+                    f"runbook {r.runbook!r} not found in {runbooks}",
+                    file=file,
+                    line=rule_line,
+                    field=f"{r.name}.runbook",
+                )
+            )
     if errors:
         raise ConfigErrors(errors)
     return RuleSet(rules, origins)

@@ -54,8 +54,25 @@ RUNBOOK_FILE = r"^[a-z0-9][a-z0-9-]*\.md$"
 LABEL_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 # The fields an incident text may use, e.g. "Onduleur {device} sur batterie ({value:.0f} s restantes)".
-TEXT_FIELDS = frozenset({"device", "site", "site_name", "family", "role", "value", "threshold", "previous",
-                         "severity", "labels", "detail", "event", "for", "children", "count"})
+TEXT_FIELDS = frozenset(
+    {
+        "device",
+        "site",
+        "site_name",
+        "family",
+        "role",
+        "value",
+        "threshold",
+        "previous",
+        "severity",
+        "labels",
+        "detail",
+        "event",
+        "for",
+        "children",
+        "count",
+    }
+)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
 _UNITS = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
@@ -85,8 +102,12 @@ class _Model(BaseModel):
 
 # ---- references to the inventory ------------------------------------------------------------------------
 
+
 def check_ref(ref: str) -> str:
-    """Validate ``device.<field>``, ``device.attributes.<name>``, ``site.<field>``, ``site.attributes.<name>``."""
+    """Check ``device.<field>``, ``device.attributes.<name>``, ``site.<field>`` or ``site.attributes.<name>``.
+
+    Returns the reference unchanged; raises ValueError naming the known fields.
+    """
     parts = ref.split(".")
     if len(parts) < 2 or parts[0] not in ("device", "site"):
         raise ValueError(f"reference {ref!r} must start with 'device.' or 'site.'")
@@ -183,6 +204,7 @@ class Threshold(_Model):
 
 # ---- impact: priority inputs and the météo's states ----------------------------------------------------
 
+
 class Impact(_Model):
     """How a firing rule affects the service.
 
@@ -211,10 +233,14 @@ class ImpactWhen(_Model):
 
     @model_validator(mode="after")
     def _some(self) -> ImpactWhen:
-        if all(getattr(self, f) is None for f in ("severity", "site_wan", "site_kind", "site_criticality",
-                                                  "device_family", "device_role")):
-            raise ValueError("give at least one condition (severity, site_wan, site_kind, site_criticality, "
-                             "device_family, device_role)")
+        if all(
+            getattr(self, f) is None
+            for f in ("severity", "site_wan", "site_kind", "site_criticality", "device_family", "device_role")
+        ):
+            raise ValueError(
+                "give at least one condition (severity, site_wan, site_kind, site_criticality, "
+                "device_family, device_role)"
+            )
         return self
 
 
@@ -234,7 +260,9 @@ class Texts(_Model):
                 continue
             root = re.split(r"[.\[]", name, maxsplit=1)[0]
             if root not in TEXT_FIELDS:
-                raise ValueError(f"unknown template field {{{name}}}; known: {', '.join(sorted(TEXT_FIELDS))}")
+                raise ValueError(
+                    f"unknown template field {{{name}}}; known: {', '.join(sorted(TEXT_FIELDS))}"
+                )
         return v
 
 
@@ -244,11 +272,17 @@ class _RuleBase(_Model):
     families: list[str] = Field(default_factory=list, description="device families; empty: every family")
     impact: Impact
     impact_when: list[ImpactWhen] = Field(default_factory=list)
-    service_kind: str | None = Field(default=None, description="selects per-kind SLA durations (toip, network)")
+    service_kind: str | None = Field(
+        default=None, description="selects per-kind SLA durations (toip, network)"
+    )
     runbook: Annotated[str, Field(pattern=RUNBOOK_FILE)]
     text: Texts
-    hold: Duration | None = Field(default=None, description="clear this long before resolving; default: engine's")
-    flap_window: Duration | None = Field(default=None, description="reopen instead of opening anew within this")
+    hold: Duration | None = Field(
+        default=None, description="clear this long before resolving; default: engine's"
+    )
+    flap_window: Duration | None = Field(
+        default=None, description="reopen instead of opening anew within this"
+    )
     correlate: Literal["site"] | None = None
 
 
@@ -256,7 +290,8 @@ class _SeriesRule(_RuleBase):
     metric: Annotated[str, Field(min_length=1)]
     labels: dict[str, LabelMatch] = Field(default_factory=dict, description="label filter")
     key_labels: list[Annotated[str, Field(pattern=LABEL_NAME)]] | None = Field(
-        default=None, description="labels that tell problems apart; default: all labels of the series")
+        default=None, description="labels that tell problems apart; default: all labels of the series"
+    )
 
 
 class ThresholdRule(_SeriesRule):
@@ -268,7 +303,8 @@ class ThresholdRule(_SeriesRule):
 class StateRule(_SeriesRule):
     kind: Literal["state"] = "state"
     states: dict[str, Literal["ok", "warning", "critical"]] = Field(
-        default_factory=dict, description="override the profile's severity by state label")
+        default_factory=dict, description="override the profile's severity by state label"
+    )
     for_: Duration = Field(default=0.0, alias="for")
 
 
@@ -307,10 +343,12 @@ class EventRule(_RuleBase):
     clear_events: list[str] = Field(default_factory=list)
     labels: dict[str, LabelMatch] = Field(default_factory=dict)
     key_labels: list[Annotated[str, Field(pattern=LABEL_NAME)]] = Field(
-        default_factory=list, description="labels that tell problems apart ('event' is the event name)")
+        default_factory=list, description="labels that tell problems apart ('event' is the event name)"
+    )
     clear_after: Duration | None = None
     severity: Literal["warning", "critical"] | None = Field(
-        default=None, description="fixed severity; default: the event's own")
+        default=None, description="fixed severity; default: the event's own"
+    )
 
 
 class SiteRule(_RuleBase):
@@ -336,8 +374,11 @@ AnyRule = Annotated[
     | Annotated[ChangeRule, Tag("change")]
     | Annotated[EventRule, Tag("event")]
     | Annotated[SiteRule, Tag("site")],
-    Discriminator(_kind, custom_error_type="rule_kind",
-                  custom_error_message=f"unknown or missing rule kind; expected one of {', '.join(KINDS)}"),
+    Discriminator(
+        _kind,
+        custom_error_type="rule_kind",
+        custom_error_message=f"unknown or missing rule kind; expected one of {', '.join(KINDS)}",
+    ),
 ]
 
 Rule = ThresholdRule | StateRule | AbsenceRule | ChangeRule | EventRule | SiteRule

@@ -25,8 +25,11 @@ from callipso_agent.store.tables import ACTIVE_WHERE, incident_timeline, inciden
 
 UNRESOLVED = ("open", "acknowledged", "suppressed")
 # timeline kinds that meet a deadline when first recorded
-MEETS = {"notification": "first_information_at", "first_information": "first_information_at",
-         "intervention": "intervention_at"}
+MEETS = {
+    "notification": "first_information_at",
+    "first_information": "first_information_at",
+    "intervention": "intervention_at",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +81,7 @@ class IncidentRecord:
     reopen_count: int
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> IncidentRecord:
+    def from_row(cls, row: Mapping[Any, Any]) -> IncidentRecord:
         values = {f.name: row[f.name] for f in fields(cls)}
         values["labels"] = dict(values["labels"] or {})
         values["services"] = tuple(values["services"] or ())
@@ -126,9 +129,18 @@ class TimelineRecord:
     dedup: str | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> TimelineRecord:
-        return cls(id=row["id"], incident_id=row["incident_id"], at=row["at"], kind=row["kind"], text=row["text"],
-                   text_en=row["text_en"], actor=row["actor"], data=dict(row["data"] or {}), dedup=row["dedup"])
+    def from_row(cls, row: Mapping[Any, Any]) -> TimelineRecord:
+        return cls(
+            id=row["id"],
+            incident_id=row["incident_id"],
+            at=row["at"],
+            kind=row["kind"],
+            text=row["text"],
+            text_en=row["text_en"],
+            actor=row["actor"],
+            data=dict(row["data"] or {}),
+            dedup=row["dedup"],
+        )
 
     def render(self, lang: str) -> str:
         return self.text_en if lang == "en" and self.text_en else self.text
@@ -160,14 +172,24 @@ class IncidentRepository:
 
         ``created`` tells whether this call created it; the timeline entries are written only then.
         """
-        stmt = (self._insert(incidents).values(**values)
-                .on_conflict_do_nothing(index_elements=[incidents.c.key], index_where=ACTIVE_WHERE)
-                .returning(incidents.c.id))
+        stmt = (
+            self._insert(incidents)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=[incidents.c.key], index_where=ACTIVE_WHERE)
+            .returning(incidents.c.id)
+        )
         async with self.store.engine.begin() as conn:
             new_id = (await conn.execute(stmt)).scalar_one_or_none()
             if new_id is None:
-                row = (await conn.execute(select(incidents).where(incidents.c.key == values["key"],
-                                                                  ACTIVE_WHERE))).mappings().first()
+                row = (
+                    (
+                        await conn.execute(
+                            select(incidents).where(incidents.c.key == values["key"], ACTIVE_WHERE)
+                        )
+                    )
+                    .mappings()
+                    .first()
+                )
                 if row is None:  # pragma: no cover - the conflicting row was resolved in between: retry once
                     raise RuntimeError(f"incident {values['key']!r} conflicted but is not unresolved")
                 return Written(IncidentRecord.from_row(row))
@@ -175,16 +197,26 @@ class IncidentRepository:
             row = (await conn.execute(select(incidents).where(incidents.c.id == new_id))).mappings().one()
         return Written(IncidentRecord.from_row(row), tuple(written), created=True)
 
-    async def update(self, incident_id: int, values: Mapping[str, Any], entries: Sequence[TimelineEntry] = (),
-                     *, where: Iterable[ColumnElement[bool]] = ()) -> Written | None:
+    async def update(
+        self,
+        incident_id: int,
+        values: Mapping[str, Any],
+        entries: Sequence[TimelineEntry] = (),
+        *,
+        where: Iterable[ColumnElement[bool]] = (),
+    ) -> Written | None:
         """Update when the row still matches ``where``; write ``entries`` in the same transaction.
 
         Returns the updated row, or None when the condition did not hold (someone else got there first).
         A unique-index violation (reopening while another unresolved row holds the key) propagates as
         ``sqlalchemy.exc.IntegrityError`` with nothing written.
         """
-        stmt = (update(incidents).where(incidents.c.id == incident_id, *where).values(**values)
-                .returning(*incidents.c))
+        stmt = (
+            update(incidents)
+            .where(incidents.c.id == incident_id, *where)
+            .values(**values)
+            .returning(*incidents.c)
+        )
         async with self.store.engine.begin() as conn:
             row = (await conn.execute(stmt)).mappings().first()
             if row is None:
@@ -198,37 +230,68 @@ class IncidentRepository:
             written = await self._write_entries(conn, incident_id, [entry])
         return written[0] if written else None
 
-    async def _write_entries(self, conn: AsyncConnection, incident_id: int,
-                             entries: Sequence[TimelineEntry]) -> list[TimelineRecord]:
+    async def _write_entries(
+        self, conn: AsyncConnection, incident_id: int, entries: Sequence[TimelineEntry]
+    ) -> list[TimelineRecord]:
         written: list[TimelineRecord] = []
         for e in entries:
             stmt = self._insert(incident_timeline).values(
-                incident_id=incident_id, at=e.at, kind=e.kind, text=e.text, text_en=e.text_en, actor=e.actor,
-                data=dict(e.data), dedup=e.dedup)
+                incident_id=incident_id,
+                at=e.at,
+                kind=e.kind,
+                text=e.text,
+                text_en=e.text_en,
+                actor=e.actor,
+                data=dict(e.data),
+                dedup=e.dedup,
+            )
             if e.dedup is not None:
-                stmt = stmt.on_conflict_do_nothing(index_elements=[incident_timeline.c.incident_id,
-                                                                   incident_timeline.c.dedup])
+                stmt = stmt.on_conflict_do_nothing(
+                    index_elements=[incident_timeline.c.incident_id, incident_timeline.c.dedup]
+                )
             new_id = (await conn.execute(stmt.returning(incident_timeline.c.id))).scalar_one_or_none()
             if new_id is None:
                 continue
-            written.append(TimelineRecord(id=new_id, incident_id=incident_id, at=e.at, kind=e.kind, text=e.text,
-                                          text_en=e.text_en, actor=e.actor, data=dict(e.data), dedup=e.dedup))
+            written.append(
+                TimelineRecord(
+                    id=new_id,
+                    incident_id=incident_id,
+                    at=e.at,
+                    kind=e.kind,
+                    text=e.text,
+                    text_en=e.text_en,
+                    actor=e.actor,
+                    data=dict(e.data),
+                    dedup=e.dedup,
+                )
+            )
             column = MEETS.get(e.kind)
             if column is not None:
                 col = incidents.c[column]
-                await conn.execute(update(incidents).where(incidents.c.id == incident_id, col.is_(None))
-                                   .values({column: e.at}))
+                await conn.execute(
+                    update(incidents)
+                    .where(incidents.c.id == incident_id, col.is_(None))
+                    .values({column: e.at})
+                )
         return written
 
     # ---- reads ----------------------------------------------------------------------------------------
     async def get(self, incident_id: int) -> IncidentRecord | None:
         async with self.store.engine.connect() as conn:
-            row = (await conn.execute(select(incidents).where(incidents.c.id == incident_id))).mappings().first()
+            row = (
+                (await conn.execute(select(incidents).where(incidents.c.id == incident_id)))
+                .mappings()
+                .first()
+            )
         return IncidentRecord.from_row(row) if row is not None else None
 
     async def active_by_key(self, key: str) -> IncidentRecord | None:
         async with self.store.engine.connect() as conn:
-            row = (await conn.execute(select(incidents).where(incidents.c.key == key, ACTIVE_WHERE))).mappings().first()
+            row = (
+                (await conn.execute(select(incidents).where(incidents.c.key == key, ACTIVE_WHERE)))
+                .mappings()
+                .first()
+            )
         return IncidentRecord.from_row(row) if row is not None else None
 
     async def unresolved(self) -> list[IncidentRecord]:
@@ -236,17 +299,29 @@ class IncidentRepository:
 
     async def last_resolved(self, key: str, since: datetime) -> IncidentRecord | None:
         """The most recent incident of ``key`` resolved at or after ``since`` (reopen candidates)."""
-        stmt = (select(incidents).where(incidents.c.key == key, incidents.c.state == "resolved",
-                                        incidents.c.resolved_at >= since)
-                .order_by(incidents.c.resolved_at.desc(), incidents.c.id.desc()).limit(1))
+        stmt = (
+            select(incidents)
+            .where(incidents.c.key == key, incidents.c.state == "resolved", incidents.c.resolved_at >= since)
+            .order_by(incidents.c.resolved_at.desc(), incidents.c.id.desc())
+            .limit(1)
+        )
         async with self.store.engine.connect() as conn:
             row = (await conn.execute(stmt)).mappings().first()
         return IncidentRecord.from_row(row) if row is not None else None
 
-    async def search(self, *, states: Iterable[str] | None = None, site: str | None = None,
-                     device: str | None = None, parent_id: int | None = None, top_level: bool = False,
-                     rule: str | None = None, opened_since: datetime | None = None,
-                     limit: int | None = None, newest_first: bool = False) -> list[IncidentRecord]:
+    async def search(
+        self,
+        *,
+        states: Iterable[str] | None = None,
+        site: str | None = None,
+        device: str | None = None,
+        parent_id: int | None = None,
+        top_level: bool = False,
+        rule: str | None = None,
+        opened_since: datetime | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[IncidentRecord]:
         conds: list[ColumnElement[bool]] = []
         if states is not None:
             conds.append(incidents.c.state.in_(list(states)))
@@ -271,16 +346,23 @@ class IncidentRepository:
         return [IncidentRecord.from_row(r) for r in rows]
 
     async def timeline(self, incident_id: int) -> list[TimelineRecord]:
-        stmt = (select(incident_timeline).where(incident_timeline.c.incident_id == incident_id)
-                .order_by(incident_timeline.c.at, incident_timeline.c.id))
+        stmt = (
+            select(incident_timeline)
+            .where(incident_timeline.c.incident_id == incident_id)
+            .order_by(incident_timeline.c.at, incident_timeline.c.id)
+        )
         async with self.store.engine.connect() as conn:
             rows = (await conn.execute(stmt)).mappings().all()
         return [TimelineRecord.from_row(r) for r in rows]
 
     async def timeline_after(self, after_id: int, limit: int = 500) -> list[TimelineRecord]:
         """Entries of every incident with an id above ``after_id``, oldest first: what an outbox tails."""
-        stmt = (select(incident_timeline).where(incident_timeline.c.id > after_id)
-                .order_by(incident_timeline.c.id).limit(limit))
+        stmt = (
+            select(incident_timeline)
+            .where(incident_timeline.c.id > after_id)
+            .order_by(incident_timeline.c.id)
+            .limit(limit)
+        )
         async with self.store.engine.connect() as conn:
             rows = (await conn.execute(stmt)).mappings().all()
         return [TimelineRecord.from_row(r) for r in rows]
@@ -290,7 +372,8 @@ class IncidentRepository:
         if not ids:
             return set()
         stmt = select(incident_timeline.c.incident_id, incident_timeline.c.dedup).where(
-            incident_timeline.c.incident_id.in_(ids), incident_timeline.c.dedup.is_not(None))
+            incident_timeline.c.incident_id.in_(ids), incident_timeline.c.dedup.is_not(None)
+        )
         async with self.store.engine.connect() as conn:
             rows = (await conn.execute(stmt)).all()
         return {(r[0], r[1]) for r in rows}

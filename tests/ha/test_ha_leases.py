@@ -17,8 +17,17 @@ from callipso_agent.store.db import sqlite_url
 from tests.helpers.postgres import PostgresServer
 
 SITES = [f"SITE-{i:02d}" for i in range(7)]
-DEVICES = [Device(name=f"{kind}-{s.lower()}", site=s, family="eaton-ups", address=f"{kind}.{s.lower()}.example",
-                  snmp="c") for s in SITES for kind in ("ups", "gw", "probe")]
+DEVICES = [
+    Device(
+        name=f"{kind}-{s.lower()}",
+        site=s,
+        family="eaton-ups",
+        address=f"{kind}.{s.lower()}.example",
+        snmp="c",
+    )
+    for s in SITES
+    for kind in ("ups", "gw", "probe")
+]
 TTL = 40.0  # polls every 60 s: a dead agent's devices must move within one interval
 
 
@@ -51,7 +60,7 @@ async def test_agents_share_the_estate_without_overlap(stores: list[Store]) -> N
     assert await b.owned_devices(DEVICES) == set()  # a's leases are valid: b waits for its share
     for _ in range(2):
         clock.advance(a.renew_every)
-        mine_a = await a.owned_devices(DEVICES)    # a sees two live agents and gives back its extra units
+        mine_a = await a.owned_devices(DEVICES)  # a sees two live agents and gives back its extra units
         mine_b = await b.owned_devices(DEVICES)
     assert mine_a and mine_b and not (mine_a & mine_b)
     assert mine_a | mine_b == {d.name for d in DEVICES}
@@ -63,7 +72,10 @@ async def test_agents_share_the_estate_without_overlap(stores: list[Store]) -> N
 
 async def test_dead_agent_devices_are_taken_over_within_one_interval(stores: list[Store]) -> None:
     clock = ManualClock()
-    a, b = LeaseManager(stores[0], "agent-a", clock, ttl=TTL), LeaseManager(stores[1], "agent-b", clock, ttl=TTL)
+    a, b = (
+        LeaseManager(stores[0], "agent-a", clock, ttl=TTL),
+        LeaseManager(stores[1], "agent-b", clock, ttl=TTL),
+    )
     for _ in range(3):
         await a.owned_devices(DEVICES)
         await b.owned_devices(DEVICES)
@@ -83,7 +95,7 @@ async def test_dead_agent_devices_are_taken_over_within_one_interval(stores: lis
 async def test_concurrent_claims_never_overlap(stores: list[Store]) -> None:
     clock = ManualClock()
     agents = [LeaseManager(stores[i], f"agent-{i}", clock, ttl=TTL) for i in range(5)]
-    rng = random.Random(7)
+    rng = random.Random(7)  # noqa: S311 - seeded test order
     for _ in range(6):
         rng.shuffle(agents)
         owned = await asyncio.gather(*(a.owned_devices(DEVICES) for a in agents))
@@ -98,7 +110,10 @@ async def test_concurrent_claims_never_overlap(stores: list[Store]) -> None:
 
 async def test_graceful_release_hands_over_at_once(stores: list[Store]) -> None:
     clock = ManualClock()
-    a, b = LeaseManager(stores[0], "agent-a", clock, ttl=TTL), LeaseManager(stores[1], "agent-b", clock, ttl=TTL)
+    a, b = (
+        LeaseManager(stores[0], "agent-a", clock, ttl=TTL),
+        LeaseManager(stores[1], "agent-b", clock, ttl=TTL),
+    )
     await a.owned_devices(DEVICES)
     await b.owned_devices(DEVICES)
     await a.release()

@@ -56,16 +56,37 @@ class PostgresServer:
             if runuser is None:
                 missing("runuser (util-linux)")
             self._as = [str(runuser), "-u", "postgres", "--"]
-            os.chmod(self.base, 0o755)
+            os.chmod(self.base, 0o755)  # noqa: S103 - the server user must reach its data folder
             os.chown(self.base, user.pw_uid, user.pw_gid)
         data, sock = self.base / "data", self.base / "sock"
         self._run("mkdir", "-p", str(sock))
-        self._run(str(self.bin / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
-                  "--no-sync")
+        self._run(
+            str(self.bin / "initdb"),
+            "-D",
+            str(data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
         self.port = _free_port()
         opts = f"-p {self.port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-        self._run(str(self.bin / "pg_ctl"), "-D", str(data), "-l", str(self.base / "server.log"), "-o", opts,
-                  "-w", "-t", "60", "start")
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(self.base / "server.log"),
+            "-o",
+            opts,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         return self
 
     def url(self, database: str = "postgres") -> str:
@@ -85,6 +106,18 @@ class PostgresServer:
 
     def stop(self) -> None:
         if self.bin is not None and self.port:
-            subprocess.run([*self._as, str(self.bin / "pg_ctl"), "-D", str(self.base / "data"), "-m", "immediate",
-                            "stop"], capture_output=True, timeout=60, check=False)
+            subprocess.run(
+                [
+                    *self._as,
+                    str(self.bin / "pg_ctl"),
+                    "-D",
+                    str(self.base / "data"),
+                    "-m",
+                    "immediate",
+                    "stop",
+                ],
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
         shutil.rmtree(self.base, ignore_errors=True)

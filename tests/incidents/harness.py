@@ -21,13 +21,26 @@ CONFIG = AgentConfig(sites=SITES, devices=DEVICES, services=SERVICES)
 
 
 class Scenario:
-    def __init__(self, store: Store, clock: ManualClock | None = None, *, hold: float = 300, flap: float = 3600,
-                 windows: list[MaintenanceWindow] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: ManualClock | None = None,
+        *,
+        hold: float = 300,
+        flap: float = 3600,
+        windows: list[MaintenanceWindow] | None = None,
+    ) -> None:
         self.store = store
         self.clock = clock or ManualClock()
-        self.pipeline = IncidentPipeline(store, CONFIG, self.clock, rules=RULES, contract=CONTRACT,
-                                         maintenance=MaintenanceBook(store, self.clock, windows or []),
-                                         settings=IncidentSettings(hold=hold, flap_window=flap))
+        self.pipeline = IncidentPipeline(
+            store,
+            CONFIG,
+            self.clock,
+            rules=RULES,
+            contract=CONTRACT,
+            maintenance=MaintenanceBook(store, self.clock, windows or []),
+            settings=IncidentSettings(hold=hold, flap_window=flap),
+        )
         self.engine = self.pipeline.incidents
         self.notices: list[IncidentNotice] = []
         self.engine.subscribe(self.notices.append)
@@ -44,7 +57,9 @@ class Scenario:
         await self.pipeline.tick()
         self.clock.advance(seconds)
 
-    async def value(self, device: str, metric: str, value: float, labels: dict[str, str] | None = None) -> None:
+    async def value(
+        self, device: str, metric: str, value: float, labels: dict[str, str] | None = None
+    ) -> None:
         await self.pipeline.on_poll(poll(device, self.now, m(device, metric, value, self.now, labels)))
 
     async def ok(self, device: str) -> None:

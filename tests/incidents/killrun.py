@@ -1,4 +1,6 @@
-"""A deterministic incident scenario that survives being killed: ``python -m tests.incidents.killrun DB PROGRESS``.
+"""A deterministic incident scenario that survives being killed.
+
+Run as ``python -m tests.incidents.killrun DB PROGRESS``.
 
 The estate of tests/helpers/estate.py is polled every 10 simulated seconds for ``STEPS`` steps; the faults
 follow a fixed plan (UPS on battery, a site cut off, a WAN link down, an SBC near capacity). After each
@@ -32,7 +34,11 @@ STEP_S = 10
 STEPS = 720
 SETTINGS = IncidentSettings(hold=300, flap_window=1800)
 
-ON_BATTERY = {"ups-aubagne": [(30, 60), (72, 100), (500, 540)], "ups-aix": [(50, 200)], "ups-hd13": [(600, 10_000)]}
+ON_BATTERY = {
+    "ups-aubagne": [(30, 60), (72, 100), (500, 540)],
+    "ups-aix": [(50, 200)],
+    "ups-hd13": [(600, 10_000)],
+}
 CUT_OFF = {d: [(250, 330)] for d in ("ups-aubagne", "probe-aubagne", "gw-aubagne")}
 WAN_DOWN = {"wan1-aix": [(120, 180)]}
 BUSY = {"sbc-hd13": [(400, 460)]}
@@ -47,7 +53,9 @@ def result(device: str, step: int) -> PollResult:
     if _in(CUT_OFF, device, step):
         return failed(device, at)
     if device.startswith("ups-"):
-        return poll(device, at, m(device, "ups_on_battery", 1.0 if _in(ON_BATTERY, device, step) else 0.0, at))
+        return poll(
+            device, at, m(device, "ups_on_battery", 1.0 if _in(ON_BATTERY, device, step) else 0.0, at)
+        )
     if device.startswith("wan"):
         iface = "Gi0/0" if device == "wan1-aix" else "Gi0/1"
         up = 0.0 if _in(WAN_DOWN, device, step) else 1.0
@@ -75,8 +83,15 @@ async def run(db: Path, progress: Path, *, announce: bool = False) -> None:
     await store.migrate()
     first = _progress(progress) + 1
     clock = ManualClock(T0 + timedelta(seconds=first * STEP_S))
-    pipeline = IncidentPipeline(store, CONFIG, clock, rules=RULES, contract=CONTRACT,
-                                maintenance=MaintenanceBook(store, clock), settings=SETTINGS)
+    pipeline = IncidentPipeline(
+        store,
+        CONFIG,
+        clock,
+        rules=RULES,
+        contract=CONTRACT,
+        maintenance=MaintenanceBook(store, clock),
+        settings=SETTINGS,
+    )
     try:
         await pipeline.start()
         for step in range(first, STEPS):

@@ -24,6 +24,7 @@ def utc(h: int, mi: int, day: int = 5) -> datetime:
 
 # ---- UPS on battery: the for-delay, priority and deadlines ----------------------------------------------
 
+
 async def test_ups_30_seconds_on_battery_opens_nothing(store: Store) -> None:
     sc = await Scenario(store).start()
     await sc.ups("ups-aubagne", True, 30)
@@ -43,13 +44,17 @@ async def test_ups_90_seconds_on_battery_opens_one_incident_with_its_priority(st
     assert (view.user_impact, view.technical_impact) == ("none", "major")
     assert view.runbook == "ups-on-battery.md" and "ups-aubagne" in view.title
     # P2 on a business-hours site: 30 min / 2 h / 4 h of business time from 09:01 UTC (10:01 Paris)
-    assert dict(view.deadlines) == {"taking_charge": utc(9, 31), "first_information": utc(11, 1),
-                                    "restoration": utc(13, 1)}
+    assert dict(view.deadlines) == {
+        "taking_charge": utc(9, 31),
+        "first_information": utc(11, 1),
+        "restoration": utc(13, 1),
+    }
     detail = await sc.engine.get(view.id)
     assert detail is not None
     assert [r["code"] for r in detail.record.priority_reasons] == ["u2", "i2_backup", "matrix", "floor"]
-    assert detail.explanation[-1] == ("Priorité relevée de P3 à P2 : incident technique détecté par la "
-                                      "supervision")
+    assert detail.explanation[-1] == (
+        "Priorité relevée de P3 à P2 : incident technique détecté par la supervision"
+    )
     assert sc.kinds() == ["opened"]
     await sc.ups("ups-aubagne", True, 300)  # still on battery: still one incident, no new notice
     assert len(await sc.rows()) == 1 and sc.kinds() == ["opened"]
@@ -62,17 +67,31 @@ async def test_cercle0_service_on_a_sensitive_site_adds_the_intervention_deadlin
     detail = await sc.engine.get(view.id)
     assert detail is not None
     # AIX is sensitive and the UPS carries 'toip' (Cercle 0): U1; backup -> impact 2; U1 x 2 = P2
-    assert [r["code"] for r in detail.record.priority_reasons] == ["u1_service_cercle0", "u1_site", "i2_backup",
-                                                                   "matrix"]
+    assert [r["code"] for r in detail.record.priority_reasons] == [
+        "u1_service_cercle0",
+        "u1_site",
+        "i2_backup",
+        "matrix",
+    ]
     assert view.priority == "P2"
-    assert dict(view.deadlines) == {"taking_charge": utc(9, 31), "first_information": utc(11, 1),
-                                    "restoration": utc(13, 1), "intervention": utc(9, 31)}
+    assert dict(view.deadlines) == {
+        "taking_charge": utc(9, 31),
+        "first_information": utc(11, 1),
+        "restoration": utc(13, 1),
+        "intervention": utc(9, 31),
+    }
 
 
-@pytest.mark.parametrize(("device", "taking_charge"), [
-    ("ups-aubagne", utc(7, 21, day=6)),  # business clock: 9 min left today, 21 min from 08:00 Paris next day
-    ("ups-hd13", utc(17, 21)),           # HD13 is run 24x7: the site clock never stops
-])
+@pytest.mark.parametrize(
+    ("device", "taking_charge"),
+    [
+        (
+            "ups-aubagne",
+            utc(7, 21, day=6),
+        ),  # business clock: 9 min left today, 21 min from 08:00 Paris next day
+        ("ups-hd13", utc(17, 21)),  # HD13 is run 24x7: the site clock never stops
+    ],
+)
 async def test_deadlines_follow_the_site_clock(store: Store, device: str, taking_charge: datetime) -> None:
     sc = await Scenario(store, ManualClock(utc(16, 50))).start()
     await sc.ups(device, True, 90)
@@ -86,8 +105,11 @@ async def test_severity_rise_raises_the_priority_and_recomputes_deadlines(store:
     async def source(label: str, sev: Severity, seconds: int) -> None:
         end = sc.now + timedelta(seconds=seconds)
         while sc.now < end:
-            await sc.pipeline.on_poll(poll("ups-hd13", sc.now, m("ups-hd13", "ups_output_source", 1.0, sc.now,
-                                                                 state=sev, text=label)))
+            await sc.pipeline.on_poll(
+                poll(
+                    "ups-hd13", sc.now, m("ups-hd13", "ups_output_source", 1.0, sc.now, state=sev, text=label)
+                )
+            )
             await sc.step(10)
 
     await source("bypass", Severity.WARNING, 90)
@@ -101,12 +123,17 @@ async def test_severity_rise_raises_the_priority_and_recomputes_deadlines(store:
     detail = await sc.engine.get(now.id)
     assert detail is not None and detail.record.major
     # P1 taking charge is immediate and counts from the first alarm: already missed at the next tick
-    assert [e.kind for e in detail.timeline] == ["opened", "severity_changed", "priority_changed",
-                                                 "deadline_missed"]
+    assert [e.kind for e in detail.timeline] == [
+        "opened",
+        "severity_changed",
+        "priority_changed",
+        "deadline_missed",
+    ]
     assert sc.kinds() == ["opened", "updated", "deadline"]
 
 
 # ---- hold time, flapping, restart ------------------------------------------------------------------------
+
 
 async def test_clearing_resolves_after_the_hold_time(store: Store) -> None:
     sc = await Scenario(store, hold=300).start()
@@ -123,10 +150,13 @@ async def test_clearing_resolves_after_the_hold_time(store: Store) -> None:
     assert sc.kinds() == ["opened", "resolved"]
 
 
-@pytest.mark.parametrize(("down_s", "up_s", "reopens"), [
-    (180, 120, 0),   # back before the 5-minute hold: the incident never resolves
-    (180, 480, 9),   # resolved between cycles, back within the hour: the same incident is reopened
-])
+@pytest.mark.parametrize(
+    ("down_s", "up_s", "reopens"),
+    [
+        (180, 120, 0),  # back before the 5-minute hold: the incident never resolves
+        (180, 480, 9),  # resolved between cycles, back within the hour: the same incident is reopened
+    ],
+)
 async def test_flapping_wan_link_is_one_incident(store: Store, down_s: int, up_s: int, reopens: int) -> None:
     sc = await Scenario(store, hold=300, flap=3600).start()
     labels = {"ifindex": "1", "interface": "Gi0/0"}
@@ -189,6 +219,7 @@ async def test_two_engines_on_one_store_never_duplicate(store_url: str) -> None:
 
 
 # ---- site correlation -------------------------------------------------------------------------------------
+
 
 async def _cut(sc: Scenario, devices: list[str], polls: int, *, answering: list[str] = ()) -> None:
     for _ in range(polls):
@@ -263,13 +294,24 @@ async def test_one_wan_router_down_on_a_dual_site_is_a_perturbation(store: Store
 
 # ---- maintenance ------------------------------------------------------------------------------------------
 
-def _window(start: datetime, minutes: int, scope: str = "device", target: str = "ups-aubagne") -> MaintenanceWindow:
-    return MaintenanceWindow(name="Remplacement batteries", scope=scope, targets=[target], start=start,
-                             end=start + timedelta(minutes=minutes), reason="CHG-42")
+
+def _window(
+    start: datetime, minutes: int, scope: str = "device", target: str = "ups-aubagne"
+) -> MaintenanceWindow:
+    return MaintenanceWindow(
+        name="Remplacement batteries",
+        scope=scope,
+        targets=[target],
+        start=start,
+        end=start + timedelta(minutes=minutes),
+        reason="CHG-42",
+    )
 
 
 async def test_maintenance_suppresses_opening_but_records(store: Store) -> None:
-    sc = await Scenario(store, windows=[_window(MONDAY_10H_PARIS, 30).model_copy(update={"id": "file:1"})]).start()
+    sc = await Scenario(
+        store, windows=[_window(MONDAY_10H_PARIS, 30).model_copy(update={"id": "file:1"})]
+    ).start()
     await sc.ups("ups-aubagne", True, 120)
     assert await sc.engine.open_incidents() == [] and sc.notices == []
     (held,) = await sc.engine.suppressed_incidents()
@@ -307,6 +349,7 @@ async def test_maintenance_targets_must_exist(store: Store) -> None:
 
 # ---- deadlines, operator actions ---------------------------------------------------------------------------
 
+
 async def test_deadline_at_risk_then_missed_each_written_once(store_url: str) -> None:
     clock = ManualClock()
     s1 = Store(store_url)
@@ -332,8 +375,11 @@ async def test_deadline_at_risk_then_missed_each_written_once(store_url: str) ->
         await sc2.ups("ups-aubagne", True, 170 * 60, step=60)  # until about 12:20: restoration at risk
         detail = await sc2.engine.get(view.id)
         assert detail is not None
-        assert detail.deadline_status == {"taking_charge": "missed", "first_information": "met",
-                                          "restoration": "at_risk"}
+        assert detail.deadline_status == {
+            "taking_charge": "missed",
+            "first_information": "met",
+            "restoration": "at_risk",
+        }
         kinds = [(e.kind, e.data.get("deadline")) for e in detail.timeline if e.kind.startswith("deadline")]
         assert kinds[-1] == ("deadline_at_risk", "restoration") and len(kinds) == 3
     finally:
@@ -368,7 +414,9 @@ async def test_ticket_created_before_the_alarm_moves_the_clock_start(store: Stor
     (view,) = await sc.engine.open_incidents()
     updated = await sc.engine.set_itsm_ref(view.id, "I260105_000042", utc(8, 50))
     assert updated.itsm_ref == "I260105_000042"
-    assert updated.deadlines["taking_charge"] == utc(9, 20) and updated.deadlines["restoration"] == utc(12, 50)
+    assert updated.deadlines["taking_charge"] == utc(9, 20) and updated.deadlines["restoration"] == utc(
+        12, 50
+    )
     later = await sc.engine.daily_check_failed(view.id, utc(9, 30))  # later than the start: no change
     assert later.deadlines == updated.deadlines
 

@@ -1,4 +1,5 @@
-"""The incident repository on SQLite and PostgreSQL: insert-or-get, conditional updates, idempotent entries."""
+"""The incident repository on SQLite and PostgreSQL: insert-or-get, conditional updates, idempotent
+entries."""
 
 from __future__ import annotations
 
@@ -11,9 +12,14 @@ import pytest
 from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError, StatementError
 
-from callipso_agent.errors import ConfigErrors
-from callipso_agent.incidents.maintenance import MaintenanceBook, MaintenanceError, MaintenanceWindow, load_maintenance_file
 from callipso_agent.clock import ManualClock
+from callipso_agent.errors import ConfigErrors
+from callipso_agent.incidents.maintenance import (
+    MaintenanceBook,
+    MaintenanceError,
+    MaintenanceWindow,
+    load_maintenance_file,
+)
 from callipso_agent.store import Store
 from callipso_agent.store.incidents import IncidentRepository, TimelineEntry
 from callipso_agent.store.tables import incidents as T
@@ -23,11 +29,31 @@ T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 def row(key: str, **over: Any) -> dict[str, Any]:
     values: dict[str, Any] = {
-        "key": key, "rule": "ups_on_battery", "scope": "device", "site": "AUBAGNE", "device": "ups-aubagne",
-        "labels": {}, "services": ["toip"], "state": "open", "severity": 2, "priority": "P2", "urgency": "U2",
-        "impact": 2, "priority_reasons": [{"code": "u2", "params": {}}], "outage": "backup", "user_impact": "none",
-        "technical_impact": "major", "title_fr": "Onduleur", "title_en": "UPS", "opened_at": T0, "updated_at": T0,
-        "alarm_at": T0, "clock_start": T0, "deadlines": {}, "last_signal_at": T0, "major": False,
+        "key": key,
+        "rule": "ups_on_battery",
+        "scope": "device",
+        "site": "AUBAGNE",
+        "device": "ups-aubagne",
+        "labels": {},
+        "services": ["toip"],
+        "state": "open",
+        "severity": 2,
+        "priority": "P2",
+        "urgency": "U2",
+        "impact": 2,
+        "priority_reasons": [{"code": "u2", "params": {}}],
+        "outage": "backup",
+        "user_impact": "none",
+        "technical_impact": "major",
+        "title_fr": "Onduleur",
+        "title_en": "UPS",
+        "opened_at": T0,
+        "updated_at": T0,
+        "alarm_at": T0,
+        "clock_start": T0,
+        "deadlines": {},
+        "last_signal_at": T0,
+        "major": False,
     }
     values.update(over)
     return values
@@ -42,7 +68,14 @@ async def test_schema_is_migrated_on_both_databases(store: Store) -> None:
     async with store.engine.connect() as conn:
         tables = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
         indexes = await conn.run_sync(lambda c: inspect(c).get_indexes("incidents"))
-    assert {"incidents", "incident_timeline", "maintenance_windows", "ha_agents", "ha_leases", "ha_job_runs"} <= tables
+    assert {
+        "incidents",
+        "incident_timeline",
+        "maintenance_windows",
+        "ha_agents",
+        "ha_leases",
+        "ha_job_runs",
+    } <= tables
     (active,) = [i for i in indexes if i["name"] == "uq_incidents_active_key"]
     assert active["unique"] and active["column_names"] == ["key"]
 
@@ -59,14 +92,22 @@ async def test_insert_or_get_on_the_problem_key(store: Store) -> None:
     assert third.created and third.record.id != first.record.id  # a resolved incident does not hold its key
     with pytest.raises(IntegrityError):  # reopening the old one while the new one is unresolved
         await repo.update(first.record.id, {"state": "open", "resolved_at": None}, [entry("reopened")])
-    assert [e.kind for e in await repo.timeline(first.record.id)] == ["opened", "resolved"]  # nothing half-written
+    assert [e.kind for e in await repo.timeline(first.record.id)] == [
+        "opened",
+        "resolved",
+    ]  # nothing half-written
 
 
 async def test_concurrent_opening_from_many_connections_creates_one_row(store_url: str, store: Store) -> None:
     others = [Store(store_url) for _ in range(6)]
     try:
-        results = await asyncio.gather(*(IncidentRepository(s).create(row("race"), [entry()])
-                                         for s in [store, *others] for _ in range(3)))
+        results = await asyncio.gather(
+            *(
+                IncidentRepository(s).create(row("race"), [entry()])
+                for s in [store, *others]
+                for _ in range(3)
+            )
+        )
     finally:
         for s in others:
             await s.close()
@@ -78,13 +119,29 @@ async def test_concurrent_opening_from_many_connections_creates_one_row(store_ur
 async def test_conditional_update_and_idempotent_entries(store: Store) -> None:
     repo = IncidentRepository(store)
     rec = (await repo.create(row("k"), [entry()])).record
-    assert await repo.update(rec.id, {"state": "acknowledged"}, [entry("acknowledged")],
-                             where=[T.c.state == "suppressed"]) is None
-    w = await repo.update(rec.id, {"state": "acknowledged", "acknowledged_at": T0}, [entry("acknowledged")],
-                          where=[T.c.state == "open"])
-    assert w is not None and w.record.state == "acknowledged" and w.entry is not None and w.entry.kind == "acknowledged"
+    assert (
+        await repo.update(
+            rec.id, {"state": "acknowledged"}, [entry("acknowledged")], where=[T.c.state == "suppressed"]
+        )
+        is None
+    )
+    w = await repo.update(
+        rec.id,
+        {"state": "acknowledged", "acknowledged_at": T0},
+        [entry("acknowledged")],
+        where=[T.c.state == "open"],
+    )
+    assert (
+        w is not None
+        and w.record.state == "acknowledged"
+        and w.entry is not None
+        and w.entry.kind == "acknowledged"
+    )
     assert await repo.add_timeline(rec.id, entry("deadline_missed", dedup="deadline:taking_charge:missed"))
-    assert await repo.add_timeline(rec.id, entry("deadline_missed", dedup="deadline:taking_charge:missed")) is None
+    assert (
+        await repo.add_timeline(rec.id, entry("deadline_missed", dedup="deadline:taking_charge:missed"))
+        is None
+    )
     assert await repo.add_timeline(rec.id, entry("note")) and await repo.add_timeline(rec.id, entry("note"))
     note = TimelineEntry(T0 + timedelta(minutes=5), "notification", "SMS", data={"to": "astreinte"})
     await repo.add_timeline(rec.id, note)
@@ -103,20 +160,34 @@ async def test_timestamps_come_back_aware_and_naive_ones_are_refused(store: Stor
     repo = IncidentRepository(store)
     paris = datetime(2026, 7, 1, 10, 30, tzinfo=__import__("zoneinfo").ZoneInfo("Europe/Paris"))
     rec = (await repo.create(row("tz", opened_at=paris))).record
-    assert rec.opened_at == paris and rec.opened_at.tzinfo is not None and rec.opened_at.utcoffset() == timedelta(0)
+    assert (
+        rec.opened_at == paris
+        and rec.opened_at.tzinfo is not None
+        and rec.opened_at.utcoffset() == timedelta(0)
+    )
     assert await repo.last_resolved("tz", T0) is None
     with pytest.raises((StatementError, ValueError)):
-        await repo.create(row("naive", opened_at=datetime(2026, 1, 5, 9, 0)))  # noqa: DTZ001
+        await repo.create(row("naive", opened_at=datetime(2026, 1, 5, 9, 0)))
 
 
 async def test_maintenance_windows_in_the_store_and_in_a_file(store: Store, tmp_path: Path) -> None:
     clock = ManualClock(T0)
     f = tmp_path / "maintenance.yaml"
-    f.write_text("maintenance:\n  - name: Travaux\n    scope: site\n    targets: [AUBAGNE]\n"
-                 "    start: 2026-01-05T10:00:00+01:00\n    end: 2026-01-05T12:00:00+01:00\n", encoding="utf-8")
+    f.write_text(
+        "maintenance:\n  - name: Travaux\n    scope: site\n    targets: [AUBAGNE]\n"
+        "    start: 2026-01-05T10:00:00+01:00\n    end: 2026-01-05T12:00:00+01:00\n",
+        encoding="utf-8",
+    )
     book = MaintenanceBook(store, clock, load_maintenance_file(f))
-    added = await book.add(MaintenanceWindow(name="Batteries", scope="device", targets=["ups-aix"],
-                                             start=T0 + timedelta(hours=1), end=T0 + timedelta(hours=2)))
+    added = await book.add(
+        MaintenanceWindow(
+            name="Batteries",
+            scope="device",
+            targets=["ups-aix"],
+            start=T0 + timedelta(hours=1),
+            end=T0 + timedelta(hours=2),
+        )
+    )
     other = MaintenanceBook(store, clock, [])  # another agent sees the stored window after a refresh
     await other.refresh()
     assert [w.id for w in other.windows()] == [added.id]
@@ -128,18 +199,38 @@ async def test_maintenance_windows_in_the_store_and_in_a_file(store: Store, tmp_
     assert await book.remove(added.id or "") and not await book.remove(added.id or "")
 
 
-@pytest.mark.parametrize(("text", "line", "field"), [
-    ("maintenance:\n  - name: x\n    scope: building\n    targets: [A]\n    start: 2026-01-05T10:00:00+01:00\n"
-     "    end: 2026-01-05T11:00:00+01:00\n", 3, "maintenance[0].scope"),
-    ("maintenance:\n  - name: x\n    scope: site\n    targets: [A]\n    start: 2026-01-05T10:00:00\n"
-     "    end: 2026-01-05T11:00:00+01:00\n", 5, "maintenance[0].start"),
-    ("maintenance:\n  - name: x\n    scope: site\n    targets: [A]\n    start: 2026-01-05T10:00:00+01:00\n"
-     "    end: 2026-01-05T09:00:00+01:00\n    ticket: 4\n", 7, "maintenance[0].ticket"),
-])
-def test_maintenance_file_errors_name_file_line_and_field(tmp_path: Path, text: str, line: int, field: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "line", "field"),
+    [
+        (
+            "maintenance:\n  - name: x\n    scope: building\n    targets: [A]\n"
+            "    start: 2026-01-05T10:00:00+01:00\n"
+            "    end: 2026-01-05T11:00:00+01:00\n",
+            3,
+            "maintenance[0].scope",
+        ),
+        (
+            "maintenance:\n  - name: x\n    scope: site\n    targets: [A]\n    start: 2026-01-05T10:00:00\n"
+            "    end: 2026-01-05T11:00:00+01:00\n",
+            5,
+            "maintenance[0].start",
+        ),
+        (
+            "maintenance:\n  - name: x\n    scope: site\n    targets: [A]\n"
+            "    start: 2026-01-05T10:00:00+01:00\n"
+            "    end: 2026-01-05T09:00:00+01:00\n    ticket: 4\n",
+            7,
+            "maintenance[0].ticket",
+        ),
+    ],
+)
+def test_maintenance_file_errors_name_file_line_and_field(
+    tmp_path: Path, text: str, line: int, field: str
+) -> None:
     f = tmp_path / "maintenance.yaml"
     f.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigErrors) as info:
         load_maintenance_file(f)
-    assert any(e.line == line and e.field == field and e.file == str(f) for e in info.value.errors), \
-        [str(e) for e in info.value.errors]
+    assert any(e.line == line and e.field == field and e.file == str(f) for e in info.value.errors), [
+        str(e) for e in info.value.errors
+    ]

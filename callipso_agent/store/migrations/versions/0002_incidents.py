@@ -28,7 +28,9 @@ def upgrade() -> None:
         sa.Column("device", sa.String(128)),
         sa.Column("labels", sa.JSON, nullable=False),
         sa.Column("services", sa.JSON, nullable=False),
-        sa.Column("parent_id", sa.Integer, sa.ForeignKey("incidents.id", name="fk_incidents_parent_id_incidents")),
+        sa.Column(
+            "parent_id", sa.Integer, sa.ForeignKey("incidents.id", name="fk_incidents_parent_id_incidents")
+        ),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("severity", sa.Integer, nullable=False),
         sa.Column("priority", sa.String(2), nullable=False),
@@ -66,8 +68,14 @@ def upgrade() -> None:
         sqlite_autoincrement=True,
     )
     # At most one unresolved incident per problem key: the store, not the code, prevents duplicates.
-    op.create_index("uq_incidents_active_key", "incidents", ["key"], unique=True,
-                    sqlite_where=ACTIVE, postgresql_where=ACTIVE)
+    op.create_index(
+        "uq_incidents_active_key",
+        "incidents",
+        ["key"],
+        unique=True,
+        sqlite_where=ACTIVE,
+        postgresql_where=ACTIVE,
+    )
     op.create_index("ix_incidents_state", "incidents", ["state"])
     op.create_index("ix_incidents_site", "incidents", ["site"])
     op.create_index("ix_incidents_device", "incidents", ["device"])
@@ -77,9 +85,14 @@ def upgrade() -> None:
     op.create_table(
         "incident_timeline",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("incident_id", sa.Integer,
-                  sa.ForeignKey("incidents.id", ondelete="CASCADE", name="fk_incident_timeline_incident_id_incidents"),
-                  nullable=False),
+        sa.Column(
+            "incident_id",
+            sa.Integer,
+            sa.ForeignKey(
+                "incidents.id", ondelete="CASCADE", name="fk_incident_timeline_incident_id_incidents"
+            ),
+            nullable=False,
+        ),
         sa.Column("at", TS, nullable=False),
         sa.Column("kind", sa.String(32), nullable=False),
         sa.Column("text", sa.Text, nullable=False),
@@ -138,7 +151,13 @@ def downgrade() -> None:
     op.drop_table("maintenance_windows")
     op.drop_index("ix_incident_timeline_incident_id", table_name="incident_timeline")
     op.drop_table("incident_timeline")
-    for name in ("ix_incidents_key", "ix_incidents_parent_id", "ix_incidents_device", "ix_incidents_site",
-                 "ix_incidents_state", "uq_incidents_active_key"):
+    for name in (
+        "ix_incidents_key",
+        "ix_incidents_parent_id",
+        "ix_incidents_device",
+        "ix_incidents_site",
+        "ix_incidents_state",
+        "uq_incidents_active_key",
+    ):
         op.drop_index(name, table_name="incidents")
     op.drop_table("incidents")
