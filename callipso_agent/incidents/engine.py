@@ -163,6 +163,7 @@ class IncidentEngine:
         self._retry: list[Signal] = []  # signals whose handling failed (store down)
         self._emitted: set[tuple[int, str]] = set()  # deadline entries already written
         self._hooks: list[Hook] = []
+        self._store_failing = False
         self.owns: Callable[[str], bool] = owns or (lambda _device: True)
 
     # ---- lifecycle --------------------------------------------------------------------------------------
@@ -251,14 +252,24 @@ class IncidentEngine:
             return
         async with self._lock:
             for s in signals:
+                # a newer signal supersedes one of the same problem still waiting to be retried
+                self._retry = [r for r in self._retry if r.key != s.key]
                 await self._safe(s)
 
     async def _safe(self, s: Signal) -> None:
         try:
             await self._handle(s)
-        except Exception:
-            log.exception("incident_signal_failed", key=s.key, active=s.active)
+        except Exception as err:
+            if not self._store_failing:  # edge-triggered: the first failure with its traceback, then quiet
+                log.exception("incident_store_failed", key=s.key, active=s.active)
+            else:
+                log.debug("incident_signal_deferred", key=s.key, error=str(err))
+            self._store_failing = True
             self._retry.append(s)
+        else:
+            if self._store_failing:
+                log.info("incident_store_recovered")
+            self._store_failing = False
 
     async def _handle(self, s: Signal) -> None:
         rule = self.rules.get(s.rule)
@@ -308,7 +319,7 @@ class IncidentEngine:
         parent = self._open.get(site_key)
         self._pending[s.key] = s
         is_down, _ = self._site_down(site_rule, s.site)
-        if parent is not None and parent.cleared_at is None:
+        if parent is not None and parent.cleared_at is None and not parent.suppressed:
             self._pending.pop(s.key, None)
             await self._open_incident(s, rule, parent=parent)
         elif is_down:
@@ -768,8 +779,12 @@ class IncidentEngine:
             try:
                 await self._reload()
                 await self.maintenance.refresh()
-            except Exception:
-                log.exception("incident_reload_failed")
+            except Exception as err:
+                if not self._store_failing:
+                    log.exception("incident_store_failed")
+                else:
+                    log.debug("incident_tick_deferred", error=str(err))
+                self._store_failing = True
                 return
             now = self.clock.now()
             await self._tick_pending(now)

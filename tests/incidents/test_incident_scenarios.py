@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,7 @@ from callipso_agent.incidents.engine import IncidentNotFound, IncidentStateError
 from callipso_agent.incidents.maintenance import MaintenanceWindow
 from callipso_agent.model import IncidentState, Severity
 from callipso_agent.store import Store
+from callipso_agent.store.incidents import IncidentRepository
 from tests.helpers.estate import m, poll
 from tests.incidents.harness import Scenario
 
@@ -171,8 +173,8 @@ async def test_flapping_wan_link_is_one_incident(store: Store, down_s: int, up_s
     (row,) = rows
     assert row.key == "wan_link_down:wan1-aix{interface=Gi0/0}" and row.occurrences == 10
     assert row.reopen_count == reopens
-    # dual-WAN site: one link down is running on the backup link, no user impact
-    assert (row.outage, row.user_impact, row.technical_impact) == ("backup", "none", "major")
+    # dual-WAN site: one link down is a perturbation (degraded, perturbé), the users see nothing
+    assert (row.outage, row.user_impact, row.technical_impact) == ("degraded", "none", "minor")
     assert sc.kinds().count("opened") == 1 and sc.kinds().count("reopened") == reopens
 
 
@@ -288,8 +290,8 @@ async def test_one_wan_router_down_on_a_dual_site_is_a_perturbation(store: Store
     await _cut(sc, ["wan1-aix"], 2, answering=["wan2-aix", "ups-aix", "gw-aix"])
     (view,) = await sc.engine.open_incidents()
     assert view.key == "device_unreachable:wan1-aix"
-    assert (view.user_impact, view.technical_impact) == ("none", "major")
-    assert (await sc.engine.get(view.id)).record.outage == "backup"  # type: ignore[union-attr]
+    assert (view.user_impact, view.technical_impact) == ("none", "minor")  # perturbé, not inaccessible
+    assert (await sc.engine.get(view.id)).record.outage == "degraded"  # type: ignore[union-attr]
 
 
 # ---- maintenance ------------------------------------------------------------------------------------------
@@ -430,3 +432,36 @@ async def test_reads_filter_by_site_device_and_service(store: Store) -> None:
     assert [v.device for v in await sc.engine.open_incidents(device="ups-aubagne")] == ["ups-aubagne"]
     assert [v.device for v in await sc.engine.open_incidents(service="toip")] == ["ups-aix"]
     assert [v.device for v in await sc.engine.incidents(limit=1)] == ["ups-aix"]
+
+
+# ---- the store going away -----------------------------------------------------------------------------
+
+
+class FlakyRepository(IncidentRepository):
+    """The real repository, made to fail on demand like a store that went away."""
+
+    down = False
+
+    async def create(self, *args: Any, **kwargs: Any) -> Any:
+        if self.down:
+            raise OSError("store unavailable")
+        return await super().create(*args, **kwargs)
+
+    async def search(self, *args: Any, **kwargs: Any) -> Any:
+        if self.down:
+            raise OSError("store unavailable")
+        return await super().search(*args, **kwargs)
+
+
+async def test_signals_are_retried_when_the_store_comes_back(store: Store) -> None:
+    sc = await Scenario(store).start()
+    flaky = FlakyRepository(store)
+    sc.engine.repo = flaky
+    flaky.down = True
+    await sc.ups("ups-aubagne", True, 120)
+    await sc.ups("ups-aix", True, 90)
+    await sc.ups("ups-aix", False, 10)  # cleared while the store is down: its opening is dropped
+    flaky.down = False
+    await sc.step(10)
+    assert [v.key for v in await sc.engine.open_incidents()] == ["ups_on_battery:ups-aubagne"]
+    assert sc.kinds() == ["opened"]
