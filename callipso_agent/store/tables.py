@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     Column,
+    Date,
     DateTime,
     Float,
     Integer,
@@ -43,4 +44,17 @@ audit_log = Table(
     Column("action", String(64), nullable=False),
     Column("target", String(256)),
     Column("detail", JSON),
+)
+
+# The daily météo, one row per day (revision 0002b_meteo).
+meteo_report = Table(
+    "meteo_report", metadata,
+    Column("day", Date, primary_key=True),
+    Column("generated_at", DateTime(timezone=True), nullable=False),
+    Column("lang", String(8), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("html", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("sent_at", DateTime(timezone=True)),
+    Column("send_error", Text),
 )
