@@ -59,8 +59,10 @@ class Finding:
     new: bool = False  # not in yesterday's météo
 
     def merged(self, other: Finding) -> Finding:
+        """One finding from two of the same key; an incident's title (what its ticket says) wins."""
+        lead = other if other.source == "incident" and self.source != "incident" else self
         return replace(
-            self,
+            lead,
             user=UserState.worst([self.user, other.user]),
             technical=TechState.worst([self.technical, other.technical]),
             refs=tuple(dict.fromkeys((*self.refs, *other.refs))),
@@ -289,10 +291,11 @@ def _group_findings(
 
 
 def _with_incident_refs(f: Finding, incidents_by_key: Mapping[str, IncidentView], prefix: str) -> Finding:
+    """A failed check whose incident is open (same problem key) becomes that incident's finding."""
     i = incidents_by_key.get(f.key)
     if i is None:
         return f
-    return f.merged(replace(_incident_finding(i, prefix), summary=f.summary, key=f.key))
+    return f.merged(_incident_finding(i, prefix))
 
 
 def _line(
@@ -396,7 +399,8 @@ def _remote_line(
         name = snap.sites[code].name
         fs = _Findings()
         for f in site_failed:
-            fs.add(_with_incident_refs(_check_finding(f, lang, category.effect), incidents_by_key, prefix))
+            found = _with_incident_refs(_check_finding(f, lang, category.effect), incidents_by_key, prefix)
+            fs.add(_cap(found, item.incident_cap) if found.source == "incident" else found)
         for i in site_incidents:
             fs.add(_cap(_incident_finding(i, prefix), item.incident_cap))
         row_findings = fs.sorted()
@@ -511,26 +515,35 @@ def _diff_items(entries: Iterable[tuple[str, str, str, tuple[str, ...]]]) -> tup
 
 
 def diff_meteo(meteo: Meteo, previous: Mapping[str, Any] | None) -> Meteo:
-    """Mark what is new since the previous météo (its archived dict form) and list what was resolved."""
+    """Compare with the previous météo (its archived dict form).
+
+    A problem (a finding's key) is new when yesterday's météo did not show it on any line, and resolved
+    when today's shows it nowhere; each is listed once, with the lines it is (or was) on. Lines whose
+    user or technical state moved are listed with both states.
+    """
     if not previous:
         return meteo
     prev_lines: dict[str, Mapping[str, Any]] = {}
     for line in [*previous.get("services", []), *previous.get("sites", [])]:
         prev_lines[line["key"]] = line
+    before_keys = {f["key"] for line in prev_lines.values() for f in line.get("findings", [])}
+    now_keys = {f.key for line in meteo.lines for f in line.findings}
     new_entries: list[tuple[str, str, str, tuple[str, ...]]] = []
     resolved_entries: list[tuple[str, str, str, tuple[str, ...]]] = []
     changed: list[LineChange] = []
 
     def mark(line: MeteoLine) -> MeteoLine:
-        before = prev_lines.get(line.key)
-        before_keys = {f["key"] for f in before.get("findings", [])} if before else set()
         findings = []
         for f in line.findings:
             is_new = f.key not in before_keys
             if is_new:
                 new_entries.append((f.key, line.label, f.summary, f.refs))
             findings.append(replace(f, new=is_new))
-        now_keys = {f.key for f in line.findings}
+        rows = tuple(
+            replace(r, findings=tuple(replace(f, new=f.key not in before_keys) for f in r.findings))
+            for r in line.remote_rows
+        )
+        before = prev_lines.get(line.key)
         if before:
             for pf in before.get("findings", []):
                 if pf["key"] not in now_keys:
@@ -543,10 +556,6 @@ def diff_meteo(meteo: Meteo, previous: Mapping[str, Any] | None) -> Meteo:
                 ub, tb = line.user, line.technical
             if (ub, tb) != (line.user, line.technical):
                 changed.append(LineChange(line.key, line.label, ub, tb, line.user, line.technical))
-        rows = tuple(
-            replace(r, findings=tuple(replace(f, new=f.key not in before_keys) for f in r.findings))
-            for r in line.remote_rows
-        )
         return replace(line, findings=tuple(findings), remote_rows=rows)
 
     services = tuple(mark(line) for line in meteo.services)

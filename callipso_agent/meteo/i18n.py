@@ -20,8 +20,8 @@ _FR: dict[str, str] = {
     "heading": "Météo du service Callipso",
     "intro": "État du service au {when}.",
     "overall": "Synthèse",
-    "overall_text": "{services_total} lignes de service : {services_ok} nominales. "
-    "{lines_user} ligne(s) avec impact utilisateur, {lines_tech} ligne(s) perturbée(s) techniquement.",
+    "overall_text": "Lignes de service nominales : {services_ok} sur {services_total} · "
+    "Sites nominaux : {sites_ok} sur {sites_total} · Incidents ouverts cités : {incidents}",
     "services": "Lignes de service",
     "sites": "Sites",
     "col_service": "Ligne de service",
@@ -92,8 +92,8 @@ _EN: dict[str, str] = {
     "heading": "Callipso service weather report",
     "intro": "Service status at {when}.",
     "overall": "Summary",
-    "overall_text": "{services_total} service lines: {services_ok} nominal. "
-    "{lines_user} line(s) with user impact, {lines_tech} line(s) technically degraded.",
+    "overall_text": "Nominal service lines: {services_ok} of {services_total} · "
+    "Nominal sites: {sites_ok} of {sites_total} · Open incidents cited: {incidents}",
     "services": "Service lines",
     "sites": "Sites",
     "col_service": "Service line",

@@ -76,6 +76,8 @@ class MeteoRenderer:
             return PALETTE[state.level]
 
         services_ok = sum(1 for line in meteo.services if line.nominal)
+        sites_ok = sum(1 for line in meteo.sites if line.nominal)
+        incidents = len({r for line in meteo.lines for r in line.refs})
         return {
             "m": meteo,
             "lang": lang,
@@ -93,8 +95,8 @@ class MeteoRenderer:
             "user_states": list(UserState),
             "tech_states": list(TechState),
             "services_ok": services_ok,
-            "lines_user": sum(1 for line in meteo.lines if line.user is not UserState.NOMINAL),
-            "lines_tech": sum(1 for line in meteo.lines if line.technical is not TechState.RAS),
+            "sites_ok": sites_ok,
+            "incidents": incidents,
             "agent": meteo.agent or "callipso-agent",
         }
 
