@@ -8,6 +8,7 @@ replies) with exponential backoff. Permanent failures (5xx, authentication refus
 from __future__ import annotations
 
 import asyncio
+import base64
 import smtplib
 import ssl
 from collections.abc import Awaitable, Callable
@@ -46,10 +47,10 @@ def build_message(
     if when is not None:
         msg["Date"] = format_datetime(when)  # type: ignore[arg-type]
     msg["Message-ID"] = make_msgid(idstring="meteo", domain=settings.sender.rsplit("@", 1)[-1])
-    msg["Content-Language"] = lang
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies
     msg.set_content(text, subtype="plain", charset="utf-8")
     msg.add_alternative(html, subtype="html", charset="utf-8")
+    msg["Content-Language"] = lang  # after set_content, which clears Content-* headers
     return msg
 
 
@@ -64,6 +65,19 @@ def _transient(err: BaseException) -> bool:
     if isinstance(err, smtplib.SMTPNotSupportedError):
         return False
     return isinstance(err, (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError, TimeoutError))
+
+
+def _login(client: smtplib.SMTP, username: str, password: str) -> None:
+    """smtplib's login() only takes ASCII; a UTF-8 user or password goes through AUTH PLAIN (RFC 4616)."""
+    if (username + password).isascii():
+        client.login(username, password)
+        return
+    if not client.has_extn("auth") or "PLAIN" not in client.esmtp_features.get("auth", "").upper().split():
+        raise smtplib.SMTPNotSupportedError("a non-ASCII user name or password needs AUTH PLAIN")
+    token = base64.b64encode(b"\0" + username.encode() + b"\0" + password.encode()).decode("ascii")
+    code, resp = client.docmd("AUTH", "PLAIN " + token)
+    if code != 235:
+        raise smtplib.SMTPAuthenticationError(code, resp)
 
 
 class SmtpSender:
@@ -128,7 +142,7 @@ class SmtpSender:
                 client.starttls(context=self._tls_context())
                 client.ehlo()
             if s.username:
-                client.login(s.username, password or "")
+                _login(client, s.username, password or "")
             client.send_message(msg)
 
     async def send(self, msg: EmailMessage) -> int:
