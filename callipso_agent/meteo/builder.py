@@ -144,7 +144,8 @@ class MeteoLine:
 class CheckSummary:
     total: int
     passed: int
-    failed_checks: int  # checks that failed (a check failing on three devices counts once)
+    failed_checks: int  # checks with a failure listed (a check failing on three devices counts once)
+    covered: int  # checks failing only where a check that supersedes them failed too (not listed)
     no_data: tuple[str, ...]
     failed: tuple[FailedCheckRow, ...]  # one row per failure
 
@@ -481,7 +482,8 @@ def compute_meteo(
     summary = CheckSummary(
         total=checks.total,
         passed=len(checks.passed),
-        failed_checks=len(checks.failed_checks),
+        failed_checks=len({f.check_id for f in checks.failed}),
+        covered=len(checks.covered),
         no_data=checks.no_data,
         failed=tuple(failed_rows),
     )
@@ -646,6 +648,7 @@ def meteo_to_dict(meteo: Meteo) -> dict[str, Any]:
             "total": meteo.checks.total,
             "passed": meteo.checks.passed,
             "failed_checks": meteo.checks.failed_checks,
+            "covered": meteo.checks.covered,
             "no_data": list(meteo.checks.no_data),
             "failed": [
                 {

@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from callipso_agent.meteo.i18n import state_word
 from callipso_agent.meteo.snapshot import DeviceInfo, EstateSnapshot
 from callipso_agent.meteo.spec import LANGS, CheckSpec, Effect, tr
 
@@ -113,11 +114,15 @@ def _fmt(v: float | None) -> str:
     return str(int(v)) if float(v).is_integer() else f"{v:.1f}"
 
 
-def _series_failed(check: CheckSpec, value: float | None, state: str, at: datetime) -> bool | None:
+def _series_failed(
+    check: CheckSpec, value: float | None, state: str, label: str | None, at: datetime
+) -> bool | None:
     """True/False, or None when the series has no usable value."""
     cond = check.fail_when
     if cond.state is not None:
         return state in cond.state
+    if cond.label is not None:
+        return None if label is None else label in cond.label
     if value is None:
         return None
     if cond.older_than is not None:
@@ -131,8 +136,10 @@ def _evaluate_device(check: CheckSpec, dev: DeviceInfo, snap: EstateSnapshot) ->
         if dev.up is None:
             return []
         up_value = 1.0 if dev.up else 0.0
-        failed = _series_failed(check, up_value, "ok" if dev.up else "critical", snap.at)
+        failed = _series_failed(check, up_value, "ok" if dev.up else "critical", None, snap.at)
         return [SeriesResult(dev.name, {}, up_value, bool(failed), dev.last_error)]
+    if dev.up is False:
+        return []  # what a device that stopped answering last said is not today's state
     out: list[SeriesResult] = []
     for m in snap.series(dev.name, check.metric):
         if not _labels_match(m.labels, check.labels):
@@ -143,7 +150,7 @@ def _evaluate_device(check: CheckSpec, dev: DeviceInfo, snap: EstateSnapshot) ->
             if not isinstance(cap, (int, float)) or isinstance(cap, bool) or cap <= 0:
                 continue
             value = 100.0 * value / float(cap)
-        failed = _series_failed(check, value, m.state.label, snap.at)
+        failed = _series_failed(check, value, m.state.label, m.text, snap.at)
         if failed is None:
             continue
         out.append(SeriesResult(dev.name, dict(m.labels), value, failed, m.text))
@@ -156,6 +163,13 @@ def _group_key(check: CheckSpec, dev: DeviceInfo) -> str:
     if check.group_by == "site":
         return dev.site
     return ""
+
+
+def _state_text(s: SeriesResult, lang: str) -> str:
+    """A state label in the operators' language (the collector's label when the catalogue lacks it)."""
+    if s.text:
+        return state_word(s.text, lang)
+    return _fmt(s.value)
 
 
 def _summaries(
@@ -175,18 +189,16 @@ def _summaries(
         "site": site or "",
         "site_name": site_obj.name if site_obj else (site or ""),
         "value": _fmt(first.value) if first else "?",
-        "state": (first.text or _fmt(first.value)) if first else "?",
         "count": len(failing),
-        "series": ", ".join(
-            " ".join([s.device, *(f"{k}={v}" for k, v in s.labels.items())]) + f" = {s.text or _fmt(s.value)}"
-            for s in failing[:5]
-        )
-        if failing
-        else "",
     }
     out: dict[str, str] = {}
     for lang in LANGS:
         template = tr(check.summary, lang)
+        values["state"] = _state_text(first, lang) if first else "?"
+        values["series"] = ", ".join(
+            " ".join([s.device, *(f"{k}={v}" for k, v in s.labels.items())]) + f" = {_state_text(s, lang)}"
+            for s in failing[:5]
+        )
         try:
             out[lang] = template.format_map(values)
         except (KeyError, ValueError, IndexError):

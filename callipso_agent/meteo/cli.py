@@ -97,7 +97,7 @@ def _errors(errs: Any) -> int:
 async def run_async(args: argparse.Namespace) -> int:
     from callipso_agent import logs
     from callipso_agent.clock import SystemClock
-    from callipso_agent.daemon import load_all
+    from callipso_agent.daemon import known_families, load_all
     from callipso_agent.errors import CallipsoError, ConfigError, ConfigErrors
     from callipso_agent.incidents.contract import load_contract
     from callipso_agent.meteo.changes import YamlChangesProvider
@@ -109,12 +109,12 @@ async def run_async(args: argparse.Namespace) -> int:
     logs.configure(os.environ.get("CALLIPSO_LOG_LEVEL", "warning"))
     config_path = Path(args.config)
     try:
-        loaded, _profiles = load_all(config_path)
+        loaded, profiles = load_all(config_path)
         ms = load_meteo_settings(config_path)
         settings = ms.settings
         checklist = args.checklist or (str(ms.path(settings.checklist)) if settings.checklist else None)
         spec = load_meteo_spec(checklist)
-        problems = cross_check(spec, loaded.config)
+        problems = cross_check(spec, loaded.config, families=known_families(profiles))
         if problems:
             raise ConfigErrors(problems)
         calendar = load_contract(

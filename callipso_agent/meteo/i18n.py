@@ -57,6 +57,7 @@ _FR: dict[str, str] = {
     "diff_first": "Première météo archivée : pas de comparaison avec la veille.",
     "checks": "Contrôles quotidiens",
     "checks_text": "{total} contrôles : {passed} conformes, {failed} en échec, {no_data} sans données.",
+    "checks_covered": "{covered} autre(s) contrôle(s) en échec au même endroit, déjà compris ci-dessus.",
     "col_check": "Contrôle",
     "col_result": "Résultat",
     "legend": "Légende",
@@ -129,6 +130,7 @@ _EN: dict[str, str] = {
     "diff_first": "First archived report: no comparison with the day before.",
     "checks": "Daily checks",
     "checks_text": "{total} checks: {passed} passed, {failed} failed, {no_data} without data.",
+    "checks_covered": "{covered} more check(s) failing at the same place, already covered above.",
     "col_check": "Check",
     "col_result": "Result",
     "legend": "Legend",
@@ -159,6 +161,49 @@ _EN: dict[str, str] = {
 CATALOGUE: Mapping[str, Mapping[str, str]] = MappingProxyType(
     {"fr": MappingProxyType(_FR), "en": MappingProxyType(_EN)}
 )
+
+# Labels that collector profiles give to device states, as operators read them.
+_STATE_WORDS: dict[str, dict[str, str]] = {
+    "fr": {
+        "main": "principal",
+        "standby": "secours",
+        "switching": "bascule en cours",
+        "stopped": "arrêté",
+        "synchronised": "synchronisée",
+        "not_synchronised": "non synchronisée",
+        "in_progress": "bascule en cours",
+        "ok": "OK",
+        "failed": "en échec",
+        "success": "réussie",
+        "partial": "partielle",
+        "passed": "réussi",
+        "warning": "avertissement",
+        "error": "erreur",
+        "aborted": "interrompu",
+        "never_run": "jamais lancé",
+        "normal": "normal",
+        "low": "faible",
+        "depleted": "épuisée",
+        "unknown": "inconnu",
+        "up": "en ligne",
+        "down": "hors ligne",
+        "not_resolved": "non résolu",
+        "free": "libre",
+        "busy": "occupé",
+        "out_of_service": "hors service",
+        "in_service": "en service",
+        "battery": "batterie",
+        "bypass": "bypass",
+    },
+    "en": {
+        "not_synchronised": "not synchronised",
+        "in_progress": "switchover in progress",
+        "never_run": "never run",
+        "not_resolved": "not resolved",
+        "out_of_service": "out of service",
+        "in_service": "in service",
+    },
+}
 
 _WEEKDAYS = {
     "fr": ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"),
@@ -208,6 +253,10 @@ def message(lang: str, key: str, **values: Any) -> str:
 def state_label(state: UserState | TechState, lang: str) -> str:
     prefix = "user" if isinstance(state, UserState) else "tech"
     return message(lang, f"{prefix}.{state.value}")
+
+
+def state_word(label: str, lang: str) -> str:
+    return _STATE_WORDS[lang_of(lang)].get(label, label)
 
 
 def state_symbol(state: UserState | TechState) -> str:

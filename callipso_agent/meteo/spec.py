@@ -112,28 +112,32 @@ class SiteSelector(_Model):
 
 
 class Condition(_Model):
-    """When one series fails: a comparison of its value, its normalised state, or its age.
+    """When one series fails: a comparison of its value, its normalised state or state label, or its age.
 
-    ``older_than`` reads the value as a Unix timestamp and fails when it is more than that many seconds
-    before the evaluation time (e.g. the last successful backup).
+    ``state`` is the severity the collector profile gave the value (ok, warning, critical, unknown);
+    ``label`` is the state's label (e.g. a self-test ``error`` but not ``aborted``). ``older_than`` reads
+    the value as a Unix timestamp and fails when it is more than that many seconds before the evaluation
+    time (e.g. the last successful backup).
     """
 
     op: Literal["==", "!=", "<", "<=", ">", ">="] | None = None
     value: float | None = None
     state: list[Literal["ok", "warning", "critical", "unknown"]] | None = None
+    label: list[str] | None = None
     older_than: Annotated[float | None, Field(gt=0)] = None
 
-    _lists = field_validator("state", mode="before")(classmethod(lambda cls, v: _as_list(v)))
+    _lists = field_validator("state", "label", mode="before")(classmethod(lambda cls, v: _as_list(v)))
 
     @model_validator(mode="after")
     def _one_kind(self) -> Condition:
         kinds = [
             self.op is not None or self.value is not None,
             self.state is not None,
+            self.label is not None,
             self.older_than is not None,
         ]
         if sum(kinds) != 1:
-            raise ValueError("give exactly one of: op and value, state, older_than")
+            raise ValueError("give exactly one of: op and value, state, label, older_than")
         if (self.op is None) != (self.value is None):
             raise ValueError("op and value go together")
         return self
@@ -444,12 +448,18 @@ def load_meteo_spec(path: str | Path | None = None) -> MeteoSpec:
     )
 
 
-def cross_check(spec: MeteoSpec, config: AgentConfig) -> list[ConfigError]:
-    """Service keys, site codes and device selectors of the checklist against an inventory."""
+def cross_check(
+    spec: MeteoSpec, config: AgentConfig, *, families: Iterable[str] | None = None
+) -> list[ConfigError]:
+    """Service keys, site codes and device selectors of the checklist against an inventory.
+
+    ``families`` are the known device families (collectors/_families.yaml): a family outside them is a
+    typo. A known family with no device in this inventory is fine (a smaller estate, the lab).
+    """
     errors: list[ConfigError] = []
     services = {s.key for s in config.services}
     sites = {s.code for s in config.sites}
-    families = {d.family for d in config.devices}
+    known_families = set(families) if families is not None else None
 
     def err(origin_key: str, field_: str, msg: str) -> None:
         file, line = spec.origins.get(origin_key, (spec.file, None))
@@ -464,8 +474,12 @@ def cross_check(spec: MeteoSpec, config: AgentConfig) -> list[ConfigError]:
                 if code not in sites:
                     err(origin_key, f"{where}[{k}].site", f"unknown site {code!r}")
             for fam in sel.family or ():
-                if families and fam not in families:
-                    err(origin_key, f"{where}[{k}].family", f"no device of family {fam!r} in the inventory")
+                if known_families is not None and fam not in known_families:
+                    err(
+                        origin_key,
+                        f"{where}[{k}].family",
+                        f"unknown device family {fam!r}; known: {', '.join(sorted(known_families))}",
+                    )
 
     for item in spec.services:
         if item.key not in services:

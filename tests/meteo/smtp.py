@@ -36,7 +36,7 @@ class Sink:
     attempts: int = 0
     received: list[Received] = field(default_factory=list)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd hook
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.attempts += 1
         if self.attempts <= self.refuse_first:
             return self.refusal
@@ -64,24 +64,40 @@ def self_signed(tmp: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "callipso-test-smtp")])
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_file, key_file = tmp / "smtp-cert.pem", tmp / "smtp-key.pem"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return cert_file, key_file
 
 
 @contextmanager
-def smtp_server(sink: Sink | None = None, *, tls: tuple[Path, Path] | None = None,
-                credentials: tuple[str, str] | None = None) -> Iterator[SmtpServer]:
+def smtp_server(
+    sink: Sink | None = None,
+    *,
+    tls: tuple[Path, Path] | None = None,
+    credentials: tuple[str, str] | None = None,
+) -> Iterator[SmtpServer]:
     sink = sink or Sink()
     kwargs: dict[str, Any] = {}
     if tls is not None:
@@ -89,9 +105,15 @@ def smtp_server(sink: Sink | None = None, *, tls: tuple[Path, Path] | None = Non
         ctx.load_cert_chain(str(tls[0]), str(tls[1]))
         kwargs.update(tls_context=ctx, require_starttls=True)
     if credentials is not None:
-        def authenticator(_server: Any, _session: Any, _envelope: Any, mechanism: str, data: Any) -> AuthResult:
-            ok = (isinstance(data, LoginPassword) and data.login.decode() == credentials[0]
-                  and data.password.decode() == credentials[1])
+
+        def authenticator(
+            _server: Any, _session: Any, _envelope: Any, mechanism: str, data: Any
+        ) -> AuthResult:
+            ok = (
+                isinstance(data, LoginPassword)
+                and data.login.decode() == credentials[0]
+                and data.password.decode() == credentials[1]
+            )
             return AuthResult(success=ok, handled=False)
 
         kwargs.update(authenticator=authenticator, auth_require_tls=tls is not None, auth_required=True)

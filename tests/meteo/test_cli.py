@@ -32,7 +32,9 @@ def write_config(tmp: Path, smtp_port: int) -> tuple[Path, Path]:
     state_dir = tmp / "state"
     agent = yaml.safe_load((config_dir / "agent.yaml").read_text(encoding="utf-8"))
     agent["agent"]["state_dir"] = str(state_dir)
-    (config_dir / "agent.yaml").write_text("# SYNTHETIC test copy\n" + yaml.safe_dump(agent), encoding="utf-8")
+    (config_dir / "agent.yaml").write_text(
+        "# SYNTHETIC test copy\n" + yaml.safe_dump(agent), encoding="utf-8"
+    )
     (config_dir / "meteo").mkdir()
     (config_dir / "meteo" / "meteo.yaml").write_text(
         "# SYNTHETIC test settings\n"
@@ -40,13 +42,17 @@ def write_config(tmp: Path, smtp_port: int) -> tuple[Path, Path]:
         "  sender: supervision@cd13.example\n"
         "  recipients: [exploitation@cd13.example]\n"
         "  retries: 0\n"
-        f"  smtp: {{host: 127.0.0.1, port: {smtp_port}, security: none}}\n", encoding="utf-8")
+        f"  smtp: {{host: 127.0.0.1, port: {smtp_port}, security: none}}\n",
+        encoding="utf-8",
+    )
     (config_dir / "meteo" / "changes.yaml").write_text(
         "# SYNTHETIC planned changes\n"
         "changes:\n"
-        "  - {title: \"Bascule de test OXE HD13 vers Arenc\", start: 2026-11-24T19:00:00+01:00,"
+        '  - {title: "Bascule de test OXE HD13 vers Arenc", start: 2026-11-24T19:00:00+01:00,'
         " end: 2026-11-24T20:00:00+01:00, sites: [HD13, ARENC], services: [toip], ref: CHG0004242}\n"
-        "  - {title: \"Déménagement de l'annexe d'Aix\", kind: request, ref: REQ0007777}\n", encoding="utf-8")
+        "  - {title: \"Déménagement de l'annexe d'Aix\", kind: request, ref: REQ0007777}\n",
+        encoding="utf-8",
+    )
     return config_dir, state_dir
 
 
@@ -58,19 +64,31 @@ async def serve_agent(scenario: Scenario, *, with_incidents: bool) -> tuple[Http
     for d in config.devices:
         info = snap.devices[d.name]
         if info.up:
-            cache.update(PollResult(d.name, at, 0.1, tuple(x for x in snap.measurements if x.device == d.name)))
+            cache.update(
+                PollResult(d.name, at, 0.1, tuple(x for x in snap.measurements if x.device == d.name))
+            )
         else:
             cache.update(PollResult(d.name, at, 5.0, error="timeout", error_text="no answer"))
 
     def inventory() -> dict[str, dict[str, Any]]:
-        return {d.name: {"name": d.name, "site": d.site, "family": d.family, "address": d.address,
-                         "services": list(d.services), "enabled": d.enabled} for d in config.devices}
+        return {
+            d.name: {
+                "name": d.name,
+                "site": d.site,
+                "family": d.family,
+                "address": d.address,
+                "services": list(d.services),
+                "enabled": d.enabled,
+            }
+            for d in config.devices
+        }
 
     async def ready() -> tuple[bool, dict[str, Any]]:
         return True, {}
 
     server = HttpServer(cache, host="127.0.0.1", port=0, ready=ready, inventory=inventory)
     if with_incidents:
+
         async def incidents(_request: web.Request) -> web.Response:
             return web.json_response({"incidents": [incident_to_json(i) for i in scenario.incidents]})
 
@@ -81,19 +99,36 @@ async def serve_agent(scenario: Scenario, *, with_incidents: bool) -> tuple[Http
 
 async def meteo_cli(*args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "callipso_agent.meteo", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "callipso_agent.meteo",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 
 
 SCENARIO = Scenario(
-    measurements=[m("ups-aubagne-mds", "ups_on_battery", 1),
-                  m("ov8770-hd13", "ov_directory_sync_ok", 0, text="failed")],
+    measurements=[
+        m("ups-aubagne-mds", "ups_on_battery", 1),
+        m("ov8770-hd13", "ov_directory_sync_ok", 0, text="failed"),
+    ],
     down_sites={"GARDANNE-MDS"},
-    incidents=[incident(311, "sbc_alarm:sbc-arenc", "Perte du lien de secours du SBC d'Arenc", services=["toip"],
-                        site="ARENC", device="sbc-arenc", itsm_ref="INC0051515")])
+    incidents=[
+        incident(
+            311,
+            "sbc_alarm:sbc-arenc",
+            "Perte du lien de secours du SBC d'Arenc",
+            services=["toip"],
+            site="ARENC",
+            device="sbc-arenc",
+            itsm_ref="INC0051515",
+        )
+    ],
+)
 
 
 async def test_cli_reads_the_api_sends_the_email_and_archives_it(tmp_path: Path) -> None:
@@ -102,8 +137,18 @@ async def test_cli_reads_the_api_sends_the_email_and_archives_it(tmp_path: Path)
         server, url = await serve_agent(SCENARIO, with_incidents=True)
         try:
             html = tmp_path / "meteo.html"
-            rc, out, err = await meteo_cli("--config", str(config_dir), "--api", url, "--date", "2026-11-24",
-                                           "--html", str(html), "--text", "--send")
+            rc, out, err = await meteo_cli(
+                "--config",
+                str(config_dir),
+                "--api",
+                url,
+                "--date",
+                "2026-11-24",
+                "--html",
+                str(html),
+                "--text",
+                "--send",
+            )
         finally:
             await server.stop()
         assert rc == 0, err
@@ -112,12 +157,20 @@ async def test_cli_reads_the_api_sends_the_email_and_archives_it(tmp_path: Path)
     assert got.message["Subject"] == "Météo Callipso du 24/11/2026"
     text = got.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert out == text.replace("\r\n", "\n")
-    section = text[text.index("LIGNES DE SERVICE"):]
+    section = text[text.index("LIGNES DE SERVICE") :]
     positions = [section.index(label) for label in SERVICE_LABELS]
     assert positions == sorted(positions)
-    for needle in ("INC0051515 — Perte du lien de secours du SBC d'Arenc", "Sur onduleur : 1", "Injoignables : 1",
-                   "AUBAGNE-MDS — Onduleur ups-aubagne-mds sur batterie", "Synchronisation de l'annuaire",
-                   "CHG0004242", "Bascule de test OXE HD13 vers Arenc", "REQ0007777", "LÉGENDE"):
+    for needle in (
+        "INC0051515 — Perte du lien de secours du SBC d'Arenc",
+        "Sur onduleur : 1",
+        "Injoignables : 1",
+        "AUBAGNE-MDS — Onduleur ups-aubagne-mds sur batterie",
+        "Synchronisation de l'annuaire",
+        "CHG0004242",
+        "Bascule de test OXE HD13 vers Arenc",
+        "REQ0007777",
+        "LÉGENDE",
+    ):
         assert needle in text, needle
     received_html = got.message.get_body(("html",)).get_content()  # type: ignore[union-attr]
     assert html.read_text(encoding="utf-8").rstrip("\n") == received_html.replace("\r\n", "\n").rstrip("\n")
@@ -145,7 +198,8 @@ async def test_cli_errors(tmp_path: Path) -> None:
 
     rc, _, err = await meteo_cli("--config", str(config_dir), "--api", f"http://127.0.0.1:{free_tcp_port()}")
     assert rc == 1 and "cannot read the agent's API" in err
-    (config_dir / "meteo" / "meteo.yaml").write_text("meteo:\n  recipients: [noc@cd13.example]\n  tme: '08:30'\n",
-                                                     encoding="utf-8")
+    (config_dir / "meteo" / "meteo.yaml").write_text(
+        "meteo:\n  recipients: [noc@cd13.example]\n  tme: '08:30'\n", encoding="utf-8"
+    )
     rc, _, err = await meteo_cli("--config", str(config_dir))
     assert rc == 2 and f"{config_dir / 'meteo' / 'meteo.yaml'}:3: field 'meteo.tme'" in err

@@ -3,12 +3,10 @@ STARTTLS with authentication, retries with backoff on temporary refusals, no ret
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from callipso_agent.config.secrets import SecretRef
 from callipso_agent.meteo.mail import MailError, SmtpSender, build_message
 from callipso_agent.meteo.render import MeteoRenderer, subject
 from callipso_agent.meteo.settings import MeteoSettings
@@ -19,17 +17,31 @@ RECIPIENTS = ["exploitation@cd13.example", "astreinte@cd13.example"]
 
 
 def settings(port: int, **smtp: object) -> MeteoSettings:
-    return MeteoSettings.model_validate({
-        "sender": "supervision@cd13.example", "recipients": RECIPIENTS, "cc": ["chef.projet@cd13.example"],
-        "reply_to": "noc@cd13.example", "retries": 3, "retry_backoff": 5, "retry_backoff_max": 8,
-        "smtp": {"host": "127.0.0.1", "port": port, "security": "none", "timeout": 10, **smtp}})
+    return MeteoSettings.model_validate(
+        {
+            "sender": "supervision@cd13.example",
+            "recipients": RECIPIENTS,
+            "cc": ["chef.projet@cd13.example"],
+            "reply_to": "noc@cd13.example",
+            "retries": 3,
+            "retry_backoff": 5,
+            "retry_backoff_max": 8,
+            "smtp": {"host": "127.0.0.1", "port": port, "security": "none", "timeout": 10, **smtp},
+        }
+    )
 
 
 def message(s: MeteoSettings, lang: str = "fr"):  # type: ignore[no-untyped-def]
     meteo = busy_morning(lang)
     r = MeteoRenderer()
-    return build_message(subject=subject(meteo), html=r.html(meteo), text=r.text(meteo), settings=s, lang=lang,
-                         when=meteo.generated_at)
+    return build_message(
+        subject=subject(meteo),
+        html=r.html(meteo),
+        text=r.text(meteo),
+        settings=s,
+        lang=lang,
+        when=meteo.generated_at,
+    )
 
 
 class Sleeps:
@@ -63,11 +75,23 @@ async def test_the_email_received_is_multipart_alternative_utf8_with_every_line_
     assert [p.get_content_charset() for p in parts] == ["utf-8", "utf-8"]
     text, html = parts[0].get_content(), parts[1].get_content()
     for body, start in ((text, "LIGNES DE SERVICE"), (html, 'id="services"')):
-        table = body[body.index(start):]
-        positions = [table.index(label.replace("'", "&#39;") if body is html else label) for label in SERVICE_LABELS]
+        table = body[body.index(start) :]
+        positions = [
+            table.index(label.replace("'", "&#39;") if body is html else label) for label in SERVICE_LABELS
+        ]
         assert positions == sorted(positions)
-        for word in ("Perturbations", "Perturbé", "Nominal", "RAS", "INC0042137", "CAL-000057", "Légende",
-                     "Sur onduleur", "AUBAGNE-MDS", "CHG0001234"):
+        for word in (
+            "Perturbations",
+            "Perturbé",
+            "Nominal",
+            "RAS",
+            "INC0042137",
+            "CAL-000057",
+            "Légende",
+            "Sur onduleur",
+            "AUBAGNE-MDS",
+            "CHG0001234",
+        ):
             assert word.lower() in body.lower(), word
     assert html.lstrip().startswith("<!DOCTYPE html>") and 'lang="fr"' in html
 
@@ -87,8 +111,13 @@ async def test_starttls_and_authentication(tmp_path: Path) -> None:
     secret = tmp_path / "smtp-password"
     secret.write_text("s3cret-météo\n", encoding="utf-8")
     with smtp_server(tls=(cert, key), credentials=("callipso", "s3cret-météo")) as srv:
-        s = settings(srv.port, security="starttls", username="callipso", password={"file": str(secret)},
-                     ca_file=str(cert))
+        s = settings(
+            srv.port,
+            security="starttls",
+            username="callipso",
+            password={"file": str(secret)},
+            ca_file=str(cert),
+        )
         assert await SmtpSender.from_settings(s).send(message(s)) == 1
         assert len(srv.sink.received) == 1
         # a wrong password is a permanent failure: no retry
@@ -100,24 +129,15 @@ async def test_starttls_and_authentication(tmp_path: Path) -> None:
         # a server certificate from an unknown CA is refused before any password is sent
         (tmp_path / "other").mkdir()
         other_cert, _ = self_signed(tmp_path / "other")
-        s2 = settings(srv.port, security="starttls", username="callipso", password={"file": str(secret)},
-                      ca_file=str(other_cert))
+        s2 = settings(
+            srv.port,
+            security="starttls",
+            username="callipso",
+            password={"file": str(secret)},
+            ca_file=str(other_cert),
+        )
         with pytest.raises(MailError):
             await SmtpSender.from_settings(s2, sleep=Sleeps()).send(message(s2))
-        assert len(srv.sink.received) == 1
-
-
-async def test_password_from_the_environment_is_resolved_at_send_time(tmp_path: Path) -> None:
-    cert, key = self_signed(tmp_path)
-    with smtp_server(tls=(cert, key), credentials=("callipso", "from-env")) as srv:
-        s = settings(srv.port, security="starttls", username="callipso", ca_file=str(cert),
-                     password={"env": "CALLIPSO_TEST_METEO_SMTP_PASSWORD"})
-        assert isinstance(s.smtp.password, SecretRef) and "from-env" not in repr(s)
-        os.environ["CALLIPSO_TEST_METEO_SMTP_PASSWORD"] = "from-env"
-        try:
-            await SmtpSender.from_settings(s).send(message(s))
-        finally:
-            del os.environ["CALLIPSO_TEST_METEO_SMTP_PASSWORD"]
         assert len(srv.sink.received) == 1
 
 

@@ -20,37 +20,96 @@ from tests.meteo.estate import DAY, Scenario, incident, m, meteo_for
 from tests.meteo.png import read_png
 
 PARIS = ZoneInfo("Europe/Paris")
-SERVICE_LABELS = ["INFRASTRUCTURE TOIP CALLIPSO", "CENTRE D'APPEL ISI-COM", "VISIO", "SMS LINK MOBILITY",
-                  "SMS MAIL CYCOS", "ANNUAIRE", "GUIDES VOCAUX DE FERMETURE (CDS/APA/MDPH)", "TOIP VIP/VVIP"]
+SERVICE_LABELS = [
+    "INFRASTRUCTURE TOIP CALLIPSO",
+    "CENTRE D'APPEL ISI-COM",
+    "VISIO",
+    "SMS LINK MOBILITY",
+    "SMS MAIL CYCOS",
+    "ANNUAIRE",
+    "GUIDES VOCAUX DE FERMETURE (CDS/APA/MDPH)",
+    "TOIP VIP/VVIP",
+]
 
 
 def busy_morning(lang: str = "fr") -> Meteo:
     """A morning with something on most lines, planned changes, and yesterday to compare with."""
     sc = Scenario(
-        measurements=[m("ups-aubagne-mds", "ups_on_battery", 1),
-                      m("ov8770-hd13", "ov_directory_sync_ok", 0, text="failed"),
-                      m("oxe-hd13", "pbx_backup_ok", 0, text="failed")],
+        measurements=[
+            m("ups-aubagne-mds", "ups_on_battery", 1),
+            m("ov8770-hd13", "ov_directory_sync_ok", 0, text="failed"),
+            m("oxe-hd13", "pbx_backup_ok", 0, text="failed"),
+        ],
         down_sites={"GARDANNE-MDS"},
-        incidents=[incident(4213, "sbc_alarm:sbc-hd13", "Alarme majeure sur le SBC sbc-hd13 : lien Ethernet 2 coupé",
-                            services=["toip", "isicom"], site="HD13", device="sbc-hd13", user_impact="degraded",
-                            itsm_ref="INC0042137"),
-                   incident(57, "otms:voicemail", "Lenteurs de la messagerie vocale", services=["visio"],
-                            user_impact="degraded")])
+        incidents=[
+            incident(
+                4213,
+                "sbc_alarm:sbc-hd13",
+                "Alarme majeure sur le SBC sbc-hd13 : lien Ethernet 2 coupé",
+                services=["toip", "isicom"],
+                site="HD13",
+                device="sbc-hd13",
+                user_impact="degraded",
+                itsm_ref="INC0042137",
+            ),
+            incident(
+                57,
+                "otms:voicemail",
+                "Lenteurs de la messagerie vocale",
+                services=["visio"],
+                user_impact="degraded",
+            ),
+        ],
+    )
     changes = [
-        PlannedChange(datetime(2026, 11, 24, 20, 0, tzinfo=PARIS), datetime(2026, 11, 24, 22, 0, tzinfo=PARIS),
-                      "Mise à jour du firmware des SBC (7.40A.500)", ("HD13", "ARENC"), ("toip",), "CHG0001234"),
-        PlannedChange(datetime(2026, 11, 26, 7, 0, tzinfo=PARIS), datetime(2026, 11, 26, 8, 0, tzinfo=PARIS),
-                      "Remplacement des batteries de l'onduleur", ("ISTRES-MDS",), (), "CHG0001240", "maintenance"),
-        PlannedChange(None, None, "Ajout de 20 postes au CDS de Martigues", ("MARTIGUES-MDS",), ("toip",),
-                      "REQ0098765", "request"),
+        PlannedChange(
+            datetime(2026, 11, 24, 20, 0, tzinfo=PARIS),
+            datetime(2026, 11, 24, 22, 0, tzinfo=PARIS),
+            "Mise à jour du firmware des SBC (7.40A.500)",
+            ("HD13", "ARENC"),
+            ("toip",),
+            "CHG0001234",
+        ),
+        PlannedChange(
+            datetime(2026, 11, 26, 7, 0, tzinfo=PARIS),
+            datetime(2026, 11, 26, 8, 0, tzinfo=PARIS),
+            "Remplacement des batteries de l'onduleur",
+            ("ISTRES-MDS",),
+            (),
+            "CHG0001240",
+            "maintenance",
+        ),
+        PlannedChange(
+            None,
+            None,
+            "Ajout de 20 postes au CDS de Martigues",
+            ("MARTIGUES-MDS",),
+            ("toip",),
+            "REQ0098765",
+            "request",
+        ),
         PlannedChange(datetime(2026, 12, 20, 7, 0, tzinfo=PARIS), None, "Hors horizon", (), (), "CHG9"),
     ]
     meteo, _ = meteo_for(sc, lang=lang, changes=select_changes(changes, DAY, PARIS, 7))
-    yesterday = {"day": "2026-11-23", "services": [
-        {"key": "toip", "user": "nominal", "technical": "perturbe",
-         "findings": [{"key": "check:hypervisor_backup:hv-hd13-1", "summary": "Sauvegarde en échec sur hv-hd13-1",
-                       "refs": ["CAL-000120"]},
-                      {"key": "check:oxe_backup:oxe-hd13", "summary": "old", "refs": []}]}], "sites": []}
+    yesterday = {
+        "day": "2026-11-23",
+        "services": [
+            {
+                "key": "toip",
+                "user": "nominal",
+                "technical": "perturbe",
+                "findings": [
+                    {
+                        "key": "check:hypervisor_backup:hv-hd13-1",
+                        "summary": "Sauvegarde en échec sur hv-hd13-1",
+                        "refs": ["CAL-000120"],
+                    },
+                    {"key": "check:oxe_backup:oxe-hd13", "summary": "old", "refs": []},
+                ],
+            }
+        ],
+        "sites": [],
+    }
     return diff_meteo(meteo, yesterday)
 
 
@@ -113,11 +172,26 @@ def test_html_is_self_contained_accessible_and_in_french() -> None:
     assert '<span aria-hidden="true">●</span>&nbsp;Nominal' in html
     assert '<span aria-hidden="true">■</span>&nbsp;Inaccessible' in html  # in the legend at least
     text = " ".join(tree.text.split())
-    for needle in ["Météo du service Callipso", "Mardi 24 novembre 2026", "INC0042137", "CAL-000057",
-                   "Sur onduleur : 1", "Injoignables : 1", "Nominaux : 18", "20 sites",
-                   "INFORMATIONS / CHANGEMENTS / INTERVENTIONS PLANIFIÉES", "CHG0001234", "REQ0098765",
-                   "Remplacement des batteries", "Nouveau depuis hier", "Résolu depuis hier", "CAL-000120",
-                   "Légende", "Aucun impact pour les utilisateurs.", "Contrôles quotidiens"]:
+    for needle in [
+        "Météo du service Callipso",
+        "Mardi 24 novembre 2026",
+        "INC0042137",
+        "CAL-000057",
+        "Sur onduleur : 1",
+        "Injoignables : 1",
+        "Nominaux : 18",
+        "20 sites",
+        "INFORMATIONS / CHANGEMENTS / INTERVENTIONS PLANIFIÉES",
+        "CHG0001234",
+        "REQ0098765",
+        "Remplacement des batteries",
+        "Nouveau depuis hier",
+        "Résolu depuis hier",
+        "CAL-000120",
+        "Légende",
+        "Aucun impact pour les utilisateurs.",
+        "Contrôles quotidiens",
+    ]:
         assert needle in text, needle
     assert "Hors horizon" not in text
     assert text.count("NOUVEAU") >= 4
@@ -143,14 +217,19 @@ def test_plain_text_alternative() -> None:
     assert text.startswith("MÉTÉO DU SERVICE CALLIPSO — mardi 24 novembre 2026\n")
     positions = [text.index(f"\n{label}") for label in SERVICE_LABELS]
     assert positions == sorted(positions)
-    toip = text[positions[0]:positions[1]]
+    toip = text[positions[0] : positions[1]]
     assert "État utilisateur : ▲ Perturbations" in toip and "État technique : ▲ Perturbé" in toip
     assert "[NOUVEAU] INC0042137 — Alarme majeure sur le SBC sbc-hd13" in toip
     assert "AUBAGNE-MDS — Onduleur ups-aubagne-mds sur batterie" in text
     assert "GARDANNE-MDS — Site MDS Gardanne injoignable" in text
-    assert "Lignes de service nominales : 4 sur 8 · Sites nominaux : 2 sur 4 · Incidents ouverts cités : 2" in text
+    assert (
+        "Lignes de service nominales : 4 sur 8 · Sites nominaux : 2 sur 4 · Incidents ouverts cités : 2"
+        in text
+    )
     assert "✓ CAL-000120 — Sauvegarde en échec sur hv-hd13-1" in text
-    assert "■ Inaccessible : Interruption totale d'un service critique ou d'un groupe supervisé entier." in text
+    assert (
+        "■ Inaccessible : Interruption totale d'un service critique ou d'un groupe supervisé entier." in text
+    )
     assert "<" not in text.replace("->", "")  # no markup
     assert subject(meteo) == "Météo Callipso du 24/11/2026"
 
@@ -168,10 +247,15 @@ def test_archived_form_round_trips_through_the_diff() -> None:
     assert [c.key for c in meteo.diff.changed] == ["toip"]
     new = {d.summary: d.lines for d in meteo.diff.new}
     assert new["Alarme majeure sur le SBC sbc-hd13 : lien Ethernet 2 coupé"] == (
-        "INFRASTRUCTURE TOIP CALLIPSO", "CENTRE D'APPEL ISI-COM", "HD13")
+        "INFRASTRUCTURE TOIP CALLIPSO",
+        "CENTRE D'APPEL ISI-COM",
+        "HD13",
+    )
     # the OXE backup was already failing yesterday (on one line): not new, on any line
     assert [f.new for line in meteo.lines for f in line.findings if f.key == "check:oxe_backup:oxe-hd13"] == [
-        False, False]
+        False,
+        False,
+    ]
 
 
 def _screenshot(html: str, tmp_path: Path) -> Path:
@@ -179,10 +263,21 @@ def _screenshot(html: str, tmp_path: Path) -> Path:
     page = tmp_path / "meteo.html"
     page.write_text(html, encoding="utf-8")
     png = tmp_path / "meteo.png"
-    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1000,1400", f"--screenshot={png}",
-           page.as_uri()]
+    cmd = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1000,1400",
+        f"--screenshot={png}",
+        page.as_uri(),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0 and png.is_file(), out.stderr[-2000:]
     return png
@@ -209,7 +304,7 @@ def test_chromium_draws_a_wide_coloured_non_blank_page(tmp_path: Path) -> None:
     colours = {img.pixel(x, yy) for yy in range(0, img.height, 3) for x in range(0, img.width, 3)}
 
     def rgb(hexa: str) -> tuple[int, int, int]:
-        return tuple(int(hexa[i:i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+        return tuple(int(hexa[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
 
     assert rgb(PALETTE[0].background) in colours
     assert rgb(PALETTE[1].background) in colours

@@ -50,14 +50,34 @@ async def store(tmp_path: Path) -> Any:
     await s.close()
 
 
-def make_service(world: World, clock: ManualClock, archive: MeteoArchive | None, port: int,
-                 hook: Any = None, **settings: Any) -> MeteoService:
-    s = MeteoSettings.model_validate({"sender": "supervision@cd13.example", "recipients": ["noc@cd13.example"],
-                                      "retries": 0, "smtp": {"host": "127.0.0.1", "port": port, "security": "none"},
-                                      **settings})
-    return MeteoService(spec=shipped_spec(), settings=s, config=lambda: world.config, snapshot=world.snapshot,
-                        clock=clock, calendar=load_contract().business_calendar(), archive=archive,
-                        sender=SmtpSender.from_settings(s), on_failed_check=hook)
+def make_service(
+    world: World,
+    clock: ManualClock,
+    archive: MeteoArchive | None,
+    port: int,
+    hook: Any = None,
+    **settings: Any,
+) -> MeteoService:
+    s = MeteoSettings.model_validate(
+        {
+            "sender": "supervision@cd13.example",
+            "recipients": ["noc@cd13.example"],
+            "retries": 0,
+            "smtp": {"host": "127.0.0.1", "port": port, "security": "none"},
+            **settings,
+        }
+    )
+    return MeteoService(
+        spec=shipped_spec(),
+        settings=s,
+        config=lambda: world.config,
+        snapshot=world.snapshot,
+        clock=clock,
+        calendar=load_contract().business_calendar(),
+        archive=archive,
+        sender=SmtpSender.from_settings(s),
+        on_failed_check=hook,
+    )
 
 
 async def test_two_mornings_archived_sent_and_compared(store: Store) -> None:
@@ -71,27 +91,34 @@ async def test_two_mornings_archived_sent_and_compared(store: Store) -> None:
 
     with smtp_server() as srv:
         service = make_service(world, clock, archive, srv.port, hook)
-        world.scenario = Scenario(down_sites={"GARDANNE-MDS"},
-                                  measurements=[m("oxe-hd13", "pbx_backup_ok", 0, text="failed")])
+        world.scenario = Scenario(
+            down_sites={"GARDANNE-MDS"}, measurements=[m("oxe-hd13", "pbx_backup_ok", 0, text="failed")]
+        )
         assert await service.run_scheduled() is True
         monday = await archive.get(date(2026, 11, 23))
         assert monday is not None and monday.sent_at == MONDAY and monday.send_error is None
-        assert sorted(hooked) == [("check:oxe_backup:oxe-hd13", MONDAY),
-                                  ("check:remote_site_unreachable:GARDANNE-MDS", MONDAY)]
+        assert sorted(hooked) == [
+            ("check:oxe_backup:oxe-hd13", MONDAY),
+            ("check:remote_site_unreachable:GARDANNE-MDS", MONDAY),
+        ]
         assert "diff" not in monday.data
 
         clock.set(TUESDAY)
-        world.scenario = Scenario(measurements=[m("ups-aubagne-mds", "ups_on_battery", 1),
-                                                m("oxe-hd13", "pbx_backup_ok", 0, text="failed")])
+        world.scenario = Scenario(
+            measurements=[
+                m("ups-aubagne-mds", "ups_on_battery", 1),
+                m("oxe-hd13", "pbx_backup_ok", 0, text="failed"),
+            ]
+        )
         assert await service.run_scheduled() is True
         [first, second] = srv.sink.received
     assert first.message["Subject"] == "Météo Callipso du 23/11/2026"
     assert second.message["Subject"] == "Météo Callipso du 24/11/2026"
     text = second.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "DEPUIS LA MÉTÉO DU 23/11/2026" in text
-    resolved = text[text.index("Résolu depuis hier"):text.index("LIGNES DE SERVICE")]
+    resolved = text[text.index("Résolu depuis hier") : text.index("LIGNES DE SERVICE")]
     assert "Site MDS Gardanne injoignable" in resolved
-    new = text[text.index("Nouveau depuis hier"):text.index("Résolu depuis hier")]
+    new = text[text.index("Nouveau depuis hier") : text.index("Résolu depuis hier")]
     assert "Onduleur ups-aubagne-mds sur batterie" in new
     assert "Sauvegarde de la nuit en échec" not in new  # still failing: not new
     tuesday = await archive.latest()
@@ -108,8 +135,9 @@ async def test_holidays_and_weekends_are_skipped(store: Store) -> None:
             service = make_service(world, ManualClock(when), MeteoArchive(store.engine), srv.port)
             assert await service.run_scheduled() is False
         # unless the settings say every day
-        service = make_service(world, ManualClock(SATURDAY), MeteoArchive(store.engine), srv.port,
-                               working_days_only=False)
+        service = make_service(
+            world, ManualClock(SATURDAY), MeteoArchive(store.engine), srv.port, working_days_only=False
+        )
         assert await service.run_scheduled() is True
         assert len(srv.sink.received) == 1
     assert await MeteoArchive(store.engine).days() == [date(2026, 11, 28)]
@@ -134,9 +162,11 @@ async def test_schedule_every_day_at_0830_paris() -> None:
     trigger = meteo_trigger(settings)
     # in winter 08:30 Paris is 07:30 UTC; in summer 06:30 UTC
     assert trigger.get_next_fire_time(None, datetime(2026, 11, 23, 7, 31, tzinfo=UTC)) == datetime(
-        2026, 11, 24, 7, 30, tzinfo=UTC)
+        2026, 11, 24, 7, 30, tzinfo=UTC
+    )
     assert trigger.get_next_fire_time(None, datetime(2026, 6, 1, 0, 0, tzinfo=UTC)) == datetime(
-        2026, 6, 1, 6, 30, tzinfo=UTC)
+        2026, 6, 1, 6, 30, tzinfo=UTC
+    )
     scheduler = AsyncIOScheduler()
     scheduler.start(paused=True)
     try:
@@ -188,7 +218,7 @@ async def test_routes_serve_the_latest_and_a_given_day(store: Store) -> None:
         assert rsp.content_type == "text/plain" and (await rsp.text()).startswith("MÉTÉO DU SERVICE CALLIPSO")
         rsp = await client.get("/meteo?format=json")
         data = await rsp.json()
-        assert data["day"] == "2026-11-24" and [s["key"] for s in data["services"]][0] == "toip"
+        assert data["day"] == "2026-11-24" and data["services"][0]["key"] == "toip"
         assert (await client.get("/meteo/2026-11-20")).status == 404
         assert (await client.get("/meteo/2026-13-01")).status == 400
         assert (await client.get("/meteo?format=pdf")).status == 400
@@ -202,7 +232,7 @@ async def test_route_without_archive_builds_live_or_says_nothing_yet(store: Stor
 
     async def live() -> tuple[str, str]:
         calls.append(1)
-        return "<html lang=\"fr\">live</html>", "live"
+        return '<html lang="fr">live</html>', "live"
 
     other = web.Application()
     other.add_routes(meteo_routes(lambda: archive, live=live))

@@ -7,12 +7,21 @@ from pathlib import Path
 
 import pytest
 
+from callipso_agent.daemon import known_families
 from callipso_agent.errors import ConfigError, ConfigErrors
 from callipso_agent.meteo.spec import cross_check, load_meteo_spec
 from tests.meteo.estate import example_config, shipped_spec
 
-CONTRACT_LINES = ["INFRASTRUCTURE TOIP CALLIPSO", "CENTRE D'APPEL ISI-COM", "VISIO", "SMS LINK MOBILITY",
-                  "SMS MAIL CYCOS", "ANNUAIRE", "GUIDES VOCAUX DE FERMETURE (CDS/APA/MDPH)", "TOIP VIP/VVIP"]
+CONTRACT_LINES = [
+    "INFRASTRUCTURE TOIP CALLIPSO",
+    "CENTRE D'APPEL ISI-COM",
+    "VISIO",
+    "SMS LINK MOBILITY",
+    "SMS MAIL CYCOS",
+    "ANNUAIRE",
+    "GUIDES VOCAUX DE FERMETURE (CDS/APA/MDPH)",
+    "TOIP VIP/VVIP",
+]
 
 
 def test_shipped_checklist_covers_the_contract_and_matches_the_example_estate() -> None:
@@ -21,14 +30,28 @@ def test_shipped_checklist_covers_the_contract_and_matches_the_example_estate() 
     names = {s.key: s.name for s in config.services}
     assert [names[s.key] for s in spec.services] == CONTRACT_LINES
     assert [s.site for s in spec.sites] == ["HD13", "ARENC", "ST-SEBASTIEN"]
-    assert spec.remote is not None and [c.id for c in spec.remote.categories] == ["unreachable", "on_ups", "degraded"]
-    assert cross_check(spec, config) == []
+    assert spec.remote is not None and [c.id for c in spec.remote.categories] == [
+        "unreachable",
+        "on_ups",
+        "degraded",
+    ]
+    assert cross_check(spec, config, families=known_families()) == []
     categories = {c.category for c in spec.checks}
     assert {"backups", "directory", "oxe", "sbc", "ups", "sites", "probes"} <= categories
     metrics = {c.metric for c in spec.checks}
-    assert {"pbx_backup_ok", "ov_directory_sync_ok", "ov_directory_sync_anomalies", "pbx_cpu_role",
-            "sbc_alarms_active", "sbc_calls_active", "ups_self_test_result", "ups_battery_charge_percent",
-            "ups_on_battery", "sensor_temperature_celsius", "up"} <= metrics
+    assert {
+        "pbx_backup_ok",
+        "ov_directory_sync_ok",
+        "ov_directory_sync_anomalies",
+        "pbx_cpu_role",
+        "sbc_alarms_active",
+        "sbc_calls_active",
+        "ups_self_test_result",
+        "ups_battery_charge_percent",
+        "ups_on_battery",
+        "sensor_temperature_celsius",
+        "up",
+    } <= metrics
     for c in spec.checks:  # every check speaks both languages
         assert isinstance(c.title, dict) and set(c.title) == {"fr", "en"}, c.id
         assert isinstance(c.summary, dict) and set(c.summary) == {"fr", "en"}, c.id
@@ -76,8 +99,10 @@ def test_bad_condition_in_a_daily_file_points_into_that_file(tmp_path: Path) -> 
 
 
 def test_unknown_check_ids_and_duplicates(tmp_path: Path) -> None:
-    meteo = ("services:\n  - key: toip\n    checks: [ups_on_battery, ups_on_batery]\n"
-             "remote:\n  categories:\n    - {id: on_ups, label: x, checks: [nope]}\n")
+    meteo = (
+        "services:\n  - key: toip\n    checks: [ups_on_battery, ups_on_batery]\n"
+        "remote:\n  categories:\n    - {id: on_ups, label: x, checks: [nope]}\n"
+    )
     path = write(tmp_path, meteo, ups=GOOD_CHECK, again=GOOD_CHECK)
     with pytest.raises(ConfigErrors) as exc:
         load_meteo_spec(path)
@@ -96,13 +121,18 @@ def test_french_text_is_required(tmp_path: Path) -> None:
 
 
 def test_cross_check_against_the_inventory(tmp_path: Path) -> None:
-    meteo = ("services:\n  - key: telephonie\n  - key: toip\n    groups:\n      - name: x\n"
-             "        devices: [{site: NOWHERE, service: nope}]\nsites:\n  - site: HD14\n")
+    meteo = (
+        "services:\n  - key: telephonie\n  - key: toip\n    groups:\n      - name: x\n"
+        "        devices: [{site: NOWHERE, service: nope, family: [oxe, eaton-usp]}]\n"
+        "sites:\n  - site: HD14\n"
+    )
     path = write(tmp_path, meteo, ups=GOOD_CHECK)
-    errors = cross_check(load_meteo_spec(path), example_config())
+    errors = cross_check(load_meteo_spec(path), example_config(), families=known_families())
     assert all(isinstance(e, ConfigError) and e.file == str(path) for e in errors)
     messages = {(e.line, e.message.split(";")[0]) for e in errors}
     assert (2, "unknown service line 'telephonie'") in messages
     assert (3, "unknown site 'NOWHERE'") in messages
     assert (3, "unknown service line 'nope'") in messages
     assert (8, "unknown site 'HD14'") in messages
+    assert (3, "unknown device family 'eaton-usp'") in messages
+    assert not any("'oxe'" in e.message for e in errors)
