@@ -686,10 +686,6 @@ def meteo_to_dict(meteo: Meteo) -> dict[str, Any]:
     return out
 
 
-def all_findings(lines: Iterable[MeteoLine]) -> list[Finding]:
-    return [f for line in lines for f in line.findings]
-
-
 __all__ = [
     "CheckSummary",
     "DiffItem",

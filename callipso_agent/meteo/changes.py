@@ -127,6 +127,8 @@ def load_changes_file(path: Path, tz: ZoneInfo) -> list[PlannedChange]:
     out = []
     for e in parsed.changes:
         start, end = _when(e.start, tz, end=False), _when(e.end, tz, end=True)
+        if end is None and e.start is not None and not isinstance(e.start, datetime):
+            end = _when(e.start, tz, end=True)  # a plain date alone: that whole day
         if start is not None and end is not None and end < start:
             raise ConfigError("end is before start", file=str(path), field=f"changes: {e.title}")
         out.append(

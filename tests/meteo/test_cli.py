@@ -35,7 +35,7 @@ def write_config(tmp: Path, smtp_port: int) -> tuple[Path, Path]:
     (config_dir / "agent.yaml").write_text(
         "# SYNTHETIC test copy\n" + yaml.safe_dump(agent), encoding="utf-8"
     )
-    (config_dir / "meteo").mkdir()
+    (config_dir / "meteo").mkdir(exist_ok=True)
     (config_dir / "meteo" / "meteo.yaml").write_text(
         "# SYNTHETIC test settings\n"
         "meteo:\n"
