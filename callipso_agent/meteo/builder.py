@@ -291,9 +291,27 @@ def _group_findings(
     return out
 
 
-def _with_incident_refs(f: Finding, incidents_by_key: Mapping[str, IncidentView], prefix: str) -> Finding:
+def incident_for_check(f: FailedCheck, incidents: Sequence[IncidentView]) -> IncidentView | None:
+    """The open incident that stands for a failed check: the one opened under the check's problem key, else
+    one of the check's ``incident_rules`` on the same device (or, for a site-wide check, the same site)."""
+    for i in incidents:
+        if i.key == f.key:
+            return i
+    rules = set(f.check.incident_rules)
+    if not rules:
+        return None
+    for i in incidents:
+        rule = i.rule or i.key.split(":", 1)[0]
+        if rule not in rules:
+            continue
+        if (i.device is not None and i.device in f.devices) or (i.device is None and i.site and i.site == f.site):
+            return i
+    return None
+
+
+def _with_incident_refs(f: Finding, check_incidents: Mapping[str, IncidentView], prefix: str) -> Finding:
     """A failed check whose incident is open (same problem key) becomes that incident's finding."""
-    i = incidents_by_key.get(f.key)
+    i = check_incidents.get(f.key)
     if i is None:
         return f
     return f.merged(_incident_finding(i, prefix))
@@ -329,7 +347,7 @@ def _service_line(
     item: ServiceItem,
     snap: EstateSnapshot,
     failed: Sequence[FailedCheck],
-    incidents_by_key: Mapping[str, IncidentView],
+    check_incidents: Mapping[str, IncidentView],
     lang: str,
     prefix: str,
 ) -> MeteoLine:
@@ -339,7 +357,7 @@ def _service_line(
             fs.add(_incident_finding(i, prefix))
     for f in failed:
         if f.check_id in item.checks:
-            fs.add(_with_incident_refs(_check_finding(f, lang), incidents_by_key, prefix))
+            fs.add(_with_incident_refs(_check_finding(f, lang), check_incidents, prefix))
     for g in _group_findings(item.key, item.groups, snap, lang):
         fs.add(g)
     svc = snap.services.get(item.key)
@@ -351,7 +369,7 @@ def _site_line(
     item: SiteItem,
     snap: EstateSnapshot,
     failed: Sequence[FailedCheck],
-    incidents_by_key: Mapping[str, IncidentView],
+    check_incidents: Mapping[str, IncidentView],
     lang: str,
     prefix: str,
 ) -> MeteoLine:
@@ -361,7 +379,7 @@ def _site_line(
             fs.add(_incident_finding(i, prefix))
     for f in failed:
         if ("*" in item.checks or f.check_id in item.checks) and item.site in _device_sites(f, snap):
-            fs.add(_with_incident_refs(_check_finding(f, lang), incidents_by_key, prefix))
+            fs.add(_with_incident_refs(_check_finding(f, lang), check_incidents, prefix))
     for g in _group_findings(f"site-{item.site}", item.groups, snap, lang, site=item.site):
         fs.add(g)
     site = snap.sites.get(item.site)
@@ -374,7 +392,7 @@ def _remote_line(
     item: RemoteItem,
     snap: EstateSnapshot,
     failed: Sequence[FailedCheck],
-    incidents_by_key: Mapping[str, IncidentView],
+    check_incidents: Mapping[str, IncidentView],
     lang: str,
     prefix: str,
 ) -> MeteoLine:
@@ -400,7 +418,7 @@ def _remote_line(
         name = snap.sites[code].name
         fs = _Findings()
         for f in site_failed:
-            found = _with_incident_refs(_check_finding(f, lang, category.effect), incidents_by_key, prefix)
+            found = _with_incident_refs(_check_finding(f, lang, category.effect), check_incidents, prefix)
             fs.add(_cap(found, item.incident_cap) if found.source == "incident" else found)
         for i in site_incidents:
             fs.add(_cap(_incident_finding(i, prefix), item.incident_cap))
@@ -460,7 +478,8 @@ def compute_meteo(
 ) -> Meteo:
     """The météo of ``day`` (pure: same inputs, same météo)."""
     failed = list(checks.failed)
-    by_key = {i.key: i for i in snap.open_incidents()}
+    open_incidents = snap.open_incidents()
+    by_key = {k: i for k, i in ((f.key, incident_for_check(f, open_incidents)) for f in failed) if i is not None}
     services = tuple(
         _service_line(item, snap, failed, by_key, lang, incident_prefix) for item in spec.services
     )

@@ -243,3 +243,58 @@ async def test_route_without_archive_builds_live_or_says_nothing_yet(store: Stor
         rsp = await client.get("/meteo")
         assert rsp.status == 200 and await rsp.text() == '<html lang="fr">live</html>' and calls == [1]
         assert (await client.get("/meteo?format=json")).status == 404
+
+
+async def test_the_agent_wiring_reads_the_cache_and_the_incident_engine(tmp_path: Path, store: Store) -> None:
+    """create_meteo_service as the daemon calls it: settings beside the config, the cache, the store."""
+    import shutil
+
+    from callipso_agent.collect.cache import LatestCache
+    from callipso_agent.daemon import known_families
+    from callipso_agent.meteo.wiring import create_meteo_service, meteo_web_routes
+    from callipso_agent.model import PollResult
+    from tests.meteo.estate import EXAMPLE_CONFIG, incident
+
+    world = World()
+    world.scenario = Scenario(measurements=[m("ups-aubagne-mds", "ups_on_battery", 1)], down={"ups-gardanne-mds"})
+    snap = world.scenario.snapshot(world.config, MONDAY)
+    cache = LatestCache()
+    for d in world.config.devices:
+        ms = tuple(x for x in snap.measurements if x.device == d.name)
+        ok = snap.devices[d.name].up
+        cache.update(PollResult(d.name, MONDAY, 0.1, ms) if ok else PollResult(d.name, MONDAY, 5.0, error="timeout"))
+    config_dir = tmp_path / "config"
+    shutil.copytree(EXAMPLE_CONFIG, config_dir)
+    open_incidents = [incident(12, "ups_on_battery:ups-aubagne-mds", "Onduleur d'Aubagne sur batterie",
+                               services=["toip"], site="AUBAGNE-MDS", itsm_ref="INC0077001")]
+
+    async def incidents() -> list[Any]:
+        return open_incidents
+
+    hooked: list[str] = []
+
+    async def hook(failed: FailedCheck, _at: datetime) -> None:
+        hooked.append(failed.key)
+
+    with smtp_server() as srv:
+        (config_dir / "meteo" / "meteo.yaml").write_text(
+            "# SYNTHETIC\nmeteo:\n  recipients: [noc@cd13.example]\n  retries: 0\n"
+            f"  smtp: {{host: 127.0.0.1, port: {srv.port}, security: none}}\n", encoding="utf-8")
+        service = create_meteo_service(config_dir, config=lambda: world.config, cache=cache,
+                                       clock=ManualClock(MONDAY), store_engine=store.engine, incidents=incidents,
+                                       on_failed_check=hook, families=known_families())
+        assert await service.run_scheduled() is True
+        [got] = srv.sink.received
+    text = got.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    # the rules engine's incident and the failed check are one problem: one line, with the ticket number
+    assert "    - AUBAGNE-MDS — INC0077001 — Onduleur d'Aubagne sur batterie\n" in text.replace("\r\n", "\n")
+    assert "Alimentation secteur des onduleurs : INC0077001 — Onduleur ups-aubagne-mds sur batterie" in text
+    assert "ups-gardanne-mds ne répond plus (MDS Gardanne)" in text
+    assert "CHG0001234" not in text  # the example's changes are in December, beyond the horizon
+    assert sorted(hooked) == ["check:remote_device_unreachable:ups-gardanne-mds",
+                              "check:ups_on_battery:ups-aubagne-mds"]
+    app = web.Application()
+    app.add_routes(meteo_web_routes(service))
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        rsp = await client.get("/meteo?format=text")
+        assert rsp.status == 200 and "INC0077001" in await rsp.text()

@@ -361,6 +361,39 @@ def test_failed_check_and_its_incident_are_one_finding_with_the_number() -> None
     assert meteo.checks.failed[0].refs == ("CAL-000077",)
 
 
+@pytest.mark.parametrize(
+    ("incident_kw", "merged"),
+    [
+        ({"key": "ups_on_battery:ups-aubagne-mds", "device": "ups-aubagne-mds"}, True),  # rule from the key
+        ({"key": "x-17", "rule": "ups_on_battery", "device": "ups-aubagne-mds"}, True),  # explicit rule
+        ({"key": "ups_on_battery:ups-berre-mds", "device": "ups-berre-mds"}, False),  # another UPS
+        ({"key": "ups_low_battery:ups-aubagne-mds", "device": "ups-aubagne-mds"}, False),  # another rule
+    ],
+)
+def test_an_incident_of_the_checks_rule_on_the_same_device_is_its_incident(
+    incident_kw: dict[str, str], merged: bool
+) -> None:
+    inc = incident(
+        31,
+        incident_kw["key"],
+        "Onduleur d'Aubagne sur batterie depuis 06:12",
+        site="AUBAGNE-MDS",
+        device=incident_kw["device"],
+        rule=incident_kw.get("rule"),
+        itsm_ref="INC0031000",
+    )
+    meteo, _ = meteo_for(Scenario(measurements=[m("ups-aubagne-mds", "ups_on_battery", 1)], incidents=[inc]))
+    aubagne = next(r for r in meteo.sites[-1].remote_rows if r.code == "AUBAGNE-MDS")
+    summaries = [f.summary for f in aubagne.findings]
+    if merged:
+        assert summaries == ["Onduleur d'Aubagne sur batterie depuis 06:12"]
+        assert aubagne.findings[0].refs == ("INC0031000",)
+        assert meteo.checks.failed[0].refs == ("INC0031000",)
+    else:
+        assert "Onduleur ups-aubagne-mds sur batterie (MDS Aubagne)" in summaries
+        assert meteo.checks.failed[0].refs == ()
+
+
 def test_user_impact_lifts_the_technical_state() -> None:
     # an outage the engine classed "minor" technically is still at least as bad technically as for users
     sc = Scenario(
