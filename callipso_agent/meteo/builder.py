@@ -304,7 +304,9 @@ def incident_for_check(f: FailedCheck, incidents: Sequence[IncidentView]) -> Inc
         rule = i.rule or i.key.split(":", 1)[0]
         if rule not in rules:
             continue
-        if (i.device is not None and i.device in f.devices) or (i.device is None and i.site and i.site == f.site):
+        if (i.device is not None and i.device in f.devices) or (
+            i.device is None and i.site and i.site == f.site
+        ):
             return i
     return None
 
@@ -479,7 +481,9 @@ def compute_meteo(
     """The météo of ``day`` (pure: same inputs, same météo)."""
     failed = list(checks.failed)
     open_incidents = snap.open_incidents()
-    by_key = {k: i for k, i in ((f.key, incident_for_check(f, open_incidents)) for f in failed) if i is not None}
+    by_key = {
+        k: i for k, i in ((f.key, incident_for_check(f, open_incidents)) for f in failed) if i is not None
+    }
     services = tuple(
         _service_line(item, snap, failed, by_key, lang, incident_prefix) for item in spec.services
     )

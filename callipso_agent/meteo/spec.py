@@ -170,7 +170,8 @@ class CheckSpec(_Model):
     )
     incident_rules: list[str] = Field(
         default_factory=list,
-        description="open incidents of these rules on the same device (or site) are this check's incident")
+        description="open incidents of these rules on the same device (or site) are this check's incident",
+    )
     suppressed_by: list[str] = Field(
         default_factory=list,
         description="drop a failure when one of these checks also fails on the same device or site",

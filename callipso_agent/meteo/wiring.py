@@ -33,12 +33,19 @@ from callipso_agent.model import IncidentView
 IncidentsSource = Callable[[], Awaitable[Sequence[IncidentView]]]
 
 
-def create_meteo_service(config_path: Path, *, config: Callable[[], AgentConfig], cache: LatestCache,
-                         clock: Clock, store_engine: AsyncEngine | None = None,
-                         incidents: IncidentsSource | None = None, on_failed_check: OnFailedCheck | None = None,
-                         changes: ChangesProvider | None = None,
-                         families: Iterable[str] | None = None) -> MeteoService:
-    """The agent's météo service. Raises ConfigError(s) naming file, line and field on a bad setting or checklist.
+def create_meteo_service(
+    config_path: Path,
+    *,
+    config: Callable[[], AgentConfig],
+    cache: LatestCache,
+    clock: Clock,
+    store_engine: AsyncEngine | None = None,
+    incidents: IncidentsSource | None = None,
+    on_failed_check: OnFailedCheck | None = None,
+    changes: ChangesProvider | None = None,
+    families: Iterable[str] | None = None,
+) -> MeteoService:
+    """The agent's météo service; raises ConfigError(s) (file, line, field) on a bad setting or checklist.
 
     ``config`` returns the running configuration (it changes on reload); ``incidents`` returns the open
     IncidentViews; ``changes`` defaults to the YAML file named by the settings (``meteo/changes.yaml``).
@@ -56,10 +63,16 @@ def create_meteo_service(config_path: Path, *, config: Callable[[], AgentConfig]
         return snapshot_from_cache(config(), cache, at=at, incidents=open_incidents)
 
     return MeteoService(
-        spec=spec, settings=settings, config=config, snapshot=snapshot, clock=clock, calendar=calendar,
+        spec=spec,
+        settings=settings,
+        config=config,
+        snapshot=snapshot,
+        clock=clock,
+        calendar=calendar,
         changes=changes if changes is not None else YamlChangesProvider(ms.changes_path, settings.tz),
         archive=MeteoArchive(store_engine) if store_engine is not None else None,
-        sender=SmtpSender.from_settings(settings, base_dir=ms.base_dir), on_failed_check=on_failed_check,
+        sender=SmtpSender.from_settings(settings, base_dir=ms.base_dir),
+        on_failed_check=on_failed_check,
     )
 
 

@@ -256,17 +256,29 @@ async def test_the_agent_wiring_reads_the_cache_and_the_incident_engine(tmp_path
     from tests.meteo.estate import EXAMPLE_CONFIG, incident
 
     world = World()
-    world.scenario = Scenario(measurements=[m("ups-aubagne-mds", "ups_on_battery", 1)], down={"ups-gardanne-mds"})
+    world.scenario = Scenario(
+        measurements=[m("ups-aubagne-mds", "ups_on_battery", 1)], down={"ups-gardanne-mds"}
+    )
     snap = world.scenario.snapshot(world.config, MONDAY)
     cache = LatestCache()
     for d in world.config.devices:
         ms = tuple(x for x in snap.measurements if x.device == d.name)
         ok = snap.devices[d.name].up
-        cache.update(PollResult(d.name, MONDAY, 0.1, ms) if ok else PollResult(d.name, MONDAY, 5.0, error="timeout"))
+        cache.update(
+            PollResult(d.name, MONDAY, 0.1, ms) if ok else PollResult(d.name, MONDAY, 5.0, error="timeout")
+        )
     config_dir = tmp_path / "config"
     shutil.copytree(EXAMPLE_CONFIG, config_dir)
-    open_incidents = [incident(12, "ups_on_battery:ups-aubagne-mds", "Onduleur d'Aubagne sur batterie",
-                               services=["toip"], site="AUBAGNE-MDS", itsm_ref="INC0077001")]
+    open_incidents = [
+        incident(
+            12,
+            "ups_on_battery:ups-aubagne-mds",
+            "Onduleur d'Aubagne sur batterie",
+            services=["toip"],
+            site="AUBAGNE-MDS",
+            itsm_ref="INC0077001",
+        )
+    ]
 
     async def incidents() -> list[Any]:
         return open_incidents
@@ -279,10 +291,19 @@ async def test_the_agent_wiring_reads_the_cache_and_the_incident_engine(tmp_path
     with smtp_server() as srv:
         (config_dir / "meteo" / "meteo.yaml").write_text(
             "# SYNTHETIC\nmeteo:\n  recipients: [noc@cd13.example]\n  retries: 0\n"
-            f"  smtp: {{host: 127.0.0.1, port: {srv.port}, security: none}}\n", encoding="utf-8")
-        service = create_meteo_service(config_dir, config=lambda: world.config, cache=cache,
-                                       clock=ManualClock(MONDAY), store_engine=store.engine, incidents=incidents,
-                                       on_failed_check=hook, families=known_families())
+            f"  smtp: {{host: 127.0.0.1, port: {srv.port}, security: none}}\n",
+            encoding="utf-8",
+        )
+        service = create_meteo_service(
+            config_dir,
+            config=lambda: world.config,
+            cache=cache,
+            clock=ManualClock(MONDAY),
+            store_engine=store.engine,
+            incidents=incidents,
+            on_failed_check=hook,
+            families=known_families(),
+        )
         assert await service.run_scheduled() is True
         [got] = srv.sink.received
     text = got.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
@@ -291,8 +312,10 @@ async def test_the_agent_wiring_reads_the_cache_and_the_incident_engine(tmp_path
     assert "Alimentation secteur des onduleurs : INC0077001 — Onduleur ups-aubagne-mds sur batterie" in text
     assert "ups-gardanne-mds ne répond plus (MDS Gardanne)" in text
     assert "CHG0001234" not in text  # the example's changes are in December, beyond the horizon
-    assert sorted(hooked) == ["check:remote_device_unreachable:ups-gardanne-mds",
-                              "check:ups_on_battery:ups-aubagne-mds"]
+    assert sorted(hooked) == [
+        "check:remote_device_unreachable:ups-gardanne-mds",
+        "check:ups_on_battery:ups-aubagne-mds",
+    ]
     app = web.Application()
     app.add_routes(meteo_web_routes(service))
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
