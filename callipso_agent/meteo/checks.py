@@ -21,6 +21,7 @@ import structlog
 from callipso_agent.meteo.i18n import state_word
 from callipso_agent.meteo.snapshot import DeviceInfo, EstateSnapshot
 from callipso_agent.meteo.spec import LANGS, CheckSpec, Effect, tr
+from callipso_agent.meteo.states import TechState, UserState
 
 log = structlog.get_logger()
 
@@ -70,6 +71,19 @@ class FailedCheck:
     @property
     def effect(self) -> Effect:
         return self.check.effect
+
+    @property
+    def user_impact(self) -> str:
+        """The effect in IncidentView's words: none | degraded | outage."""
+        return {UserState.NOMINAL: "none", UserState.PERTURBATIONS: "degraded"}.get(
+            self.effect.user, "outage"
+        )
+
+    @property
+    def technical_impact(self) -> str:
+        """The effect in IncidentView's words: minor | major."""
+        major = self.effect.technical is TechState.INACCESSIBLE or self.effect.user is UserState.INACCESSIBLE
+        return "major" if major else "minor"
 
     def title(self, lang: str = "fr") -> str:
         return tr(self.check.title, lang)

@@ -203,6 +203,18 @@ def test_never_polled_devices_are_not_down() -> None:
     assert evaluate_check(c, s) == ("no_data", [])
 
 
+def test_impacts_in_the_incident_engines_words() -> None:
+    sc = Scenario(
+        measurements=[
+            m(s, "sbc_ip_group_up", 0, labels={"ip_group": "ITSP-OPERATEUR"}, text="down")
+            for s in ("sbc-hd13", "sbc-arenc")
+        ]
+    )
+    run = evaluate_checks(shipped_spec().checks, snap(sc))
+    impacts = {f.check_id: (f.user_impact, f.technical_impact) for f in run.failed}
+    assert impacts == {"sip_trunks_all_down": ("outage", "major"), "sip_ip_group_down": ("none", "minor")}
+
+
 def test_shipped_checks_on_a_quiet_morning_all_pass() -> None:
     run = evaluate_checks(shipped_spec().checks, snap())
     assert run.failed == ()
@@ -226,6 +238,7 @@ async def test_hook_receives_each_failure_and_its_time_and_a_failing_hook_does_n
         ("check:ups_on_battery:ups-berre-mds", AT),
     ]
     f = next(x for x in run.failed if x.device == "ups-berre-mds")
+    assert (f.user_impact, f.technical_impact) == ("none", "minor")  # what the incident engine records
     assert f.services == ("toip",) and f.effect.technical.value == "perturbe"
     assert (
         f.title("en") == "UPS mains supply"
