@@ -266,7 +266,7 @@ async def fetch_snapshot(
     ) as session:
         devices = await _get_json(session, f"{base}/api/v1/devices")
         meas = await _get_json(session, f"{base}/api/v1/measurements")
-        incs = await _get_json(session, f"{base}/api/v1/incidents", allow_404=True)
+        incs = await _get_json(session, f"{base}/api/v1/incidents?state=open", allow_404=True)
     up: dict[str, bool | None] = {}
     errors: dict[str, str | None] = {}
     for d in (devices or {}).get("devices", []):
