@@ -24,8 +24,15 @@ pytestmark = pytest.mark.slow
 def demo(tmp_path: Path) -> Iterator[Demo]:
     d = Demo(tmp_path)
     d.start()
-    yield d
-    d.kill()
+    try:
+        yield d
+    finally:
+        # SIGTERM first: the demo then stops its snmpsim (a SIGKILL would leave it running)
+        if d.proc is not None and d.proc.poll() is None:
+            try:
+                d.stop()
+            except subprocess.TimeoutExpired:
+                d.kill()
 
 
 @pytest.fixture
