@@ -6,6 +6,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -172,4 +173,16 @@ ha_job_runs = Table(
     Column("expires_at", UtcDateTime, nullable=False),
     Column("finished_at", UtcDateTime),
     PrimaryKeyConstraint("name", "run_key", name="pk_ha_job_runs"),
+
+# The daily météo, one row per day (revision 0003_meteo).
+meteo_report = Table(
+    "meteo_report", metadata,
+    Column("day", Date, primary_key=True),
+    Column("generated_at", DateTime(timezone=True), nullable=False),
+    Column("lang", String(8), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("html", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("sent_at", DateTime(timezone=True)),
+    Column("send_error", Text),
 )

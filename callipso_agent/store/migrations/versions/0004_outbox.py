@@ -1,15 +1,15 @@
 """Outbox of outbound jobs (EasyVista tickets, notifications).
 
-Revision ID: 0002c
-Revises: 0001
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-30
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002c"
-down_revision = "0001"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
