@@ -119,8 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     lab_cli.register(sub)
 
     from callipso_agent.api import client_cli
+    from callipso_agent.incidents import cli as incident_cli
+    from callipso_agent.meteo import cli as meteo_cli
 
-    client_cli.register(sub)
+    client_cli.register(sub, incident_actions=incident_cli.register(sub))
+    meteo_cli.register(sub)
 
     ver = sub.add_parser("version", help="print the version")
     ver.set_defaults(func=cmd_version)

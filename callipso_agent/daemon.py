@@ -28,7 +28,7 @@ from callipso_agent.config.loader import LoadedConfig, load_config
 from callipso_agent.config.models import Device, SnmpV2Credential, SnmpV3Credential, SshCredential
 from callipso_agent.errors import CallipsoError, ConfigErrors, ProfileError
 from callipso_agent.metrics import app_metrics, metrics_routes
-from callipso_agent.model import PollResult
+from callipso_agent.model import Event, PollResult, Severity
 from callipso_agent.paths import collectors_dir
 from callipso_agent.profiles.loader import ProfileSet, load_profiles
 from callipso_agent.profiles.ssh import SshProfile, available_ssh_profiles, load_ssh_profile
@@ -37,6 +37,7 @@ from callipso_agent.transports.snmp import PysnmpClient, PysnmpEngine, resolve_s
 from callipso_agent.transports.ssh import SshPool, SshTarget
 
 log = structlog.get_logger()
+TICK_SECONDS = 15.0  # rule "for" durations, absences, hold times and SLA deadlines advance on this tick
 
 ResultHook = Callable[[PollResult], Any]
 
@@ -97,7 +98,13 @@ class App:
         self.ssh_pool: SshPool | None = None
         self._ssh_profiles: dict[str, SshProfile] = {}
         self.result_hooks: list[ResultHook] = []
-        self.metrics_registry, poll_observer = app_metrics(self)
+        self.pipeline: Any = None
+        self.outputs: Any = None
+        self.meteo: Any = None
+        self.traps: Any = None
+        self.open_incidents: Any = None
+        self.metrics_registry, poll_observer = app_metrics(
+            self, incidents=lambda: self.open_incidents() if self.open_incidents is not None else [])
         self.result_hooks.append(poll_observer)
         self._stop = asyncio.Event()
         self._started = False
@@ -224,15 +231,117 @@ class App:
                                                         "misfire_grace_time": None})
         self.runtime = Runtime(loaded, profiles)
         self.runtime.pollers = self._build_pollers(loaded, profiles)
+        await self._start_incidents(cfg)
         self._schedule(self.runtime)
-        self.scheduler.start()
+        self.scheduler.add_job(self._tick, IntervalTrigger(seconds=TICK_SECONDS), id="incidents:tick",
+                               name="incident clocks", replace_existing=True)
         port = self.http_port_override if self.http_port_override is not None else cfg.agent.http.port
         self.http = HttpServer(self.cache, host=cfg.agent.http.host, port=port, ready=self.ready,
                                inventory=self.inventory_view)
         self.http.add_routes(metrics_routes(self.metrics_registry))
+        self._start_meteo()
+        self.outputs.install(self.http)
+        self.scheduler.start()
         await self.http.start()
+        await self.outputs.start()
+        await self._start_traps(loaded)
         self._started = True
         log.info("agent_started", devices=len(self.runtime.pollers), config=str(self.config_path))
+
+    async def _start_incidents(self, cfg: Any) -> None:
+        """Rules → incidents → outputs (ITSM, notifications, API), wired through the ports."""
+        from callipso_agent.incidents.adapters import (
+            EngineIncidentSource,
+            EngineMaintenanceSource,
+            OpenIncidents,
+            notice_to_change,
+        )
+        from callipso_agent.incidents.contract import load_contract
+        from callipso_agent.incidents.pipeline import IncidentPipeline
+        from callipso_agent.outputs_app import build_outputs
+
+        assert self.store is not None
+        self.pipeline = IncidentPipeline.build(self.store, cfg, self.clock)
+        await self.pipeline.start()
+        self.result_hooks.append(self.pipeline.on_poll)
+        engine = self.pipeline.incidents
+        self.open_incidents = OpenIncidents(engine)
+        await self.open_incidents.refresh()
+        self.outputs = build_outputs(
+            self.config_path, agent=cfg.agent, store=self.store, clock=self.clock,
+            incidents=EngineIncidentSource(engine), maintenance=EngineMaintenanceSource(engine),
+            events=self.pipeline.on_event, calendar=load_contract().business_calendar(), audit=self.store)
+
+        async def on_notice(notice: Any) -> None:
+            await self.outputs.on_change(notice_to_change(notice, self.clock.now()))
+            await self.open_incidents.refresh()
+
+        engine.subscribe(on_notice)
+
+    def _start_meteo(self) -> None:
+        from callipso_agent.meteo.service import schedule_meteo
+        from callipso_agent.meteo.wiring import create_meteo_service, meteo_web_routes
+
+        assert self.store is not None and self.http is not None and self.scheduler is not None
+        engine = self.pipeline.incidents
+        self.meteo = create_meteo_service(
+            self.config_path, config=lambda: self.runtime.loaded.config if self.runtime else None,
+            cache=self.cache, clock=self.clock, store_engine=self.store.engine,
+            incidents=lambda: engine.open_incidents(), on_failed_check=self._on_failed_check,
+            families=known_families())
+        schedule_meteo(self.scheduler, self.meteo)
+        self.http.add_routes(meteo_web_routes(self.meteo))
+
+    async def _on_failed_check(self, failed: Any, at: Any) -> None:
+        """A failed daily check opens a technical incident, unless one is already open for the device."""
+        engine = self.pipeline.incidents
+        device = failed.device or (failed.devices[0] if failed.devices else None)
+        if device is None:
+            log.warning("daily_check_without_device", check=failed.check_id)
+            return
+        open_now = await engine.open_incidents(device=device)
+        if open_now:
+            for view in open_now:
+                await engine.daily_check_failed(view.id, at)
+            return
+        await self.pipeline.on_event(Event(
+            device=device, name="daily_check_failed", severity=Severity.WARNING, at=at,
+            text=failed.summary(self.runtime.loaded.config.agent.language if self.runtime else "fr"),
+            labels={"check": failed.check_id}))
+
+    async def _start_traps(self, loaded: LoadedConfig) -> None:
+        from callipso_agent.traps import DeviceRef, TrapReceiver, TrapV3User, load_trap_rules
+
+        cfg = loaded.config
+        if not cfg.agent.traps.enabled:
+            return
+        communities = []
+        users = []
+        for name in cfg.agent.traps.communities:
+            cred = cfg.credentials[name]
+            assert isinstance(cred, SnmpV2Credential)
+            communities.append(cred.community.resolve(loaded.base_dir))
+        for name in cfg.agent.traps.v3_users:
+            v3 = cfg.credentials[name]
+            assert isinstance(v3, SnmpV3Credential)
+            secrets = resolve_snmp_secrets(v3, loaded.base_dir)
+            users.append(TrapV3User(user=v3.user, auth_protocol=v3.auth_protocol, auth_key=secrets.get("auth_key"),
+                                    priv_protocol=v3.priv_protocol, priv_key=secrets.get("priv_key"),
+                                    engine_id=v3.engine_id))
+        devices = {d.address: DeviceRef(d.name, {"site": d.site, "family": d.family}) for d in cfg.devices}
+        self.traps = TrapReceiver(load_trap_rules(collectors_dir() / "traps"), self.pipeline.on_event,
+                                  host=cfg.agent.traps.host, port=cfg.agent.traps.port, communities=communities,
+                                  v3_users=users, devices=devices, clock=self.clock)
+        await self.traps.start()
+
+    async def _tick(self) -> None:
+        try:
+            await self.pipeline.tick()
+            await self.open_incidents.refresh()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("incident_tick_failed")
 
     def _schedule(self, runtime: Runtime) -> None:
         assert self.scheduler is not None
@@ -288,6 +397,8 @@ class App:
         for p in old.pollers.values():
             p.close()
         self.runtime = new
+        if self.pipeline is not None:
+            self.pipeline.reload(loaded.config)
         self._schedule(new)
         log.info("config_reloaded", devices=len(new.pollers), removed=sorted(gone))
         return True
@@ -302,6 +413,10 @@ class App:
                 t.cancel()
             if still:
                 await asyncio.wait(still, timeout=1.0)
+        if self.traps is not None:
+            await self.traps.stop()
+        if self.outputs is not None:
+            await self.outputs.stop()
         if self.http is not None:
             await self.http.stop()
         if self.runtime is not None:

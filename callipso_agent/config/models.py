@@ -99,6 +99,8 @@ class SnmpV3Credential(_Model):
     priv_protocol: PrivProtocol | None = None
     priv_key: SecretRef | None = None
     context: str = ""
+    engine_id: str | None = Field(default=None, pattern=r"^(0x)?[0-9a-fA-F]{10,64}$",
+                                  description="the sender's SNMP engine ID (hex), needed to accept its v3 traps")
 
     @field_validator("version", mode="before")
     @classmethod

@@ -19,9 +19,10 @@ from callipso_agent.errors import CallipsoError, ConfigErrors
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
-def register(subparsers: Any) -> None:
-    """Add the ``incident`` command to the CLI's subparsers."""
-    inc = subparsers.add_parser("incident", help="incidents: list them, produce a major-incident report")
+def register(subparsers: Any) -> Any:
+    """Add the ``incident`` command (``report`` and ``history``, read from the store) to the CLI's subparsers;
+    return its action group so the API client can add the actions that talk to a running agent."""
+    inc = subparsers.add_parser("incident", help="incidents: list, show, acknowledge, note, resolve, report")
     inc.add_argument(
         "--config",
         default=os.environ.get("CALLIPSO_CONFIG", "/etc/callipso-agent"),
@@ -38,14 +39,16 @@ def register(subparsers: Any) -> None:
     )
     rep.add_argument("--output", "-o", default=None, help="write to this file instead of standard output")
 
-    lst = sub.add_parser("list", help="list incidents (open ones by default)")
+    lst = sub.add_parser("history", help="list incidents from the store (open ones by default; no agent needed)")
     lst.add_argument("--all", action="store_true", help="include resolved and suppressed incidents")
     lst.add_argument("--site", default=None)
     lst.add_argument("--device", default=None)
     lst.add_argument("--service", default=None)
     lst.add_argument("--limit", type=int, default=200)
     lst.add_argument("--json", action="store_true", help="one JSON object per line")
-    inc.set_defaults(func=main)
+    rep.set_defaults(func=main)
+    lst.set_defaults(func=main)
+    return sub
 
 
 def main(args: argparse.Namespace) -> int:

@@ -30,7 +30,9 @@ DEVICES_PER_SNMPSIM = 24
 class FaultSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     description: str
-    set: dict[str, str] = Field(default_factory=dict)
+    set: dict[str, str] = Field(default_factory=dict, description="OID -> 'type|value' where the recording has it")
+    insert: dict[str, str] = Field(default_factory=dict,
+                                   description="OID -> 'type|value', added (in OID order) where the recording lacks it")
     hide: bool = False
     ssh_state: str | None = Field(default=None, description="state the SSH emulator switches to")
     ssh_fault: str | None = Field(default=None, description="fault the SSH emulator plays (hang, drop, ...)")
@@ -77,17 +79,38 @@ def _read_snmprec(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
 
 
-def apply_edits(lines: list[str], edits: dict[str, str]) -> tuple[list[str], int]:
-    """Replace ``oid|type|value`` lines; returns the new lines and how many edits applied."""
+def _oid_key(oid: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in oid.strip(".").split(".") if p)
+    except ValueError:
+        return ()
+
+
+def apply_edits(lines: list[str], edits: dict[str, str],
+                inserts: dict[str, str] | None = None) -> tuple[list[str], int]:
+    """Replace ``oid|type|value`` lines (``edits`` and ``inserts``), and add the ``inserts`` the recording
+    lacks at their place in OID order (snmpsim answers GETNEXT by searching the sorted file).
+    Returns the new lines and how many edits applied."""
+    inserts = inserts or {}
     applied = 0
     out = []
+    seen: set[str] = set()
     for line in lines:
         oid = line.split("|", 1)[0]
-        if oid in edits:
-            out.append(f"{oid}|{edits[oid]}")
+        value = edits.get(oid, inserts.get(oid))
+        if value is not None:
+            out.append(f"{oid}|{value}")
+            seen.add(oid)
             applied += 1
         else:
             out.append(line)
+    for oid, value in sorted(inserts.items(), key=lambda kv: _oid_key(kv[0])):
+        if oid in seen:
+            continue
+        key = _oid_key(oid)
+        at = next((i for i, line in enumerate(out) if _oid_key(line.split("|", 1)[0]) > key), len(out))
+        out.insert(at, f"{oid}|{value}")
+        applied += 1
     return out, applied
 
 
@@ -179,8 +202,8 @@ class Lab:
             self.devices[dev.name] = lab_dev
             devices_out.append(d)
         known_hosts.write_text("".join(kh_lines), encoding="utf-8")
-        sites = [s.model_dump(mode="json", exclude_defaults=True) for s in example.sites
-                 if self.sites is None or s.code in self.sites]
+        # every site stays in the inventory (the météo checklist names them); --sites only limits the devices
+        sites = [s.model_dump(mode="json", exclude_defaults=True) for s in example.sites]
         services = [s.model_dump(mode="json", exclude_defaults=True) for s in example.services]
         agent = {
             "name": "callipso-lab",
@@ -265,7 +288,7 @@ class Lab:
             return
         lines = _read_snmprec(dev.recording)
         for f in sorted(dev.faults):
-            lines, _ = apply_edits(lines, self.spec.faults[f].set)
+            lines, _ = apply_edits(lines, self.spec.faults[f].set, self.spec.faults[f].insert)
         tmp = dev.served.with_suffix(".tmp")
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8", errors="surrogateescape")
         if hidden.exists():

@@ -114,7 +114,7 @@ async def run_async(args: argparse.Namespace) -> int:
         settings = ms.settings
         checklist = args.checklist or (str(ms.path(settings.checklist)) if settings.checklist else None)
         spec = load_meteo_spec(checklist)
-        problems = cross_check(spec, loaded.config, families=known_families(profiles))
+        problems = cross_check(spec, loaded.config, families=known_families())
         if problems:
             raise ConfigErrors(problems)
         calendar = load_contract(

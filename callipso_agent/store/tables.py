@@ -173,6 +173,7 @@ ha_job_runs = Table(
     Column("expires_at", UtcDateTime, nullable=False),
     Column("finished_at", UtcDateTime),
     PrimaryKeyConstraint("name", "run_key", name="pk_ha_job_runs"),
+)
 
 # The daily météo, one row per day (revision 0003_meteo).
 meteo_report = Table(

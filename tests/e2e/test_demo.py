@@ -129,6 +129,20 @@ def test_demo_polls_lab_ups_reacts_to_fault_and_stops_cleanly(demo: Demo, tmp_pa
     out = demo.lab("fault", "unreachable", "GARDANNE-MDS")
     assert out.returncode == 0
     _wait(lambda: demo.api("/api/v1/devices/ups-gardanne-mds")["last_error"] == "timeout", 30, "unreachable")
+
+    # one incident for the cut-off site, carrying its devices' alarms, with the contract's priority
+    def site_incidents() -> list[dict]:
+        body = demo.api("/api/v1/incidents?state=open")
+        items = body["incidents"] if isinstance(body, dict) else body
+        return [i for i in items if i.get("site") == "GARDANNE-MDS"]
+
+    found = _wait(lambda: [i for i in site_incidents() if i["key"] == "site_unreachable:GARDANNE-MDS"], 120,
+                  "site incident")
+    assert len(site_incidents()) == 1, site_incidents()
+    assert found[0]["priority"] in ("P1", "P2", "P3")
+    assert "GARDANNE" in found[0]["title"]
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{demo.http}/metrics", timeout=5).read().decode()  # noqa: S310
+    assert 'callipso_incidents_open{priority="' in metrics and 'site="GARDANNE-MDS"' in metrics
     assert demo.lab("fault", "no_such_fault", "GARDANNE-MDS").returncode == 2
 
     # SIGHUP with a broken configuration keeps the running one; a valid one is applied

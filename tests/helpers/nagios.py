@@ -190,15 +190,17 @@ class Nagios:
         st = self.status() or {}
         return st.get(name, {})
 
-    def wait_state(self, name: str, state: int, timeout: float = 60) -> dict[str, str]:
-        """Wait until the service's last check result has this state (hard, with max_check_attempts 1)."""
+    def wait_state(self, name: str, state: int | tuple[int, ...], timeout: float = 60) -> dict[str, str]:
+        """Wait until the service's last check result has this state, or one of these states (hard, with
+        max_check_attempts 1)."""
+        wanted = {str(x) for x in (state if isinstance(state, tuple) else (state,))}
 
         def reached() -> dict[str, str] | None:
             self._alive()
             s = self.service(name)
             checked = s.get("has_been_checked") == "1"
             return (
-                s if checked and s.get("current_state") == str(state) and s.get("state_type") == "1" else None
+                s if checked and s.get("current_state") in wanted and s.get("state_type") == "1" else None
             )
 
         return wait_for(reached, timeout, f"nagios service {name} in state {state}; now {self.service(name)}")

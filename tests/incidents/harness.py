@@ -10,7 +10,7 @@ from callipso_agent.incidents.contract import load_contract
 from callipso_agent.incidents.engine import IncidentNotice, IncidentSettings
 from callipso_agent.incidents.maintenance import MaintenanceBook, MaintenanceWindow
 from callipso_agent.incidents.pipeline import IncidentPipeline
-from callipso_agent.rules import load_rules
+from callipso_agent.rules.loader import load_rules
 from callipso_agent.store import Store
 from callipso_agent.store.incidents import IncidentRecord
 from tests.helpers.estate import DEVICES, SERVICES, SITES, failed, m, poll

@@ -132,14 +132,14 @@ async def test_cli_lists_and_reports(
     await sc.ups("ups-aix", True, 90)
     nowhere = str(tmp_path / "no-config")
     capsys.readouterr()
-    assert await run(_args("incident", "--config", nowhere, "--store", store_url, "list")) == 0
+    assert await run(_args("incident", "--config", nowhere, "--store", store_url, "history")) == 0
     out = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in out] == [str(incident), "5"]
     assert "P2  acknowledged" in out[0] and "AUBAGNE" in out[0] and "Onduleur ups-aix" in out[1]
     assert (
         await run(
             _args(
-                "incident", "--config", nowhere, "--store", store_url, "list", "--json", "--site", "AUBAGNE"
+                "incident", "--config", nowhere, "--store", store_url, "history", "--json", "--site", "AUBAGNE"
             )
         )
         == 0
@@ -190,5 +190,5 @@ async def test_cli_takes_the_store_from_the_configuration(
     assert await run(_args("incident", "--config", str(tmp_path), "report", "1")) == 0
     assert capsys.readouterr().out.startswith("# Major incident report #1")
     (tmp_path / "agent.yaml").write_text("agent:\n  languag: en\n", encoding="utf-8")
-    assert await run(_args("incident", "--config", str(tmp_path), "list")) == 2
+    assert await run(_args("incident", "--config", str(tmp_path), "history")) == 2
     assert "agent.languag" in capsys.readouterr().err

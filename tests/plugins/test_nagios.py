@@ -1,8 +1,8 @@
 """callipso-check run by a real Nagios 4 against the real lab agent: OK first, CRITICAL after a lab fault.
 
 ``ups``, ``sensors`` (a UPS's battery temperature), ``device``, ``pbx`` (the OXE over SSH), ``sbc`` and
-``gateway`` go from OK to CRITICAL after lab faults; ``incidents`` / ``meteo`` ask an agent without the
-incidents API: Nagios must show them UNKNOWN with the plugin's explanation.
+``gateway`` go from OK to CRITICAL after lab faults; ``incidents`` and ``meteo`` read the agent's incidents
+and turn WARNING or CRITICAL once the unreachable device has opened its incident.
 """
 
 from __future__ import annotations
@@ -35,7 +35,16 @@ def run_check(*argv: str) -> tuple[int, str]:
     return code, buf.getvalue()
 
 
-def plugin_python(uid: int, gid: int) -> str:
+def readable_package(dest: Path) -> Path:
+    """A copy of the package the nagios user can read (the checkout may sit in a private home directory)."""
+    shutil.copytree(ROOT / "callipso_agent", dest / "callipso_agent",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for p in [dest, *dest.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    return dest
+
+
+def plugin_python(uid: int, gid: int, root: Path = ROOT) -> str:
     """A Python 3.11+ the Nagios user can run: this one or the system's (the plugin needs only the stdlib)."""
     for candidate in (sys.executable, shutil.which("python3", path="/usr/bin:/bin") or ""):
         if not candidate:
@@ -46,7 +55,7 @@ def plugin_python(uid: int, gid: int) -> str:
                     candidate,
                     "-c",
                     "import sys; sys.path.insert(0, sys.argv[1]); import callipso_agent.plugins.check",
-                    str(ROOT),
+                    str(root),
                 ],
                 capture_output=True,
                 timeout=30,
@@ -75,8 +84,8 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabAgent]:
 
 
 def pick_devices(agent: LabAgent) -> tuple[str, str, str]:
-    """Three UPSes on three sites, each OK for its check now: one for ups, one with a battery temperature
-    for sensors, one for device."""
+    """Three devices on three sites, each OK for its check now: a UPS for ups, a device with temperature
+    sensors (a probe or a UPS battery) for sensors, any device for device."""
     url = ("--agent-url", agent.api_url)
     devices = sorted(d["name"] for d in agent.api("/api/v1/devices")["devices"])
     sites = {d["name"]: d["site"] for d in agent.api("/api/v1/devices")["devices"]}
@@ -90,11 +99,13 @@ def pick_devices(agent: LabAgent) -> tuple[str, str, str]:
 
 def test_nagios_runs_every_mode_ok_then_critical_after_lab_faults(agent: LabAgent) -> None:
     ups, sensors, dev = pick_devices(agent)
+    sites_of = {d["name"]: d["site"] for d in agent.api("/api/v1/devices")["devices"]}
     nagios = Nagios()
-    py = plugin_python(nagios.uid, nagios.gid)
+    pkg = readable_package(nagios.dir / "pkg")
+    py = plugin_python(nagios.uid, nagios.gid, pkg)
     wrapper = nagios.dir / "callipso-check"
     wrapper.write_text(
-        f'#!/bin/sh\nPYTHONPATH="{ROOT}" PYTHONDONTWRITEBYTECODE=1 exec "{py}" '
+        f'#!/bin/sh\nPYTHONPATH="{pkg}" PYTHONDONTWRITEBYTECODE=1 exec "{py}" '
         f'-m callipso_agent.plugins.check "$@"\n',
         encoding="utf-8",
     )
@@ -113,13 +124,12 @@ def test_nagios_runs_every_mode_ok_then_critical_after_lab_faults(agent: LabAgen
         ok = {name: nagios.wait_state(name, 0) for name in ("ups", "sensors", "device", "pbx", "sbc", "gateway")}
         assert ok["ups"]["plugin_output"].startswith(f"CALLIPSO-UPS OK - {ups}")
         assert "ups_battery_charge_percent" in ok["ups"]["performance_data"]
-        assert "ups_battery_temperature_celsius" in ok["sensors"]["performance_data"]
-        for name, expected in (
-            ("incidents", "no incidents API"),
-            ("meteo", "no incidents API"),
-        ):
-            s = nagios.wait_state(name, 3)
-            assert expected in s["plugin_output"], s["plugin_output"]
+        assert "_temperature_celsius" in ok["sensors"]["performance_data"]
+        # the agent's incidents API answers: the incidents and météo checks give a real state, not UNKNOWN
+        inc = nagios.wait_state("incidents", (0, 1, 2))
+        assert inc["plugin_output"].startswith("CALLIPSO-INCIDENTS "), inc["plugin_output"]
+        met = nagios.wait_state("meteo", (0, 1, 2))
+        assert met["plugin_output"].startswith("CALLIPSO-METEO "), met["plugin_output"]
 
         agent.fault("on_battery", ups)
         agent.fault("over_temperature", sensors)
@@ -130,9 +140,14 @@ def test_nagios_runs_every_mode_ok_then_critical_after_lab_faults(agent: LabAgen
         crit = {name: nagios.wait_state(name, 2) for name in ("ups", "sensors", "device", "pbx", "sbc", "gateway")}
         assert "sbc_highest_alarm_severity major" in crit["sbc"]["plugin_output"]
         assert "gateway_operational" in crit["gateway"]["plugin_output"]
+        # the unreachable device opens an incident (P2 or worse) and its site turns perturbé in the météo
+        inc = nagios.wait_state("incidents", (1, 2), timeout=120)
+        assert "incident(s) ouvert(s)" in inc["plugin_output"]
+        met = nagios.wait_state("meteo", (1, 2), timeout=120)
+        assert sites_of[dev] in met["plugin_output"], met["plugin_output"]
         assert "pbx_trunk" in crit["pbx"]["plugin_output"]
         assert "ups_output_source battery" in crit["ups"]["plugin_output"]
-        assert "ups_battery_temperature_celsius 48" in crit["sensors"]["plugin_output"]
+        assert "_temperature_celsius" in crit["sensors"]["plugin_output"]  # over_temperature: 41 to 48 °C
         assert "injoignable" in crit["device"]["plugin_output"]
         log = nagios.log()
         assert f"SERVICE ALERT: lab;ups;CRITICAL;HARD;1;CALLIPSO-UPS CRITICAL - {ups}" in log

@@ -9,7 +9,7 @@ import yaml
 
 from callipso_agent.errors import ConfigErrors
 from callipso_agent.paths import checks_dir, collectors_dir, runbooks_dir
-from callipso_agent.rules import load_rules
+from callipso_agent.rules.loader import load_rules
 from callipso_agent.rules.schema import SiteRule
 
 SHIPPED = load_rules()

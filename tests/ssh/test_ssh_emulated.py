@@ -163,8 +163,8 @@ async def test_otms_nominal(tmp_path: Path) -> None:
     # certs.txt, relative to the collection time NOW
     certs = {m.labels["cert"]: m.value for m in ms if m.name == "host_certificate_expiry_seconds"}
     assert certs == {
-        "sip-tls": (datetime(2026, 3, 10, 12, tzinfo=UTC) - NOW).total_seconds(),
-        "web": (datetime(2026, 1, 20, 8, 30, tzinfo=UTC) - NOW).total_seconds(),
+        "sip-tls": (datetime(2031, 3, 10, 12, tzinfo=UTC) - NOW).total_seconds(),
+        "web": (datetime(2032, 1, 20, 8, 30, tzinfo=UTC) - NOW).total_seconds(),
         "ldap-ca": (datetime(2030, 6, 1, tzinfo=UTC) - NOW).total_seconds(),
     }
     assert one(ms, "host_info").text == "otms-hd13-1"
