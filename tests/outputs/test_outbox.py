@@ -23,7 +23,7 @@ from callipso_agent.outbox import (
 from callipso_agent.store import Store
 from tests.outputs.helpers import open_store
 from tests.outputs.memory import MemoryIncidents
-from tests.outputs.pg import Postgres
+from tests.helpers.postgres import PostgresServer as Postgres
 
 
 class Recorder:
