@@ -103,6 +103,8 @@ class App:
         self.meteo: Any = None
         self.traps: Any = None
         self.open_incidents: Any = None
+        self.leases: Any = None
+        self._owned: set[str] | None = None  # devices leased to this agent (None: all)
         self.metrics_registry, poll_observer = app_metrics(
             self, incidents=lambda: self.open_incidents() if self.open_incidents is not None else [])
         self.result_hooks.append(poll_observer)
@@ -208,8 +210,10 @@ class App:
         sched_ok = self.scheduler is not None and self.scheduler.running
         polled = sum(1 for s in self.cache.statuses() if s.last_poll is not None)
         total = len(self.runtime.pollers) if self.runtime else 0
-        ok = store_ok and sched_ok and (total == 0 or polled > 0)
-        return ok, {"store": store_ok, "scheduler": sched_ok, "devices": total, "devices_polled": polled,
+        owned = len(self._owned) if self._owned is not None else total
+        ok = store_ok and sched_ok and (total == 0 or owned == 0 or polled > 0)
+        return ok, {"store": store_ok, "scheduler": sched_ok, "devices": total, "devices_owned": owned,
+                    "devices_polled": polled,
                     "devices_up": sum(1 for s in self.cache.statuses() if s.up)}
 
     async def start(self) -> None:
@@ -231,10 +235,16 @@ class App:
                                                         "misfire_grace_time": None})
         self.runtime = Runtime(loaded, profiles)
         self.runtime.pollers = self._build_pollers(loaded, profiles)
+        from callipso_agent.ha import LeaseManager
+
+        self.leases = LeaseManager(self.store, cfg.agent.name, self.clock, ttl=cfg.agent.lease_ttl)
+        self._owned = await self.leases.owned_devices(cfg.devices)
         await self._start_incidents(cfg)
         self._schedule(self.runtime)
         self.scheduler.add_job(self._tick, IntervalTrigger(seconds=TICK_SECONDS), id="incidents:tick",
                                name="incident clocks", replace_existing=True)
+        self.scheduler.add_job(self._renew_leases, IntervalTrigger(seconds=self.leases.renew_every),
+                               id="ha:leases", name="device leases", replace_existing=True)
         port = self.http_port_override if self.http_port_override is not None else cfg.agent.http.port
         self.http = HttpServer(self.cache, host=cfg.agent.http.host, port=port, ready=self.ready,
                                inventory=self.inventory_view)
@@ -261,7 +271,7 @@ class App:
         from callipso_agent.outputs_app import build_outputs
 
         assert self.store is not None
-        self.pipeline = IncidentPipeline.build(self.store, cfg, self.clock)
+        self.pipeline = IncidentPipeline.build(self.store, cfg, self.clock, owns=self.owns)
         await self.pipeline.start()
         self.result_hooks.append(self.pipeline.on_poll)
         engine = self.pipeline.incidents
@@ -290,6 +300,10 @@ class App:
             incidents=lambda: engine.open_incidents(), on_failed_check=self._on_failed_check,
             families=known_families())
         schedule_meteo(self.scheduler, self.meteo)
+        # with several agents on one store, the météo is sent by one of them only, once a day
+        job = self.scheduler.get_job("meteo")
+        if job is not None:
+            job.modify(func=self._meteo_once)
         self.http.add_routes(meteo_web_routes(self.meteo))
 
     async def _on_failed_check(self, failed: Any, at: Any) -> None:
@@ -334,6 +348,36 @@ class App:
                                   v3_users=users, devices=devices, clock=self.clock)
         await self.traps.start()
 
+    def owns(self, device: str) -> bool:
+        return self._owned is None or device in self._owned
+
+    async def _renew_leases(self) -> None:
+        """Renew this agent's leases; take over the devices of an agent that stopped renewing its own."""
+        if self.leases is None or self.runtime is None:
+            return
+        try:
+            owned = await self.leases.owned_devices(self.runtime.loaded.config.devices)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("lease_renewal_failed")
+            return
+        if owned != self._owned:
+            gained = sorted(owned - (self._owned or set()))
+            lost = sorted((self._owned or set()) - owned)
+            self._owned = owned
+            log.info("devices_leased", owned=len(owned), gained=len(gained), lost=len(lost))
+            if gained:
+                await self.pipeline.takeover()
+
+    async def _meteo_once(self) -> None:
+        day = self.clock.now().date().isoformat()
+        async with self.leases.singleton("meteo", run_key=day) as mine:
+            if mine:
+                await self.meteo.run_scheduled()
+            else:
+                log.info("meteo_sent_by_another_agent", day=day)
+
     async def _tick(self) -> None:
         try:
             await self.pipeline.tick()
@@ -361,6 +405,8 @@ class App:
         return datetime.now().astimezone() + timedelta(seconds=random.uniform(0, spread))  # noqa: S311
 
     async def _run_poll(self, poller: DevicePoller) -> None:
+        if not self.owns(poller.device):
+            return  # leased to another agent
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
@@ -415,6 +461,11 @@ class App:
                 await asyncio.wait(still, timeout=1.0)
         if self.traps is not None:
             await self.traps.stop()
+        if self.leases is not None and self.store is not None:
+            try:
+                await self.leases.release()  # the other agents take the devices at once
+            except Exception:
+                log.exception("lease_release_failed")
         if self.outputs is not None:
             await self.outputs.stop()
         if self.http is not None:

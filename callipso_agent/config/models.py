@@ -252,6 +252,9 @@ class AgentSettings(_Model):
     state_dir: str = "var"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     jitter: Annotated[float, Field(ge=0, le=0.5, description="fraction of the interval")] = 0.1
+    lease_ttl: Annotated[float, Field(gt=0, le=3600, description=(
+        "seconds a device lease lives without renewal, when several agents share a PostgreSQL store; "
+        "keep it under two thirds of the poll interval so a dead agent's devices are taken over in one"))] = 40.0
     store: StoreSettings = Field(default_factory=StoreSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     traps: TrapSettings = Field(default_factory=TrapSettings)
