@@ -9,7 +9,7 @@ from typing import Any
 import structlog
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -46,6 +46,9 @@ class Store:
 
     async def migrate(self) -> None:
         async with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                # several agents may start at once on a fresh database: one migrates, the others wait
+                await conn.execute(text("SELECT pg_advisory_xact_lock(741013)"))
             await conn.run_sync(_upgrade)
         log.info("store_migrated", dialect=self.dialect)
 

@@ -4,6 +4,7 @@ to a real SMTP server: it shows the site on UPS. The lab estate is SYNTHETIC."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import subprocess
 import sys
@@ -82,7 +83,8 @@ def test_demo_meteo_shows_the_remote_site_on_ups(demo: Demo, mail: SmtpServer, t
     html = got.message.get_body(("html",)).get_content()  # type: ignore[union-attr]
     remote = text[text.index("SITES DISTANTS") : text.index("INFORMATIONS / CHANGEMENTS")]
     assert "Sur onduleur : 1" in remote
-    assert "AUBAGNE-MDS — Onduleur ups-aubagne-mds sur batterie (MDS Aubagne)" in remote
+    # the site's line, with the incident number once the on-battery rule has opened its incident
+    assert re.search(r"AUBAGNE-MDS — (CAL-\d{6} — )?Onduleur ups-aubagne-mds sur batterie", remote), remote
     assert "État technique : ▲ Perturbé" in remote
     assert "ups-aubagne-mds" in html and "Sur onduleur : <strong>1</strong>" in html
     # the other UPSes of the lab are on mains
