@@ -233,7 +233,7 @@ class _TrapRig:
         self.loop.run_until_complete(self.receiver.start())
 
     def feed(self, datagram: bytes) -> None:
-        self.receiver._transport.datagram_received(datagram, ("127.0.0.1", 40000))  # noqa: SLF001 - decode path
+        self.receiver._transport.datagram_received(datagram, ("127.0.0.1", 40000))  # the decode path
         self.loop.run_until_complete(asyncio.sleep(0))
 
     def close(self) -> None:
@@ -350,7 +350,7 @@ class _ApiThread:
         headers = {"Content-Type": "application/json"}
         if auth:
             headers["Authorization"] = f"Bearer {self.token}"
-        req = urllib.request.Request(self.rig.url + path, data=body, method=method, headers=headers)
+        req = urllib.request.Request(self.rig.url + path, data=body, method=method, headers=headers)  # noqa: S310
         try:
             with urllib.request.urlopen(req, timeout=10) as rsp:  # noqa: S310 - loopback
                 rsp.read()
@@ -441,7 +441,7 @@ def test_regression_non_finite_snmp_number_is_not_a_measurement(payload: Any) ->
     value, state, _ = evaluate_value(uptime, SnmpValue("octets", payload))
     assert value is None and state == Severity.UNKNOWN
     iface = next(m for m in ALL_METRICS if m.states and m.name == "interface_oper_up")
-    value, state, text = evaluate_value(iface, SnmpValue("octets", payload))  # used to raise OverflowError
+    value, state, _ = evaluate_value(iface, SnmpValue("octets", payload))  # used to raise OverflowError
     assert value is None and isinstance(state, Severity)
 
 
