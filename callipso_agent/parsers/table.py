@@ -224,17 +224,18 @@ def _base(
         unit=m.unit,
         help=m.help,
         kind=m.kind,
-        labels={**m.static_labels, **labels},
+        # device output is untrusted: a runaway field (a 200 kB "hostname") stays bounded
+        labels={**m.static_labels, **{k: truncate(v) for k, v in labels.items()}},
         value=value,
         state=state,
-        text=text,
+        text=None if text is None else truncate(text),
     )
 
 
 def unknown(
     m: MeasurementSpec, ctx: Context, text: str, labels: Mapping[str, str] | None = None
 ) -> Measurement:
-    return _base(m, ctx, labels or {}, value=None, state=Severity.UNKNOWN, text=truncate(text))
+    return _base(m, ctx, labels or {}, value=None, state=Severity.UNKNOWN, text=text)  # _base bounds it
 
 
 def _number(m: MeasurementSpec, values: Mapping[str, Value], ctx: Context) -> tuple[float | None, str | None]:

@@ -6,6 +6,7 @@ register scalars without ``.0``); table columns by GETBULK walks. Evaluation is 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -225,9 +226,10 @@ def _raw_number(spec: MetricSpec, v: SnmpValue) -> float | None:
         if not m:
             return None
         try:
-            return float(m.group(1).replace(",", "."))
+            number = float(m.group(1).replace(",", "."))
         except ValueError:
             return None
+        return number if math.isfinite(number) else None
     return v.number
 
 
@@ -283,6 +285,8 @@ def evaluate_value(
     value = round(
         raw * (spec.scale if scale is None else scale) + (spec.offset if offset is None else offset), 9
     )
+    if not math.isfinite(value):  # 1e308 scaled past the float range
+        return None, Severity.UNKNOWN, text_raw or None
     if (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max):
         return None, Severity.OK, None
     return value, state, label

@@ -7,6 +7,7 @@ transport can be swapped (e.g. for a C-binding library) behind the :class:`SnmpC
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -50,13 +51,18 @@ class SnmpValue:
     @property
     def number(self) -> float | None:
         if isinstance(self.value, int):
-            return float(self.value)
+            try:
+                return float(self.value)
+            except OverflowError:
+                return None
         if isinstance(self.value, (bytes, str)):
             text = self.value.decode("latin-1") if isinstance(self.value, bytes) else self.value
             try:
-                return float(text.strip())
+                number = float(text.strip())
             except ValueError:
                 return None
+            # "inf", "nan", "1e400" from a device are not measurements
+            return number if math.isfinite(number) else None
         return None
 
     @property
