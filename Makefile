@@ -3,13 +3,17 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install lint clean
+.PHONY: demo test test-fuzz bench install lint clean
 
 demo: $(VENV)/.installed
 	$(BIN)/callipso-agent demo
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
+
+# longer runs of the reliability suite (figures in docs/reliability.md)
+test-fuzz: $(VENV)/.installed
+	CALLIPSO_FUZZ_EXAMPLES=$${CALLIPSO_FUZZ_EXAMPLES:-20000} $(BIN)/python -m pytest tests/reliability/test_fuzz.py -q
 
 install: $(VENV)/.installed
 
