@@ -33,7 +33,8 @@ from callipso_agent.paths import collectors_dir
 from callipso_agent.profiles.loader import ProfileSet, load_profiles
 from callipso_agent.profiles.ssh import SshProfile, available_ssh_profiles, load_ssh_profile
 from callipso_agent.store import Store
-from callipso_agent.transports.snmp import PysnmpClient, PysnmpEngine, resolve_snmp_secrets
+from callipso_agent.transports.engines import SnmpEngines
+from callipso_agent.transports.snmp import resolve_snmp_secrets
 from callipso_agent.transports.ssh import SshPool, SshTarget
 
 log = structlog.get_logger()
@@ -46,7 +47,8 @@ def load_all(config_path: Path, profiles_dir: Path | None = None) -> tuple[Loade
     """Load profiles then the configuration validated against them (raises ConfigErrors)."""
     profiles = load_profiles(profiles_dir or collectors_dir())
     families = known_families()
-    errors = [ProfileError(f"unknown family {f!r}; families are declared in _families.yaml: {', '.join(sorted(families))}",
+    declared = ", ".join(sorted(families))
+    errors = [ProfileError(f"unknown family {f!r}; families are declared in _families.yaml: {declared}",
                            file=p.file, field="families")
               for p in profiles.profiles.values() for f in p.profile.families if f not in families]
     if errors:
@@ -94,7 +96,7 @@ class App:
         self.store: Store | None = None
         self.scheduler: AsyncIOScheduler | None = None
         self.http: Any = None
-        self.snmp_engine: PysnmpEngine | None = None
+        self.snmp_engines: SnmpEngines | None = None
         self.ssh_pool: SshPool | None = None
         self._ssh_profiles: dict[str, SshProfile] = {}
         self.result_hooks: list[ResultHook] = []
@@ -115,7 +117,7 @@ class App:
     # ---- building -----------------------------------------------------------------------------------
     def _build_pollers(self, loaded: LoadedConfig, profiles: ProfileSet) -> dict[str, DevicePoller]:
         cfg = loaded.config
-        assert self.snmp_engine is not None
+        assert self.snmp_engines is not None
         sites = {s.code: s for s in cfg.sites}
         pollers: dict[str, DevicePoller] = {}
         for dev in cfg.devices:
@@ -178,9 +180,10 @@ class App:
             except CallipsoError as err:
                 log.error("credential_unavailable", device=dev.name, credential=dev.snmp, error=str(err))
                 return None
-            client = PysnmpClient(self.snmp_engine, dev.address, dev.port or 161, cred, secrets,  # type: ignore[arg-type]
-                                  timeout=dev.timeout, retries=dev.retries,
-                                  max_repetitions=cfg.agent.snmp.max_repetitions)
+            assert self.snmp_engines is not None
+            client = self.snmp_engines.client_for(dev.address, dev.port or 161, cred, secrets,
+                                                  timeout=dev.timeout, retries=dev.retries,
+                                                  max_repetitions=cfg.agent.snmp.max_repetitions)
             return SnmpFetcher(dev.name, dev.family, client, profiles, self.clock, dev.profile)
         return None
 
@@ -226,7 +229,7 @@ class App:
         url = cfg.agent.store.url.replace("{state_dir}", str(state_dir))
         self.store = Store(url)
         await self.store.migrate()
-        self.snmp_engine = PysnmpEngine(cfg.agent.snmp.max_concurrency)
+        self.snmp_engines = SnmpEngines(cfg.agent.snmp.max_concurrency, cfg.agent.snmp.client)
         self.ssh_pool = SshPool(semaphore=asyncio.Semaphore(cfg.agent.ssh.max_concurrency),
                                 command_timeout=cfg.agent.ssh.command_timeout,
                                 session_timeout=cfg.agent.ssh.session_timeout)
@@ -434,9 +437,11 @@ class App:
         for name in old.pollers:
             try:
                 self.scheduler.remove_job(f"poll:{name}")
-            except Exception:  # noqa: BLE001,S110 - job already gone
+            except Exception:  # noqa: S110 - job already gone
                 pass
         new = Runtime(loaded, profiles)
+        if self.snmp_engines is not None:
+            self.snmp_engines.client = loaded.config.agent.snmp.client
         new.pollers = self._build_pollers(loaded, profiles)
         gone = set(old.pollers) - set(new.pollers)
         self.cache.forget(gone)
@@ -454,7 +459,7 @@ class App:
             self.scheduler.shutdown(wait=False)
         pending = [t for t in self._tasks if not t.done()]
         if pending:
-            done, still = await asyncio.wait(pending, timeout=grace)
+            _, still = await asyncio.wait(pending, timeout=grace)
             for t in still:
                 t.cancel()
             if still:
@@ -473,8 +478,8 @@ class App:
         if self.runtime is not None:
             for p in self.runtime.pollers.values():
                 p.close()
-        if self.snmp_engine is not None:
-            self.snmp_engine.close()
+        if self.snmp_engines is not None:
+            self.snmp_engines.close()
         if self.ssh_pool is not None:
             await self.ssh_pool.close()
         if self.store is not None:
