@@ -144,6 +144,20 @@ _SUBID_TEXT = tuple(str(i) for i in range(128))
 _FIRST_TEXT = tuple(f"{0 if b < 40 else 1 if b < 80 else 2}.{b if b < 40 else b - 40 if b < 80 else b - 80}"
                     for b in range(128))
 
+# SnmpValue is a frozen dataclass: its __init__ goes through object.__setattr__ for each field, which costs
+# more than the rest of a varbind's decoding. The decoders fill the two slots directly instead.
+_new = object.__new__
+_set_type = SnmpValue.__dict__["type"].__set__
+_set_value = SnmpValue.__dict__["value"].__set__
+
+
+def _value(kind: str, value: int | str | bytes | None) -> SnmpValue:
+    v: SnmpValue = _new(SnmpValue)
+    _set_type(v, kind)
+    _set_value(v, value)
+    return v
+
+
 # shared values without content (SnmpValue is immutable)
 _NULL = SnmpValue("null", None)
 _NO_SUCH_OBJECT = SnmpValue("nosuchobject", None)
@@ -187,8 +201,35 @@ def _subids(c: bytes) -> list[int]:
     return arcs
 
 
+_ASCII = bytes(range(128))
+
+
+@lru_cache(maxsize=8192)
+def _prefix(prefix: bytes) -> tuple[str, bytes, int]:
+    """(text, order key, sub-identifier count) of an OID content ending with a multi-octet sub-identifier.
+    Consecutive OIDs of a walk share it (``1.3.6.1.4.1.705`` ...), hence the memo."""
+    arcs = _subids(prefix)
+    key = bytearray()
+    for a in arcs[2:]:
+        if a < 0x80:
+            key.append(a)
+        else:
+            n = (a.bit_length() + 7) // 8
+            key.append(0x80 | n)
+            key += a.to_bytes(n, "big")
+    first = arcs[0] * 40 + arcs[1]
+    if first < 0x80:
+        head = bytes((first,))
+    else:
+        n = (first.bit_length() + 7) // 8
+        head = bytes((0x80 | n,)) + first.to_bytes(n, "big")
+    return ".".join(map(str, arcs)), head + bytes(key), len(arcs)
+
+
+@lru_cache(maxsize=16384)
 def oid_text(c: bytes) -> str:
-    """Dotted text (no leading dot) of an OID's BER content."""
+    """Dotted text (no leading dot) of an OID's BER content. Memoised: a poller decodes the same OIDs at
+    every poll, and devices of one model answer the same OIDs."""
     if c.isascii():  # every sub-identifier < 128: one octet each
         if not c:
             raise BerError("empty OBJECT IDENTIFIER")
@@ -197,7 +238,13 @@ def oid_text(c: bytes) -> str:
         if len(c) == 1:
             return _FIRST_TEXT[c[0]]
         return _FIRST_TEXT[c[0]] + "." + ".".join(map(_SUBID_TEXT.__getitem__, c[1:]))
-    return ".".join(map(str, _subids(c)))
+    cut = len(c.rstrip(_ASCII)) + 1  # the end of the last multi-octet sub-identifier
+    text, _, count = _prefix(c[:cut])
+    if cut >= len(c):
+        return text
+    if count + len(c) - cut > MAX_SUBIDS:
+        raise BerError(f"OBJECT IDENTIFIER of more than {MAX_SUBIDS} sub-identifiers")
+    return text + "." + ".".join(map(_SUBID_TEXT.__getitem__, c[cut:]))
 
 
 def oid_tuple_of(c: bytes) -> tuple[int, ...]:
@@ -205,25 +252,16 @@ def oid_tuple_of(c: bytes) -> tuple[int, ...]:
     return tuple(_subids(c))
 
 
+@lru_cache(maxsize=16384)
 def oid_key(c: bytes) -> bytes:
     """An order-preserving key of an OID's BER content: comparing keys compares the OIDs sub-identifier by
     sub-identifier, and ``key(a).startswith(key(b))`` when ``b`` is a prefix of ``a`` (``b`` having at least
-    two arcs). The content itself when every sub-identifier is below 128, which is the common case."""
+    two arcs). Each sub-identifier below 128 is its own octet (so the key of an OID whose sub-identifiers are
+    all below 128 is its content); a larger one is an octet 0x80 + n followed by its n big-endian octets."""
     if c.isascii():
         return c
-    parts = bytearray()
-    v = 0
-    for b in c:
-        v = (v << 7) | (b & 0x7F)
-        if b < 0x80:
-            if v < 0x80:
-                parts.append(v)
-            else:
-                n = (v.bit_length() + 7) // 8
-                parts.append(0x80 | n)
-                parts += v.to_bytes(n, "big")
-            v = 0
-    return bytes(parts)
+    cut = len(c.rstrip(_ASCII)) + 1
+    return _prefix(c[:cut])[1] + c[cut:]
 
 
 def _long_length(data: bytes, pos: int, first: int) -> tuple[int, int]:
@@ -275,15 +313,31 @@ def _unsigned(c: bytes, limit: int, octets: int, what: str) -> int:
     return value
 
 
+# values of one-octet contents, shared (SnmpValue is immutable and building one costs more than a lookup)
+_ONE_OCTET = {
+    kind: tuple(SnmpValue(kind, b - 256 if b >= 0x80 else b) for b in range(256))
+    for kind in ("integer", "counter", "gauge", "timeticks", "counter64")
+}
+_SMALL_INTEGER = _ONE_OCTET["integer"]
+
+
 def _v_integer(c: bytes) -> SnmpValue:
     n = len(c)
+    if n == 1:
+        return _SMALL_INTEGER[c[0]]
     if n == 0 or n > 9:
         raise BerError(f"INTEGER of {n} octets")
-    return SnmpValue("integer", int.from_bytes(c, "big", signed=True))
+    v: SnmpValue = _new(SnmpValue)
+    _set_type(v, "integer")
+    _set_value(v, int.from_bytes(c, "big", signed=True))
+    return v
 
 
 def _v_octets(c: bytes) -> SnmpValue:
-    return SnmpValue("octets", c)
+    v: SnmpValue = _new(SnmpValue)
+    _set_type(v, "octets")
+    _set_value(v, c)
+    return v
 
 
 def _v_null(c: bytes) -> SnmpValue:
@@ -293,33 +347,39 @@ def _v_null(c: bytes) -> SnmpValue:
 
 
 def _v_oid(c: bytes) -> SnmpValue:
-    return SnmpValue("oid", oid_text(c))
+    return _value("oid", oid_text(c))
 
 
 def _v_ipaddress(c: bytes) -> SnmpValue:
     if len(c) != 4:
         raise BerError(f"IpAddress of {len(c)} octets")
-    return SnmpValue("ipaddress", f"{c[0]}.{c[1]}.{c[2]}.{c[3]}")
+    return _value("ipaddress", f"{c[0]}.{c[1]}.{c[2]}.{c[3]}")
 
 
-def _v_counter(c: bytes) -> SnmpValue:
-    return SnmpValue("counter", _unsigned(c, 0xFFFFFFFF, 5, "Counter32"))
+def _unsigned_decoder(kind: str, limit: int, octets: int, what: str):  # type: ignore[no-untyped-def]
+    small = _ONE_OCTET[kind]
+
+    def decode(c: bytes) -> SnmpValue:
+        if len(c) == 1 and c[0] < 0x80:
+            return small[c[0]]
+        v: SnmpValue = _new(SnmpValue)
+        _set_type(v, kind)
+        _set_value(v, _unsigned(c, limit, octets, what))
+        return v
+
+    return decode
 
 
-def _v_gauge(c: bytes) -> SnmpValue:
-    return SnmpValue("gauge", _unsigned(c, 0xFFFFFFFF, 5, "Gauge32"))
-
-
-def _v_timeticks(c: bytes) -> SnmpValue:
-    return SnmpValue("timeticks", _unsigned(c, 0xFFFFFFFF, 5, "TimeTicks"))
+_v_counter = _unsigned_decoder("counter", 0xFFFFFFFF, 5, "Counter32")
+_v_gauge = _unsigned_decoder("gauge", 0xFFFFFFFF, 5, "Gauge32")
+_v_timeticks = _unsigned_decoder("timeticks", 0xFFFFFFFF, 5, "TimeTicks")
 
 
 def _v_opaque(c: bytes) -> SnmpValue:
-    return SnmpValue("opaque", c)
+    return _value("opaque", c)
 
 
-def _v_counter64(c: bytes) -> SnmpValue:
-    return SnmpValue("counter64", _unsigned(c, 0xFFFFFFFFFFFFFFFF, 9, "Counter64"))
+_v_counter64 = _unsigned_decoder("counter64", 0xFFFFFFFFFFFFFFFF, 9, "Counter64")
 
 
 def _exception(value: SnmpValue, what: str):  # type: ignore[no-untyped-def]
@@ -355,6 +415,7 @@ def _varbinds(data: bytes, pos: int, end: int) -> tuple[list[tuple[str, SnmpValu
     decoders = _VALUE_DECODERS
     append = out.append
     append_name = names.append
+    text_of = oid_text
     while pos < end:
         if data[pos] != SEQUENCE:
             raise BerError("varbind is not a SEQUENCE")
@@ -386,7 +447,7 @@ def _varbinds(data: bytes, pos: int, end: int) -> tuple[list[tuple[str, SnmpValu
         decoder = decoders.get(tag)
         if decoder is None:
             raise BerError(f"unknown value tag 0x{tag:02x}")
-        append((oid_text(name), decoder(data[pos:stop])))
+        append((text_of(name), decoder(data[pos:stop])))
         append_name(name)
         pos = stop
     return out, names

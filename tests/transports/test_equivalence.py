@@ -1,6 +1,8 @@
-"""FastSnmpClient and PysnmpClient give the same answers from a real snmpsim, for every recording under
-tests/fixtures/snmp, in v2c and v1: full walks, range walks on table columns, GETs of present and absent OIDs
-and GETNEXTs.
+"""For every recording under tests/fixtures/snmp, in v2c and v1 (full walks, range walks on table columns,
+GETs of present and absent OIDs, GETNEXTs), what PysnmpClient reads from a real snmpsim is the reference:
+
+* FastSnmpClient reads the same from the same snmpsim;
+* PysnmpClient reads the same from udpsim.
 
 snmpsim keeps at most 31 recordings open (it re-reads the others on every request), so the recordings are
 served by a few snmpsim processes of at most 23 each. A v1 walk costs one request per varbind, and pysnmp and
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ import pytest_asyncio
 from callipso_agent.config.models import SnmpV2Credential
 from callipso_agent.config.secrets import Secret, SecretRef
 from callipso_agent.lab.snmpsim import SnmpSimulator
+from callipso_agent.lab.udpsim import UdpSim
 from callipso_agent.transports import ber
 from callipso_agent.transports.fastsnmp import FastSnmpClient, FastSnmpEngine
 from callipso_agent.transports.snmp import PysnmpClient, PysnmpEngine, SnmpValue, Varbinds
@@ -110,83 +113,118 @@ def probes(walk: Varbinds) -> tuple[list[str], list[str]]:
     return gets, nexts
 
 
-class Pair:
-    """The same device through both clients."""
-
-    def __init__(self, engines: tuple[FastSnmpEngine, PysnmpEngine], sim: SnmpSimulator, community: str,
-                 version: str) -> None:
-        cred = SnmpV2Credential(version=version, community=SecretRef(env="UNUSED_IN_TESTS"))  # type: ignore[arg-type]
-        secrets = {"community": Secret(community)}
-        self.fast = FastSnmpClient(engines[0], sim.host, sim.port, cred, secrets, timeout=10.0, retries=2)
-        self.slow = PysnmpClient(engines[1], sim.host, sim.port, cred, secrets, timeout=10.0, retries=2)
-
-    async def both(self, method: str, *args: Any) -> tuple[Any, Any]:
-        return (await getattr(self.fast, method)(*args), await getattr(self.slow, method)(*args))
+Op = tuple[str, str, str, tuple[Any, ...]]  # label, version, method, arguments
 
 
-async def compare(name: str, engines: tuple[FastSnmpEngine, PysnmpEngine], sim: SnmpSimulator,
-                  path: Path) -> list[str]:
-    """Differences between the two clients for one recording (empty when they agree)."""
-    diffs: list[str] = []
+def operations(path: Path, walk: Varbinds) -> list[Op]:
+    """What is asked of every recording, derived from its v2c walk."""
+    gets, nexts = probes(walk)
+    ranges = columns(walk, 3)
+    ops: list[Op] = [("v2c walk 1.3.6.1", "2c", "walk", ("1.3.6.1",))]
+    ops += [(f"v2c walk {e} {a}..{b}", "2c", "walk", (e, a, b)) for e, a, b in ranges]
+    ops += [("v2c get", "2c", "get", (gets,)), ("v2c next", "2c", "next", (nexts,))]
+    ops += [(f"v2c next {o}", "2c", "next", ([o],)) for o in nexts[:3]]
+    # v1 asks again one OID at a time when one is absent: fewer OIDs, still absent ones among them
+    ops += [(f"v1 walk {e} {a}..{a}", "1", "walk", (e, a, a)) for e, a, _ in ranges[:1]]
+    ops += [("v1 get", "1", "get", (gets[:4] + gets[20:24] + gets[-2:],)), ("v1 next", "1", "next", (nexts[:5],))]
+    if FULL or record_count(path) <= V1_FULL_WALK_MAX:
+        ops.append(("v1 walk 1.3.6.1", "1", "walk", ("1.3.6.1",)))
+    else:
+        ops.append(("v1 walk 1.3.6.1.2.1.1", "1", "walk", ("1.3.6.1.2.1.1",)))
+    return ops
+
+
+def client(kind: str, engine: FastSnmpEngine | PysnmpEngine, host: str, port: int, community: str,
+           version: str) -> FastSnmpClient | PysnmpClient:
+    cred = SnmpV2Credential(version=version, community=SecretRef(env="UNUSED_IN_TESTS"))  # type: ignore[arg-type]
+    secrets = {"community": Secret(community)}
+    if kind == "fast":
+        assert isinstance(engine, FastSnmpEngine)
+        return FastSnmpClient(engine, host, port, cred, secrets, timeout=10.0, retries=2)
+    assert isinstance(engine, PysnmpEngine)
+    return PysnmpClient(engine, host, port, cred, secrets, timeout=10.0, retries=2)
+
+
+Results = dict[str, list[tuple[Op, Any]]]
+
+
+async def run_ops(kind: str, engine: FastSnmpEngine | PysnmpEngine, host: str, port: int, community: str,
+                  ops: list[Op]) -> list[Any]:
+    clients = {v: client(kind, engine, host, port, community, v) for v in ("2c", "1")}
+    return [await getattr(clients[version], method)(*args) for _, version, method, args in ops]
+
+
+def differences(name: str, path: Path, ops: list[tuple[Op, Any]], got: list[Any]) -> list[str]:
     variable = variation_oids(path)
-
-    def check(what: str, a: Any, b: Any) -> None:
-        if isinstance(a, (list, dict)):
-            a, b = masked(a, variable), masked(b, variable)
+    diffs = []
+    for ((label, *_), want), have in zip(ops, got, strict=True):
+        a, b = masked(have, variable), masked(want, variable)
         if a != b:
             first = next((f"{x} != {y}" for x, y in zip(a, b, strict=False) if x != y), f"{len(a)} != {len(b)}")
-            diffs.append(f"{name} {what}: {first}")
-
-    v2 = Pair(engines, sim, name, "2c")
-    walk, ref = await v2.both("walk", "1.3.6.1")
-    check("v2c walk 1.3.6.1", walk, ref)
-    if not walk and record_count(path) > 2:
-        diffs.append(f"{name}: empty v2c walk")
-    gets, nexts = probes(ref)
-    ranges = columns(ref, 3)
-    v1 = Pair(engines, sim, name, "1")
-    for entry, first, last in ranges:
-        check(f"v2c walk {entry} {first}..{last}", *await v2.both("walk", entry, first, last))
-    check("v2c get", *await v2.both("get", gets))
-    check("v2c next", *await v2.both("next", nexts))
-    for o in nexts[:3]:
-        check(f"v2c next {o}", *await v2.both("next", [o]))
-    # v1 asks again one OID at a time when one is absent: fewer OIDs, still two absent ones among them
-    for entry, first, _ in ranges[:1]:
-        check(f"v1 walk {entry} {first}..{first}", *await v1.both("walk", entry, first, first))
-    check("v1 get", *await v1.both("get", gets[:4] + gets[20:24] + gets[-2:]))
-    check("v1 next", *await v1.both("next", nexts[:5]))
-    if FULL or record_count(path) <= V1_FULL_WALK_MAX:
-        check("v1 walk 1.3.6.1", *await v1.both("walk", "1.3.6.1"))
-    else:
-        check("v1 walk 1.3.6.1.2.1.1", *await v1.both("walk", "1.3.6.1.2.1.1"))
+            diffs.append(f"{name} {label}: {first}")
     return diffs
 
 
-async def _run(engines: tuple[FastSnmpEngine, PysnmpEngine], sims: dict[str, SnmpSimulator],
-               paths: Sequence[Path]) -> list[str]:
-    # one recording at a time per snmpsim process, the processes in parallel
+async def by_snmpsim(sims: dict[str, SnmpSimulator], work: Any) -> list[Any]:
+    """``work(path)`` for every recording: one at a time per snmpsim process, the processes in parallel."""
     queues: dict[int, list[Path]] = {}
-    for p in paths:
+    for p in RECORDINGS:
         queues.setdefault(id(sims[p.stem]), []).append(p)
 
-    async def worker(queue: list[Path]) -> list[str]:
-        out: list[str] = []
-        for p in queue:
-            out += await compare(p.stem, engines, sims[p.stem], p)
-        return out
+    async def worker(queue: list[Path]) -> list[Any]:
+        return [await work(p) for p in queue]
 
-    results = await asyncio.gather(*(worker(q) for q in queues.values()))
-    return [d for r in results for d in r]
+    return [r for rs in await asyncio.gather(*(worker(q) for q in queues.values())) for r in rs]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def reference(engines: tuple[FastSnmpEngine, PysnmpEngine], sims: dict[str, SnmpSimulator]) -> Results:
+    """What pysnmp reads from snmpsim, per recording: the reference both comparisons are held to."""
+    async def one(path: Path) -> tuple[str, list[tuple[Op, Any]]]:
+        sim = sims[path.stem]
+        walk = await client("pysnmp", engines[1], sim.host, sim.port, path.stem, "2c").walk("1.3.6.1")
+        ops = operations(path, walk)
+        got = [walk, *await run_ops("pysnmp", engines[1], sim.host, sim.port, path.stem, ops[1:])]
+        return path.stem, list(zip(ops, got, strict=True))
+
+    return dict(await by_snmpsim(sims, one))
 
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_fast_and_pysnmp_clients_agree_on_every_recording(
-        engines: tuple[FastSnmpEngine, PysnmpEngine], sims: dict[str, SnmpSimulator]) -> None:
-    diffs = await _run(engines, sims, RECORDINGS)
+        engines: tuple[FastSnmpEngine, PysnmpEngine], sims: dict[str, SnmpSimulator], reference: Results) -> None:
+    async def one(path: Path) -> list[str]:
+        sim, ops = sims[path.stem], reference[path.stem]
+        got = await run_ops("fast", engines[0], sim.host, sim.port, path.stem, [op for op, _ in ops])
+        return differences(path.stem, path, ops, got)
+
+    diffs = [d for ds in await by_snmpsim(sims, one) for d in ds]
     assert not diffs, "\n".join(diffs)
-    assert engines[0].stats.responses > 1000
+    assert len(reference) == len(RECORDINGS)
+    assert sum(len(r[0][1]) for r in reference.values()) > 10000  # the full walks did read the recordings
     assert engines[0].stats.ignored == 0 and engines[0].stats.timeouts == 0
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_udpsim_answers_like_snmpsim_on_every_recording(
+        engines: tuple[FastSnmpEngine, PysnmpEngine], reference: Results) -> None:
+    """The same operations through pysnmp, from udpsim this time (one port, community = recording)."""
+    sim = UdpSim()
+    for p in RECORDINGS:
+        sim.add_device(p.stem, p, port=0 if not sim.ports else sim.ports[0])
+    port = sim.ports[0]
+    await sim.start()
+    try:
+        diffs = []
+        for p in RECORDINGS:
+            ops = reference[p.stem]
+            got = await run_ops("pysnmp", engines[1], "127.0.0.1", port, p.stem, [op for op, _ in ops])
+            diffs += differences(p.stem, p, ops, got)
+    finally:
+        await sim.stop()
+    assert not diffs, "\n".join(diffs)
+    assert sim.stats.unknown_community == 0 and sim.stats.malformed_requests == 0
+    assert sim.stats.responses == sim.stats.requests > 1000
 
 
 def test_the_comparison_covers_the_quirks_of_the_recordings() -> None:
