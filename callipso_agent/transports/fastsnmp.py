@@ -34,7 +34,7 @@ from callipso_agent.config.models import SnmpV2Credential
 from callipso_agent.config.secrets import Secret
 from callipso_agent.errors import ParseError, Timeout, Unreachable
 from callipso_agent.transports import ber
-from callipso_agent.transports.snmp import SnmpValue, Varbinds, in_subtree
+from callipso_agent.transports.snmp import SnmpValue, Varbinds
 
 log = structlog.get_logger()
 
@@ -344,8 +344,11 @@ class FastSnmpClient:
         stops after the last OID under ``end``.
         """
         root = root.strip(".")
+        below = root + "."
         end_key = ber.oid_key(ber.oid_content(end)) if end else None
         out: Varbinds = []
+        append = out.append
+        key_of = ber.oid_key
         current = start.strip(".") if start else root
         last_key = b""
         bulk = self.version != "1"
@@ -357,17 +360,17 @@ class FastSnmpClient:
             if pdu is None:
                 return out
             for (oid, value), name in zip(pdu.varbinds, pdu.names, strict=True):
-                if value.type == "endofmibview" or not in_subtree(oid, root):
+                if value.type == "endofmibview" or not (oid.startswith(below) or oid == root):
                     return out
-                key = ber.oid_key(name)
+                key = key_of(name)
                 if end_key is not None and key > end_key and not key.startswith(end_key):
                     return out
-                if last_key and key <= last_key:
+                if key <= last_key:
                     # a broken agent answering out of order would loop for ever: keep what we have
                     log.warning("snmp_walk_not_increasing", host=self.host, root=root, oid=oid)
                     return out
                 last_key = key
-                out.append((oid, value))
+                append((oid, value))
                 current = oid
             if len(out) > WALK_LIMIT:
                 raise ParseError(f"{self.host}: walk of {root} returned more than {WALK_LIMIT} varbinds")
