@@ -393,7 +393,7 @@ class CallipsoCollector(Collector):
             return False
         counts: dict[tuple[str, str], int] = {}
         for v in views:
-            if v.state is IncidentState.RESOLVED:
+            if not v.state.active:
                 continue
             prio = v.priority if v.priority in PRIORITIES else "unknown"
             site = label_value(v.site or "")
