@@ -46,7 +46,8 @@ def load_all(config_path: Path, profiles_dir: Path | None = None) -> tuple[Loade
     """Load profiles then the configuration validated against them (raises ConfigErrors)."""
     profiles = load_profiles(profiles_dir or collectors_dir())
     families = known_families()
-    errors = [ProfileError(f"unknown family {f!r}; families are declared in _families.yaml: {', '.join(sorted(families))}",
+    known = ", ".join(sorted(families))
+    errors = [ProfileError(f"unknown family {f!r}; families are declared in _families.yaml: {known}",
                            file=p.file, field="families")
               for p in profiles.profiles.values() for f in p.profile.families if f not in families]
     if errors:
@@ -434,7 +435,7 @@ class App:
         for name in old.pollers:
             try:
                 self.scheduler.remove_job(f"poll:{name}")
-            except Exception:  # noqa: BLE001,S110 - job already gone
+            except Exception:  # noqa: S110 - job already gone
                 pass
         new = Runtime(loaded, profiles)
         new.pollers = self._build_pollers(loaded, profiles)
@@ -454,7 +455,7 @@ class App:
             self.scheduler.shutdown(wait=False)
         pending = [t for t in self._tasks if not t.done()]
         if pending:
-            done, still = await asyncio.wait(pending, timeout=grace)
+            _done, still = await asyncio.wait(pending, timeout=grace)
             for t in still:
                 t.cancel()
             if still:

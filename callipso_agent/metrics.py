@@ -39,7 +39,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from callipso_agent.collect.cache import LatestCache
-from callipso_agent.model import IncidentState, IncidentView, Measurement, MetricKind, PollResult
+from callipso_agent.model import IncidentView, Measurement, MetricKind, PollResult
 
 PREFIX = "callipso_"
 MAX_LABEL_VALUE = 64

@@ -60,7 +60,7 @@ class Store:
             async with self.engine.connect() as conn:
                 await conn.execute(select(1))
             return True
-        except Exception:  # noqa: BLE001 - readiness probe reports, never raises
+        except Exception:
             return False
 
     def _insert(self, table: Any) -> Any:

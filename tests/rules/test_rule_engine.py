@@ -9,9 +9,8 @@ import pytest
 from callipso_agent.clock import ManualClock
 from callipso_agent.model import Severity
 from callipso_agent.rules.engine import RuleEngine
-from callipso_agent.rules.loader import load_rules
+from callipso_agent.rules.loader import RuleSet, load_rules
 from callipso_agent.rules.signal import Signal
-from callipso_agent.rules.loader import RuleSet
 from tests.helpers.estate import event, failed, inventory, m, poll
 
 RULES = load_rules()
