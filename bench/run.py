@@ -25,7 +25,7 @@ from typing import IO, Any
 from bench import report
 from bench.estate import COMMUNITY, UPS_FAMILIES, Estate, build
 from bench.procstat import machine_facts, peak_rss_bytes
-from bench.responder import Responder, SnmpsimResponder, responder_cpu
+from bench.responder import BenchSimResponder, Responder, SnmpsimResponder, responder_cpu
 from bench.traps import TrapSender
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,6 +58,8 @@ def make_responder(kind: str, estate: Estate) -> Responder:
         from bench.udpsim_front import UdpsimResponder
 
         return UdpsimResponder(estate)
+    if kind == "sim":
+        return BenchSimResponder(estate)
     return SnmpsimResponder(estate)
 
 
@@ -184,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--devices", "-n", type=int, default=2000)
     p.add_argument("--clients", default="auto", help="fast,pysnmp | pysnmp | fast | auto (every client available)")
-    p.add_argument("--responder", choices=["auto", "udpsim", "snmpsim"], default="auto")
+    p.add_argument("--responder", choices=["auto", "udpsim", "sim", "snmpsim"], default="auto",
+                   help="udpsim (callipso_agent.lab.udpsim), sim (bench.simresponder), snmpsim (small estates)")
     p.add_argument("--peers", default="netsnmp,exporter", help="comma-separated: netsnmp, exporter (or none)")
     p.add_argument("--max-concurrency", type=int, default=64, help="agent.snmp.max_concurrency")
     p.add_argument("--max-repetitions", type=int, default=25, help="agent.snmp.max_repetitions")
@@ -198,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
 
     kind = args.responder
     if kind == "auto":
-        kind = "udpsim" if udpsim_available() else "snmpsim"
+        kind = "udpsim" if udpsim_available() else "sim"
     if kind == "snmpsim" and args.devices > 300:
         p.error("snmpsim serves small estates only (it is slow and keeps 31 recordings open): use udpsim")
     clients: list[str | None]
@@ -215,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         tmp = tempfile.mkdtemp(prefix="callipso-bench-")
         workdir = Path(tmp)
-    estate = build(workdir, args.devices, args.port, layout="address" if kind == "udpsim" else "community")
+    estate = build(workdir, args.devices, args.port, layout="community" if kind == "snmpsim" else "address")
     responder = make_responder(kind, estate)
     started = datetime.now(UTC)
     result: dict[str, Any] = {"schema": report.SCHEMA, "date": started.isoformat(timespec="seconds"),
