@@ -33,6 +33,7 @@ from callipso_agent.paths import collectors_dir
 from callipso_agent.profiles.loader import ProfileSet, load_profiles
 from callipso_agent.profiles.ssh import SshProfile, available_ssh_profiles, load_ssh_profile
 from callipso_agent.store import Store
+from callipso_agent.store.poll_writer import PollStateWriter
 from callipso_agent.transports.snmp import PysnmpClient, PysnmpEngine, resolve_snmp_secrets
 from callipso_agent.transports.ssh import SshPool, SshTarget
 
@@ -46,8 +47,8 @@ def load_all(config_path: Path, profiles_dir: Path | None = None) -> tuple[Loade
     """Load profiles then the configuration validated against them (raises ConfigErrors)."""
     profiles = load_profiles(profiles_dir or collectors_dir())
     families = known_families()
-    known = ", ".join(sorted(families))
-    errors = [ProfileError(f"unknown family {f!r}; families are declared in _families.yaml: {known}",
+    declared = ", ".join(sorted(families))
+    errors = [ProfileError(f"unknown family {f!r}; families are declared in _families.yaml: {declared}",
                            file=p.file, field="families")
               for p in profiles.profiles.values() for f in p.profile.families if f not in families]
     if errors:
@@ -93,6 +94,7 @@ class App:
         self.http_port_override = http_port
         self.runtime: Runtime | None = None
         self.store: Store | None = None
+        self.poll_writer: PollStateWriter | None = None
         self.scheduler: AsyncIOScheduler | None = None
         self.http: Any = None
         self.snmp_engine: PysnmpEngine | None = None
@@ -188,11 +190,9 @@ class App:
     # ---- results ------------------------------------------------------------------------------------
     async def _on_result(self, result: PollResult) -> None:
         self.cache.update(result)
-        if self.store is not None:
-            try:
-                await self.store.save_poll(result, result.system.get("profile") if result.ok else None)
-            except Exception:
-                log.exception("store_write_failed", device=result.device)
+        if self.poll_writer is not None:
+            # written in batches, about once a second (one commit for many polls)
+            self.poll_writer.submit(result, result.system.get("profile") if result.ok else None)
         for hook in self.result_hooks:
             out = hook(result)
             if asyncio.iscoroutine(out):
@@ -227,6 +227,8 @@ class App:
         url = cfg.agent.store.url.replace("{state_dir}", str(state_dir))
         self.store = Store(url)
         await self.store.migrate()
+        self.poll_writer = PollStateWriter(self.store)
+        self.poll_writer.start()
         self.snmp_engine = PysnmpEngine(cfg.agent.snmp.max_concurrency)
         self.ssh_pool = SshPool(semaphore=asyncio.Semaphore(cfg.agent.ssh.max_concurrency),
                                 command_timeout=cfg.agent.ssh.command_timeout,
@@ -478,6 +480,8 @@ class App:
             self.snmp_engine.close()
         if self.ssh_pool is not None:
             await self.ssh_pool.close()
+        if self.poll_writer is not None:
+            await self.poll_writer.stop()
         if self.store is not None:
             await self.store.close()
         log.info("agent_stopped")

@@ -24,6 +24,7 @@ depend on the incident engine.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
@@ -58,6 +59,7 @@ QueueProvider = Callable[[], Mapping[str, float]]
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_]")
 
 
+@functools.lru_cache(maxsize=4096)
 def metric_name(name: str) -> str:
     """``callipso_<name>`` with characters Prometheus refuses replaced by ``_``."""
     clean = _NAME_BAD.sub("_", name)
@@ -66,6 +68,7 @@ def metric_name(name: str) -> str:
     return PREFIX + clean
 
 
+@functools.lru_cache(maxsize=4096)
 def label_name(name: str) -> str:
     """A valid, non-reserved label name for a measurement label (``device`` becomes ``exported_device``)."""
     clean = _NAME_BAD.sub("_", name) or "label"
@@ -81,6 +84,8 @@ def label_name(name: str) -> str:
 def label_value(value: object) -> str:
     """Bound a label value: text cut to :data:`MAX_LABEL_VALUE` characters, control characters removed."""
     text = "" if value is None else str(value)
+    if len(text) <= MAX_LABEL_VALUE and text.isprintable():
+        return text  # the common case, without a pass over each character
     text = "".join(ch for ch in text if ch.isprintable())
     if len(text) > MAX_LABEL_VALUE:
         text = text[: MAX_LABEL_VALUE - 1] + "…"
