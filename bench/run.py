@@ -53,7 +53,8 @@ def plays_threshold_fault(estate: Estate, dev: Any) -> bool:
     """The on_battery fault moves ups_on_battery only where the recording has an output-source OID, and is the
     only change only where that source is normal(3) (a UPS recorded on bypass already has another problem)."""
     text = estate.recording_path(dev).read_text(encoding="utf-8", errors="replace")
-    return any(f"\n{oid}|2|3\n" in text for oid in ("1.3.6.1.2.1.33.1.4.1.0", "1.3.6.1.4.1.534.1.4.5.0"))
+    return (any(f"\n{oid}|2|3\n" in text for oid in ("1.3.6.1.2.1.33.1.4.1.0", "1.3.6.1.4.1.534.1.4.5.0"))
+            or "\n1.3.6.1.4.1.705.1.7.3.0|2|2\n" in text)  # MGE: upsmgOutputOnBattery no(2)
 
 
 def make_responder(kind: str, estate: Estate) -> Responder:
