@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -34,12 +33,10 @@ from callipso_agent import logs
 from callipso_agent.collect.coordinator import DevicePoller
 from callipso_agent.config.loader import LoadedConfig
 from callipso_agent.daemon import App, Runtime
-from callipso_agent.paths import checks_dir
 from callipso_agent.profiles.loader import ProfileSet
 from callipso_agent.transports.snmp import SnmpValue, Varbinds
 
 log = structlog.get_logger()
-BENCH_RULES = Path(__file__).resolve().parent / "rules"
 
 
 # ------------------------------------------------------------------------------------------ recording
@@ -143,17 +140,6 @@ class BenchApp(App):
     def pollers(self) -> dict[str, DevicePoller]:
         assert self.runtime is not None
         return self.runtime.pollers
-
-
-def bench_rules_dir(workdir: Path) -> Path:
-    """The shipped rules plus the bench's own (see bench/rules/README)."""
-    out = workdir / "rules"
-    if out.exists():
-        shutil.rmtree(out)
-    shutil.copytree(checks_dir() / "rules", out)
-    for f in BENCH_RULES.glob("*.yaml"):
-        shutil.copyfile(f, out / f"zz-{f.name}")
-    return out
 
 
 # ------------------------------------------------------------------------------------------- measures
@@ -291,11 +277,7 @@ class Bench:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    import callipso_agent.rules.loader as rules_loader
-
     workdir = Path(args.workdir)
-    rules = bench_rules_dir(workdir)
-    rules_loader.default_rules_dir = lambda: rules  # the shipped rules plus the bench's (bench/rules)
     with open(workdir / "agent.log", "w", encoding="utf-8") as logf:  # noqa: ASYNC230 - before the agent starts
         logs.configure("info", json=True, stream=logf)
         clock = BenchClock()

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 THRESHOLD_RULE = "ups_on_battery"
 THRESHOLD_FAULT = "on_battery"
-TRAP_RULE = "bench_ups_trap_on_battery"
+TRAP_RULE = "ups_trap_alarm"  # shipped rule (checks/rules/ups.yaml)
 
 
 def fast_client_available() -> bool:

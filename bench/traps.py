@@ -12,7 +12,7 @@ from pysnmp.proto import api
 
 from bench.estate import BenchDevice
 
-UPS_TRAP_ON_BATTERY = "1.3.6.1.2.1.33.2.1"  # UPS-MIB upsTrapOnBattery (collectors/traps/rfc1628.yaml)
+UPS_TRAP_LOW_BATTERY = "1.3.6.1.4.1.534.1.11.4.1.0.4"  # XUPS xupstdLowBattery (collectors/traps/xups.yaml)
 SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
 SNMP_TRAP_OID = "1.3.6.1.6.3.1.1.4.1.0"
 
@@ -44,7 +44,7 @@ class TrapSender:
         self.devices = list(devices)
         self.receiver = receiver
         self.period = period
-        self.datagrams = [encode_trap(community, UPS_TRAP_ON_BATTERY, 1000 + i) for i in range(len(self.devices))]
+        self.datagrams = [encode_trap(community, UPS_TRAP_LOW_BATTERY, 1000 + i) for i in range(len(self.devices))]
         self.sent: dict[str, float] = {}
         self._thread = threading.Thread(target=self._run, name="trap-sender", daemon=True)
         self._stop = threading.Event()
