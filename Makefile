@@ -15,6 +15,11 @@ test: $(VENV)/.installed
 test-fuzz: $(VENV)/.installed
 	CALLIPSO_FUZZ_EXAMPLES=$${CALLIPSO_FUZZ_EXAMPLES:-20000} $(BIN)/python -m pytest tests/reliability/test_fuzz.py -q
 
+# the benchmark (bench/README.md): the agent against net-snmp and snmp_exporter on N simulated devices
+N ?= 2000
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench.run --devices $(N)
+
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -24,7 +29,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 lint: $(VENV)/.installed
-	$(BIN)/python -m ruff check callipso_agent tests
+	$(BIN)/python -m ruff check callipso_agent tests bench
 
 clean:
 	rm -rf $(VENV) .lab .pytest_cache

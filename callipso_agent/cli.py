@@ -39,7 +39,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     cfg = loaded.config
     print(f"configuration OK: {len(cfg.sites)} sites, {len(cfg.devices)} devices, {len(cfg.credentials)} credentials, "
-          f"{len(cfg.services)} service lines, {len(profiles.profiles)} SNMP and {len(ssh_profiles)} SSH profiles ({', '.join(str(f) for f in loaded.files)})")
+          f"{len(cfg.services)} service lines, {len(profiles.profiles)} SNMP and {len(ssh_profiles)} SSH profiles "
+          f"({', '.join(str(f) for f in loaded.files)})")
     return EXIT_OK
 
 
@@ -88,7 +89,8 @@ def cmd_version(_args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="callipso-agent", description="Supervision agent for the Callipso telephony estate")
+    p = argparse.ArgumentParser(prog="callipso-agent",
+                                description="Supervision agent for the Callipso telephony estate")
     p.add_argument("--version", action="version", version=f"callipso-agent {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

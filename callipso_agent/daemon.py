@@ -33,6 +33,7 @@ from callipso_agent.paths import collectors_dir
 from callipso_agent.profiles.loader import ProfileSet, load_profiles
 from callipso_agent.profiles.ssh import SshProfile, available_ssh_profiles, load_ssh_profile
 from callipso_agent.store import Store
+from callipso_agent.store.poll_writer import PollStateWriter
 from callipso_agent.transports.engines import SnmpEngines
 from callipso_agent.transports.snmp import resolve_snmp_secrets
 from callipso_agent.transports.ssh import SshPool, SshTarget
@@ -94,6 +95,7 @@ class App:
         self.http_port_override = http_port
         self.runtime: Runtime | None = None
         self.store: Store | None = None
+        self.poll_writer: PollStateWriter | None = None
         self.scheduler: AsyncIOScheduler | None = None
         self.http: Any = None
         self.snmp_engines: SnmpEngines | None = None
@@ -190,11 +192,9 @@ class App:
     # ---- results ------------------------------------------------------------------------------------
     async def _on_result(self, result: PollResult) -> None:
         self.cache.update(result)
-        if self.store is not None:
-            try:
-                await self.store.save_poll(result, result.system.get("profile") if result.ok else None)
-            except Exception:
-                log.exception("store_write_failed", device=result.device)
+        if self.poll_writer is not None:
+            # written in batches, about once a second (one commit for many polls)
+            self.poll_writer.submit(result, result.system.get("profile") if result.ok else None)
         for hook in self.result_hooks:
             out = hook(result)
             if asyncio.iscoroutine(out):
@@ -229,6 +229,8 @@ class App:
         url = cfg.agent.store.url.replace("{state_dir}", str(state_dir))
         self.store = Store(url)
         await self.store.migrate()
+        self.poll_writer = PollStateWriter(self.store)
+        self.poll_writer.start()
         self.snmp_engines = SnmpEngines(cfg.agent.snmp.max_concurrency, cfg.agent.snmp.client)
         self.ssh_pool = SshPool(semaphore=asyncio.Semaphore(cfg.agent.ssh.max_concurrency),
                                 command_timeout=cfg.agent.ssh.command_timeout,
@@ -459,7 +461,7 @@ class App:
             self.scheduler.shutdown(wait=False)
         pending = [t for t in self._tasks if not t.done()]
         if pending:
-            _, still = await asyncio.wait(pending, timeout=grace)
+            _done, still = await asyncio.wait(pending, timeout=grace)
             for t in still:
                 t.cancel()
             if still:
@@ -482,6 +484,8 @@ class App:
             self.snmp_engines.close()
         if self.ssh_pool is not None:
             await self.ssh_pool.close()
+        if self.poll_writer is not None:
+            await self.poll_writer.stop()
         if self.store is not None:
             await self.store.close()
         log.info("agent_stopped")

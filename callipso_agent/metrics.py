@@ -24,6 +24,7 @@ depend on the incident engine.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
@@ -39,7 +40,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from callipso_agent.collect.cache import LatestCache
-from callipso_agent.model import IncidentState, IncidentView, Measurement, MetricKind, PollResult
+from callipso_agent.model import IncidentView, Measurement, MetricKind, PollResult
 
 PREFIX = "callipso_"
 MAX_LABEL_VALUE = 64
@@ -68,6 +69,7 @@ SNMP_COUNTERS = {
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_]")
 
 
+@functools.lru_cache(maxsize=4096)
 def metric_name(name: str) -> str:
     """``callipso_<name>`` with characters Prometheus refuses replaced by ``_``."""
     clean = _NAME_BAD.sub("_", name)
@@ -76,6 +78,7 @@ def metric_name(name: str) -> str:
     return PREFIX + clean
 
 
+@functools.lru_cache(maxsize=4096)
 def label_name(name: str) -> str:
     """A valid, non-reserved label name for a measurement label (``device`` becomes ``exported_device``)."""
     clean = _NAME_BAD.sub("_", name) or "label"
@@ -91,6 +94,8 @@ def label_name(name: str) -> str:
 def label_value(value: object) -> str:
     """Bound a label value: text cut to :data:`MAX_LABEL_VALUE` characters, control characters removed."""
     text = "" if value is None else str(value)
+    if len(text) <= MAX_LABEL_VALUE and text.isprintable():
+        return text  # the common case, without a pass over each character
     text = "".join(ch for ch in text if ch.isprintable())
     if len(text) > MAX_LABEL_VALUE:
         text = text[: MAX_LABEL_VALUE - 1] + "…"
@@ -406,7 +411,7 @@ class CallipsoCollector(Collector):
             return False
         counts: dict[tuple[str, str], int] = {}
         for v in views:
-            if v.state is IncidentState.RESOLVED:
+            if not v.state.active:
                 continue
             prio = v.priority if v.priority in PRIORITIES else "unknown"
             site = label_value(v.site or "")

@@ -131,7 +131,13 @@ class PollResult:
 class IncidentState(enum.StrEnum):
     OPEN = "open"
     ACKNOWLEDGED = "acknowledged"
+    SUPPRESSED = "suppressed"  # held by a maintenance window: recorded, not worked on, not notified
     RESOLVED = "resolved"
+
+    @property
+    def active(self) -> bool:
+        """Open or acknowledged: an incident someone has to work on."""
+        return self in (IncidentState.OPEN, IncidentState.ACKNOWLEDGED)
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,7 +85,7 @@ def add_incident_actions(actions: Any) -> None:
     """Add list/show/ack/note/resolve to an ``incident`` parser's sub-commands (argparse sub-parsers)."""
     common = _common()
     ls = actions.add_parser("list", parents=[common], help="list incidents")
-    ls.add_argument("--state", choices=["open", "acknowledged", "resolved"])
+    ls.add_argument("--state", choices=["open", "acknowledged", "suppressed", "resolved"])
     ls.add_argument("--priority", choices=["P1", "P2", "P3", "P4"])
     ls.add_argument("--site")
     ls.add_argument("--service")

@@ -47,7 +47,9 @@ class _Body(BaseModel):
 
 
 class IncidentFilter(_Body):
-    state: IncidentState | None = Field(default=None, description="open, acknowledged or resolved")
+    state: IncidentState | None = Field(
+        default=None, description="open, acknowledged, suppressed (held by a maintenance window) or resolved"
+    )
     priority: Annotated[str | None, Field(pattern=r"^P[1-4]$")] = None
     site: Annotated[str | None, Field(pattern=NAME)] = None
     service: Annotated[str | None, Field(pattern=NAME)] = None

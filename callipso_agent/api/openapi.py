@@ -108,7 +108,7 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
             "id": {"type": "integer"},
             "key": {"type": "string"},
             "title": {"type": "string"},
-            "state": {"type": "string", "enum": ["open", "acknowledged", "resolved"]},
+            "state": {"type": "string", "enum": ["open", "acknowledged", "suppressed", "resolved"]},
             "priority": {"type": "string", "pattern": "^P[1-4]$"},
             "severity": {"type": "string", "enum": ["ok", "warning", "critical", "unknown"]},
             "opened_at": DATETIME,
@@ -319,7 +319,7 @@ def _paths(alertmanager: bool) -> dict[str, Any]:
                 "parameters": [
                     _query(
                         "state",
-                        {"type": "string", "enum": ["open", "acknowledged", "resolved"]},
+                        {"type": "string", "enum": ["open", "acknowledged", "suppressed", "resolved"]},
                         "incident state",
                     ),
                     _query("priority", {"type": "string", "pattern": "^P[1-4]$"}, "P1..P4"),

@@ -232,7 +232,8 @@ def cross_check(loaded: LoadedConfig, *, families: Iterable[str] | None,
             err("devices", i, f, "a device needs an 'snmp' or an 'ssh' credential to be polled")
         for svc in d.services:
             if service_keys and svc not in service_keys:
-                err("devices", i, f"{f}.services", f"unknown service line {svc!r}; known: {', '.join(sorted(service_keys))}")
+                known = ", ".join(sorted(service_keys))
+                err("devices", i, f"{f}.services", f"unknown service line {svc!r}; known: {known}")
     for name in cfg.agent.traps.communities:
         if not isinstance(cfg.credentials.get(name), SnmpV2Credential):
             err("agent", 0, "agent.traps.communities", f"{name!r} is not an SNMP v1/v2c credential")

@@ -160,4 +160,4 @@ class OpenIncidents:
         return self._views
 
     def __call__(self) -> list[IncidentView]:
-        return [v for v in self._views if v.state != IncidentState.RESOLVED]
+        return [v for v in self._views if v.state.active]

@@ -77,7 +77,7 @@ _STATE = {
     "open": IncidentState.OPEN,
     "acknowledged": IncidentState.ACKNOWLEDGED,
     "resolved": IncidentState.RESOLVED,
-    "suppressed": IncidentState.OPEN,
+    "suppressed": IncidentState.SUPPRESSED,
 }
 _MEETS = {
     DeadlineKind.TAKING_CHARGE.value: "acknowledged_at",

@@ -94,7 +94,7 @@ class SnmpSimulator:
                 return
         raise TimeoutError(f"snmpsim on {self.host}:{self.port} not answering after {timeout}s")
 
-    async def wait_ready_async(self, community: str, timeout: float = 30.0) -> None:  # noqa: ASYNC109 - passed to wait_ready
+    async def wait_ready_async(self, community: str, timeout: float = 30.0) -> None:  # noqa: ASYNC109 - a thread's deadline
         await asyncio.to_thread(self.wait_ready, community, timeout)
 
     def stop(self) -> None:

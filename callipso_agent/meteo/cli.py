@@ -109,7 +109,7 @@ async def run_async(args: argparse.Namespace) -> int:
     logs.configure(os.environ.get("CALLIPSO_LOG_LEVEL", "warning"))
     config_path = Path(args.config)
     try:
-        loaded, profiles = load_all(config_path)
+        loaded, _profiles = load_all(config_path)
         ms = load_meteo_settings(config_path)
         settings = ms.settings
         checklist = args.checklist or (str(ms.path(settings.checklist)) if settings.checklist else None)

@@ -76,7 +76,7 @@ class EstateSnapshot:
         ]
 
     def open_incidents(self) -> list[IncidentView]:
-        return [i for i in self.incidents if i.state is not IncidentState.RESOLVED]
+        return [i for i in self.incidents if i.state.active]
 
 
 def build_snapshot(

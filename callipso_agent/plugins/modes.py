@@ -109,7 +109,8 @@ DEVICE_MODES: dict[str, ModeSpec] = {
             families=("oxe",),
             states=("pbx_*",),
             thresholds=(
-                Threshold("trunks-out-of-service", "pbx_trunk_channels", "B-channels out of service per trunk group (default critical above 29: a whole T2)",
+                Threshold("trunks-out-of-service", "pbx_trunk_channels",
+                          "B-channels out of service per trunk group (default critical above 29: a whole T2)",
                           None, "29", 0, labels=(("state", "out_of_service"),)),
                 Threshold("sets-out-of-service", "pbx_sets", "sets out of service", None, None, 0,
                           labels=(("state", "out_of_service"),)),

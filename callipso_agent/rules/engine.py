@@ -218,7 +218,10 @@ class RuleEngine:
                 continue
             if label_matches(event.labels, rule.labels, device, site) is not True:
                 continue
-            labels = key_labels({**event.labels, "event": event.name}, rule.key_labels)
+            # the event's name and source (e.g. an AudioCodes "Board#1/EthernetLink#0", a UPS-MIB alarm name)
+            # may key the incident, so that a raise and its clear meet
+            named = {**event.labels, "event": event.name, **({"source": event.source} if event.source else {})}
+            labels = key_labels(named, rule.key_labels)
             if clears or event.clear:
                 self._event_clear(rule, device, labels, event.at, out, exact=not clears)
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -60,13 +61,13 @@ class Store:
             async with self.engine.connect() as conn:
                 await conn.execute(select(1))
             return True
-        except Exception:  # noqa: BLE001 - readiness probe reports, never raises
+        except Exception:  # readiness probe reports, never raises
             return False
 
     def _insert(self, table: Any) -> Any:
         return (pg_insert if self.dialect == "postgresql" else sqlite_insert)(table)
 
-    async def save_poll(self, result: PollResult, profile: str | None) -> None:
+    def _poll_statement(self, result: PollResult, profile: str | None) -> Any:
         values: dict[str, Any] = {
             "device": result.device,
             "last_poll_at": result.started,
@@ -81,9 +82,23 @@ class Store:
             update = {k: v for k, v in values.items() if k != "consecutive_failures"}
             update["consecutive_failures"] = device_state.c.consecutive_failures + 1
         stmt = self._insert(device_state).values(**values)
-        stmt = stmt.on_conflict_do_update(index_elements=[device_state.c.device], set_=update)
+        return stmt.on_conflict_do_update(index_elements=[device_state.c.device], set_=update)
+
+    async def save_poll(self, result: PollResult, profile: str | None) -> None:
+        await self.save_polls([(result, profile)])
+
+    async def save_polls(self, items: Sequence[tuple[PollResult, str | None]]) -> None:
+        """Device states of several polls, in order, in one transaction (one commit, one WAL sync)."""
+        if not items:
+            return
+        statements = [self._poll_statement(r, p) for r, p in items]
+
+        def run(conn: Connection) -> None:
+            for stmt in statements:
+                conn.execute(stmt)
+
         async with self.engine.begin() as conn:
-            await conn.execute(stmt)
+            await conn.run_sync(run)
 
     async def device_states(self) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:

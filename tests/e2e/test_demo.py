@@ -141,7 +141,7 @@ def test_demo_polls_lab_ups_reacts_to_fault_and_stops_cleanly(demo: Demo, tmp_pa
     assert len(site_incidents()) == 1, site_incidents()
     assert found[0]["priority"] in ("P1", "P2", "P3")
     assert "GARDANNE" in found[0]["title"]
-    metrics = urllib.request.urlopen(f"http://127.0.0.1:{demo.http}/metrics", timeout=5).read().decode()  # noqa: S310
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{demo.http}/metrics", timeout=5).read().decode()
     assert 'callipso_incidents_open{priority="' in metrics and 'site="GARDANNE-MDS"' in metrics
     assert demo.lab("fault", "no_such_fault", "GARDANNE-MDS").returncode == 2
 

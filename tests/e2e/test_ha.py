@@ -31,7 +31,7 @@ LEASE_TTL = 4.0
 def _get(port: int, path: str) -> dict:
     import urllib.request
 
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as rsp:  # noqa: S310 - loopback
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as rsp:
         return json.loads(rsp.read())
 
 

@@ -95,7 +95,7 @@ async def test_dead_agent_devices_are_taken_over_within_one_interval(stores: lis
 async def test_concurrent_claims_never_overlap(stores: list[Store]) -> None:
     clock = ManualClock()
     agents = [LeaseManager(stores[i], f"agent-{i}", clock, ttl=TTL) for i in range(5)]
-    rng = random.Random(7)  # noqa: S311 - seeded test order
+    rng = random.Random(7)
     for _ in range(6):
         rng.shuffle(agents)
         owned = await asyncio.gather(*(a.owned_devices(DEVICES) for a in agents))

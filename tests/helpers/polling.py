@@ -33,7 +33,7 @@ async def poll(
     *,
     profile: str = "auto",
     family: str | None = None,
-    timeout: float = 2.0,  # noqa: ASYNC109 - the SNMP request timeout
+    timeout: float = 2.0,
     retries: int = 1,
     engine: PysnmpEngine | None = None,
 ) -> dict[str, Any]:

@@ -129,7 +129,7 @@ def test_reference_scenario_is_worth_killing(reference: Result) -> None:
 @pytest.mark.parametrize("seed", [11, 42])
 def test_kill9_loses_and_duplicates_nothing(tmp_path: Path, reference: Result, seed: int) -> None:
     db = tmp_path / "killed.sqlite"
-    rng = random.Random(seed)  # noqa: S311 - a seeded test schedule, not cryptography
+    rng = random.Random(seed)
     kills = run_with_kills(db, tmp_path / "killed.progress", rng, reference.write_steps, kills=8)
     assert kills == 8
     found = read(db)

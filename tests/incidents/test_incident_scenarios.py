@@ -317,6 +317,9 @@ async def test_maintenance_suppresses_opening_but_records(store: Store) -> None:
     await sc.ups("ups-aubagne", True, 120)
     assert await sc.engine.open_incidents() == [] and sc.notices == []
     (held,) = await sc.engine.suppressed_incidents()
+    # a held incident reads as suppressed, not open: NOC counts, météo and the API leave it out
+    assert held.state is IncidentState.SUPPRESSED and not held.state.active
+    assert [v.id for v in await sc.engine.incidents(states=("suppressed",))] == [held.id]
     detail = await sc.engine.get(held.id)
     assert detail is not None and detail.suppressed_by == "Remplacement batteries (file:1)"
     assert [e.kind for e in detail.timeline] == ["suppressed"]

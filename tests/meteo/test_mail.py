@@ -10,7 +10,8 @@ import pytest
 from callipso_agent.meteo.mail import MailError, SmtpSender, build_message
 from callipso_agent.meteo.render import MeteoRenderer, subject
 from callipso_agent.meteo.settings import MeteoSettings
-from tests.meteo.smtp import Sink, self_signed, smtp_server
+from tests.helpers.tls import self_signed
+from tests.meteo.smtp import Sink, smtp_server
 from tests.meteo.test_render import SERVICE_LABELS, busy_morning
 
 RECIPIENTS = ["exploitation@cd13.example", "astreinte@cd13.example"]

@@ -21,7 +21,7 @@ from callipso_agent.notify.channels import EmailSender
 from callipso_agent.notify.config import EmailChannel
 from callipso_agent.notify.texts import Texts
 from callipso_agent.outbox import FinalDelivery, RetryableDelivery
-from tests.outputs.tls import self_signed
+from tests.helpers.tls import self_signed
 
 
 class Inbox:

@@ -21,9 +21,9 @@ from callipso_agent.outbox import (
     RetryableDelivery,
 )
 from callipso_agent.store import Store
+from tests.helpers.postgres import PostgresServer as Postgres
 from tests.outputs.helpers import open_store
 from tests.outputs.memory import MemoryIncidents
-from tests.helpers.postgres import PostgresServer as Postgres
 
 
 class Recorder:

@@ -71,7 +71,7 @@ def _start_with_faults(lab: LabAgent) -> None:
 
 
 def test_kill9_loop_loses_and_duplicates_nothing(lab: LabAgent, tmp_path: Path) -> None:
-    rng = random.Random(int(os.environ.get("CALLIPSO_KILL_SEED", "13")))  # noqa: S311 - kill moments
+    rng = random.Random(int(os.environ.get("CALLIPSO_KILL_SEED", "13")))
     lab_dir = tmp_path / "lab"
     kills = 0
     for _ in range(KILLS):

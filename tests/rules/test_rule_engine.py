@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
 from callipso_agent.clock import ManualClock
-from callipso_agent.model import Severity
+from callipso_agent.model import Event, Severity
 from callipso_agent.rules.engine import RuleEngine
-from callipso_agent.rules.loader import load_rules
+from callipso_agent.rules.loader import RuleSet, load_rules
+from callipso_agent.rules.schema import EventRule
 from callipso_agent.rules.signal import Signal
-from callipso_agent.rules.loader import RuleSet
+from callipso_agent.transports.snmp import SnmpValue
+from callipso_agent.traps import interpret, load_trap_rules
 from tests.helpers.estate import event, failed, inventory, m, poll
+from tests.helpers.polling import COLLECTORS
 
 RULES = load_rules()
 
@@ -310,46 +313,77 @@ def test_firmware_change_from_system_information(engine: RuleEngine, clock: Manu
     assert sig.fields["detail"] == "firmware 1.2 -> firmware 1.3"
 
 
+TRAPS = load_trap_rules(COLLECTORS / "traps")
+AC = "1.3.6.1.4.1.5003.9.10.1.21"  # acBoard: notifications under .2.0.N, varbinds under .1.N
+
+
+def trap(device: str, at: datetime, trap_oid: str, varbinds: dict[str, SnmpValue] | None = None) -> Event:
+    """An event as the trap receiver makes it: the shipped trap maps interpret the notification."""
+    it = interpret(TRAPS, trap_oid, list((varbinds or {}).items()))
+    assert it.rule is not None, trap_oid
+    return Event(device=device, name=it.event, severity=it.severity, at=at, source=it.source, text=it.text,
+                 clear=it.clear, labels=dict(it.labels))
+
+
+def ac_alarm(device: str, at: datetime, n: int, source: str, severity: int) -> Event:
+    text = lambda v: SnmpValue("octets", v.encode())  # noqa: E731
+    return trap(device, at, f"{AC}.2.0.{n}", {
+        f"{AC}.1.1": text("acProxyConnectionLost"), f"{AC}.1.2": text("Proxy set lost"),
+        f"{AC}.1.3": text(source), f"{AC}.1.4": SnmpValue("integer", severity),
+    })
+
+
 def test_audiocodes_trap_raise_and_clear_by_name_and_source(engine: RuleEngine, clock: ManualClock) -> None:
-    src1, src2 = {"source": "Board#1/ProxySet#1"}, {"source": "Board#1/ProxySet#2"}
-    (a,) = engine.on_event(
-        event("sbc-hd13", "acProxyConnectionLost", clock.now(), Severity.CRITICAL, labels=src1)
-    )
-    (b,) = engine.on_event(
-        event("sbc-hd13", "acProxyConnectionLost", clock.now(), Severity.WARNING, labels=src2)
-    )
-    assert (
-        a.key != b.key
-        and a.key == "audiocodes_alarm_trap:sbc-hd13{event=acProxyConnectionLost,source=Board#1/ProxySet#1}"
-    )
-    assert (
-        engine.on_event(
-            event("sbc-hd13", "acProxyConnectionLost", clock.now(), Severity.CRITICAL, labels=src1)
-        )
-        == []
-    )
-    (cleared,) = engine.on_event(
-        event("sbc-hd13", "acProxyConnectionLost", clock.now(), Severity.OK, clear=True, labels=src1)
-    )
+    src1, src2 = "Board#1/ProxySet#1", "Board#1/ProxySet#2"
+    (a,) = engine.on_event(ac_alarm("sbc-hd13", clock.now(), 94, src1, 5))
+    (b,) = engine.on_event(ac_alarm("sbc-hd13", clock.now(), 94, src2, 3))
+    assert a.key != b.key
+    assert a.key == f"audiocodes_alarm_trap:sbc-hd13{{event=audiocodes_proxy_connection_lost,source={src1}}}"
+    assert a.severity is Severity.CRITICAL and b.severity is Severity.WARNING
+    assert engine.on_event(ac_alarm("sbc-hd13", clock.now(), 94, src1, 5)) == []  # resent: nothing new
+    (cleared,) = engine.on_event(ac_alarm("sbc-hd13", clock.now(), 94, src1, 0))  # severity cleared(0)
     assert cleared.key == a.key and not cleared.active
     assert engine.on_event(event("sbc-hd13", "acUnknownThing", clock.now())) == []
-    assert (
-        engine.on_event(event("ups-hd13", "acProxyConnectionLost", clock.now())) == []
-    )  # not an AudioCodes family
+    # not an AudioCodes family
+    assert engine.on_event(ac_alarm("ups-hd13", clock.now(), 94, src1, 5)) == []
+
+
+def test_sbc_switchover_trap_opens_the_switchover_rule(engine: RuleEngine, clock: ManualClock) -> None:
+    signals = engine.on_event(ac_alarm("sbc-hd13", clock.now(), 35, "Board#1", 4))
+    assert {s.rule for s in signals} == {"sbc_ha_switchover"}
 
 
 def test_event_without_clear_clears_after_its_delay(engine: RuleEngine, clock: ManualClock) -> None:
-    (raised,) = engine.on_event(event("ups-hd13", "xupstdLowBattery", clock.now(), Severity.WARNING))
-    assert raised.severity is Severity.CRITICAL  # the rule fixes the severity
+    low = "1.3.6.1.4.1.534.1.11.4.1.0.4"  # xupstdLowBattery
+    (raised,) = engine.on_event(trap("ups-hd13", clock.now(), low))
+    assert raised.rule == "ups_trap_alarm" and raised.severity is Severity.CRITICAL  # the rule fixes it
     clock.advance(20 * 60)
-    assert (
-        engine.on_event(event("ups-hd13", "xupstdLowBattery", clock.now())) == []
-    )  # resent: refreshes the delay
+    assert engine.on_event(trap("ups-hd13", clock.now(), low)) == []  # resent: refreshes the delay
     clock.advance(20 * 60)
     assert only(engine.tick(), "ups_trap_alarm") == []
     clock.advance(10 * 60)
     (cleared,) = only(engine.tick(), "ups_trap_alarm")
     assert not cleared.active
+
+
+def test_oxe_link_trap_opens_and_its_up_trap_clears(engine: RuleEngine, clock: ManualClock) -> None:
+    nmc = "1.3.6.1.4.1.637.64.0.10.1"
+
+    def cmip(n: int) -> Event:
+        return trap("oxe-hd13", clock.now(), f"{nmc}.2.0.3", {
+            f"{nmc}.1.8": SnmpValue("integer", n), f"{nmc}.1.9": SnmpValue("octets", b"T2 access 12/3"),
+        })
+
+    (lost,) = engine.on_event(cmip(310))
+    assert lost.rule == "pbx_trap_alarm" and lost.active and lost.severity is Severity.CRITICAL
+    (up,) = engine.on_event(cmip(311))
+    assert up.key == lost.key and not up.active
+
+
+def test_every_event_a_rule_waits_for_is_emitted_by_a_trap_map_or_the_agent() -> None:
+    emitted = {t.event for t in TRAPS.rules} | {"daily_check_failed"}
+    waited = {(r.name, e) for r in RULES if isinstance(r, EventRule) for e in (*r.events, *r.clear_events)}
+    assert {(name, e) for name, e in waited if e not in emitted} == set()
 
 
 def test_wan_link_rule_watches_only_the_declared_interface(engine: RuleEngine, clock: ManualClock) -> None:

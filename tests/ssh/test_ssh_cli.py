@@ -24,7 +24,7 @@ async def test_poll_ssh_json_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPat
             emu.port,
             "audiocodes-cli",
             emu.username,
-            password_env="SBC_PASSWORD",  # noqa: S106 - a variable name
+            password_env="SBC_PASSWORD",
             known_hosts=trusted(emu, tmp_path),
             clock=ManualClock(),
             profiles_dir=PROFILES,
@@ -49,7 +49,7 @@ async def test_poll_ssh_needs_the_password_variable(tmp_path: Path) -> None:
             22,
             "otms",
             "u",
-            password_env="CALLIPSO_TEST_UNSET_VARIABLE",  # noqa: S106 - a variable name
+            password_env="CALLIPSO_TEST_UNSET_VARIABLE",
             known_hosts=tmp_path / "kh",
             profiles_dir=PROFILES,
         )

@@ -106,7 +106,7 @@ async def test_changed_key_of_another_type_is_reported_as_changed(tmp_path: Path
         await emu.close()
 
 
-PASSWORD = "S3cr3t-Do-Not-Leak!"  # noqa: S105 - a test secret
+PASSWORD = "S3cr3t-Do-Not-Leak!"
 
 
 async def test_password_never_in_logs_errors_or_reprs(
@@ -157,7 +157,7 @@ async def test_password_never_in_logs_errors_or_reprs(
 async def test_key_file_authentication(tmp_path: Path) -> None:
     key = asyncssh.generate_private_key("ssh-ed25519")
     key_file = tmp_path / "id_ed25519"
-    key.write_private_key(str(key_file), passphrase="kp")  # type: ignore[arg-type]  # noqa: S106
+    key.write_private_key(str(key_file), passphrase="kp")  # type: ignore[arg-type]
     public = key.export_public_key("openssh").decode()
     emu = await start_emulator("otms", fixtures_dir=FIXTURES, authorized_keys=[public])
     try:
