@@ -38,6 +38,11 @@ Programmatic use::
 Faults can be switched at any time, from the event loop's thread. From the command line (benchmarks)::
 
     python -m callipso_agent.lab.udpsim --recordings tests/fixtures/snmp --devices 10000 --port 16100
+    python -m callipso_agent.lab.udpsim --estate devices.csv --control   # name,community,host,port,recording
+
+With ``--control``, JSON commands on stdin switch faults from another process (see :func:`control`), e.g.
+``{"devices": ["ups-00042"], "faults": {"drop": 1.0}}`` or ``{"devices": [...], "values": {"1.3.6.1.2.1.33.1.4.1.0":
+"2|5"}}``; the first stdout line says where the devices listen.
 """
 
 from __future__ import annotations
@@ -658,36 +663,106 @@ def populate(sim: UdpSim, recordings: Iterable[Path], devices: int, port: int, *
     return out
 
 
+def load_estate(sim: UdpSim, path: Path) -> list[Device]:
+    """Devices from a CSV file of ``name,community,host,port,recording`` lines (``#`` comments allowed)."""
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) != 5 or not parts[3].isdigit():
+            raise ValueError(f"{path}:{n}: expected name,community,host,port,recording")
+        name, community, host, port, recording = parts
+        out.append(sim.add_device(name, Path(recording), community=community, host=host, port=int(port)))
+    return out
+
+
+def control(sim: UdpSim, line: str) -> dict[str, Any]:
+    """One command of the ``--control`` channel: a JSON object naming ``devices`` and one action:
+    ``{"faults": {"drop": 1.0, ...}}`` (replaces the faults; ``{}`` clears them), ``{"values": {oid: "tag|value"
+    or null}}`` (see :meth:`UdpSim.set_values`), ``{"reset_values": true}``, ``{"restart": true}``, or
+    ``{"stats": true}`` (devices may then be omitted). Answers ``{"ok": true, ...}`` or ``{"ok": false,
+    "error": ...}``."""
+    import json
+
+    try:
+        cmd = json.loads(line)
+        names = cmd.get("devices", [])
+        if cmd.get("stats"):
+            return {"ok": True, "stats": vars(sim.stats),
+                    "requests": {n: sim.device(n).requests for n in names}}
+        for name in names:
+            if "faults" in cmd:
+                sim.set_faults(name, Faults(**cmd["faults"]))
+            elif "values" in cmd:
+                sim.set_values(name, cmd["values"])
+            elif cmd.get("reset_values"):
+                sim.reset_values(name)
+            elif cmd.get("restart"):
+                sim.restart(name)
+            else:
+                raise ValueError("no action (faults, values, reset_values, restart or stats)")
+        return {"ok": True}
+    except (ValueError, KeyError, TypeError) as err:
+        return {"ok": False, "error": f"{type(err).__name__}: {err}"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m callipso_agent.lab.udpsim",
                                      description="Fast SNMP v1/v2c responder simulating many devices")
-    parser.add_argument("--recordings", type=Path, required=True, help="folder of .snmprec/.snmpwalk files")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--recordings", type=Path, help="folder of .snmprec/.snmpwalk files")
+    source.add_argument("--estate", type=Path, help="CSV file of name,community,host,port,recording lines")
     parser.add_argument("--devices", type=int, default=0, help="number of devices (default: one per recording)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=16100, help="UDP port (the first one with --port-per-device)")
+    parser.add_argument("--port", type=int, default=16100,
+                        help="UDP port, 0 for a free one (the first one with --port-per-device)")
     parser.add_argument("--port-per-device", action="store_true", help="one port per device instead of one port")
     parser.add_argument("--live-uptime", action="store_true", help="sysUpTime grows from the recorded value")
     parser.add_argument("--map", type=Path, help="write 'community,port,recording' lines to this file")
+    parser.add_argument("--control", action="store_true",
+                        help="read JSON commands on stdin (faults, values, restart, stats), one answer line each; "
+                             "stops at the end of stdin")
     args = parser.parse_args(argv)
     from callipso_agent.logs import configure
 
     configure("info")  # logs on stderr, the status lines on stdout
 
     async def run() -> None:
+        import json
+
         sim = UdpSim(args.host, live_uptime=args.live_uptime)
-        paths = recordings_in(args.recordings)
-        devices = populate(sim, paths, args.devices or len(paths), args.port, port_per_device=args.port_per_device)
+        if args.estate:
+            devices = load_estate(sim, args.estate)
+        else:
+            paths = recordings_in(args.recordings)
+            devices = populate(sim, paths, args.devices or len(paths), args.port,
+                               port_per_device=args.port_per_device)
         if args.map:
             args.map.write_text("".join(f"{d.community.decode()},{d.port},{d.recording.path}\n" for d in devices))
         await sim.start()
-        print(f"udpsim: {len(devices)} devices from {len(paths)} recordings on {args.host} "
-              f"port{'s' if len(sim.ports) > 1 else ''} {sim.ports[0]}"
-              f"{'-' + str(sim.ports[-1]) if len(sim.ports) > 1 else ''}", flush=True)
+        ports = sim.ports
+        print(f"udpsim: {len(devices)} devices from {len(sim._recordings)} recordings on {args.host} "
+              f"port{'s' if len(ports) > 1 else ''} {ports[0]}{'-' + str(ports[-1]) if len(ports) > 1 else ''}",
+              flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        if args.control:
+            reader = asyncio.StreamReader()
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+
+            async def commands() -> None:
+                while line := await reader.readline():
+                    if line.strip():
+                        print(json.dumps(control(sim, line.decode())), flush=True)
+                stop.set()
+
+            task = loop.create_task(commands())
         await stop.wait()
+        if args.control:
+            task.cancel()
         await sim.stop()
         print(f"udpsim: {sim.stats}", flush=True)
 
