@@ -742,7 +742,9 @@ def main(argv: list[str] | None = None) -> int:
             args.map.write_text("".join(f"{d.community.decode()},{d.port},{d.recording.path}\n" for d in devices))
         await sim.start()
         ports = sim.ports
-        print(f"udpsim: {len(devices)} devices from {len(sim._recordings)} recordings on {args.host} "
+        hosts = sorted({d.host for d in devices})
+        where = hosts[0] if len(hosts) == 1 else f"{len(hosts)} addresses"
+        print(f"udpsim: {len(devices)} devices from {len(sim._recordings)} recordings on {where} "
               f"port{'s' if len(ports) > 1 else ''} {ports[0]}{'-' + str(ports[-1]) if len(ports) > 1 else ''}",
               flush=True)
         stop = asyncio.Event()

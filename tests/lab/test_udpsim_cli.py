@@ -105,7 +105,7 @@ def test_estate_file_and_control_channel(tmp_path: Path) -> None:
 
     try:
         first = proc.stdout.readline().decode()
-        assert first.startswith(f"udpsim: 2 devices from 1 recordings on 127.0.0.1 port {port}"), first
+        assert first.startswith(f"udpsim: 2 devices from 1 recordings on 2 addresses port {port}"), first
         assert command('{"devices": ["ups-a"], "faults": {"drop": 1.0}}') == '{"ok": true}\n'
         assert asyncio.run(get("127.0.0.3", timeout=0.3)) == "Timeout"
         assert command('{"devices": ["ups-b"], "values": {"1.3.6.1.2.1.1.1.0": "4|changed"}}') == '{"ok": true}\n'
