@@ -12,9 +12,11 @@ never lands in another device's poll. A malformed datagram is dropped and counte
 for v1 and v2c only; SNMPv3 stays on pysnmp.
 
 Errors: Timeout when no answer comes after ``retries`` retransmissions (each waits ``timeout`` seconds);
-Unreachable when the address does not resolve or the kernel refuses to send (no route, network down);
-ParseError for malformed answers and error-status values other than noSuchName. As with pysnmp, the socket
-is not connected, so an ICMP port-unreachable is not seen and ends as a Timeout.
+Unreachable when the address does not resolve, the kernel refuses to send (no route, network down) or, on
+Linux, an ICMP error comes back for the request (port or host unreachable: the socket asks for them with
+IP_RECVERR and reads the request they quote, so they are matched by request-id like answers; pysnmp never
+sees them and waits for its timeout); ParseError for malformed answers and error-status values other than
+noSuchName.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
 import random
 import socket
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +47,10 @@ GET_CHUNK = 32
 _RECV_SIZE = 65535
 _READS_PER_WAKEUP = 256
 _RCVBUF = 4 * 1024 * 1024
+# Linux: queue ICMP errors on the socket (the socket module does not always export the constants)
+_RECVERR: dict[int, tuple[int, int]] = {socket.AF_INET: (socket.IPPROTO_IP, getattr(socket, "IP_RECVERR", 11)),
+            socket.AF_INET6: (socket.IPPROTO_IPV6, getattr(socket, "IPV6_RECVERR", 25))}
+_MSG_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0x2000)
 _END_OF_MIB_VIEW = SnmpValue("endofmibview", None)
 
 
@@ -57,6 +65,7 @@ class EngineStats:
     ignored: int = 0  # datagrams matching no outstanding request (late, stray, wrong source/community)
     malformed: int = 0  # datagrams that are not SNMP v1/v2c messages (also counted in ignored if unmatched)
     send_errors: int = 0
+    icmp_errors: int = 0  # ICMP errors (port or host unreachable) quoting one of our requests
 
 
 class _Pending:
@@ -125,6 +134,9 @@ class FastSnmpEngine:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
+            if sys.platform.startswith("linux"):
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(*_RECVERR[family], 1)
             sock.bind((self._bind[family], 0))
             loop.add_reader(sock.fileno(), self._on_readable, sock)
         except BaseException:
@@ -143,10 +155,30 @@ class FastSnmpEngine:
                 data, addr = sock.recvfrom(_RECV_SIZE)
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as err:  # e.g. an ICMP error reported on some systems
-                log.debug("snmp_socket_error", error=str(err))
+            except OSError as err:  # an ICMP error: its details are on the error queue
+                self._icmp_errors(sock, err)
                 continue
             self._dispatch(data, addr)
+
+    def _icmp_errors(self, sock: socket.socket, err: OSError) -> None:
+        """Fail the requests quoted by the queued ICMP errors (Linux, IP_RECVERR); drop the others."""
+        for _ in range(_READS_PER_WAKEUP):
+            try:
+                quoted, ancillary, _, addr = sock.recvmsg(_RECV_SIZE, 1024, _MSG_ERRQUEUE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                log.debug("snmp_socket_error", error=str(err))
+                return
+            errno = int.from_bytes(ancillary[0][2][:4], "little") if ancillary and len(ancillary[0][2]) >= 4 else 0
+            rid = ber.peek_request_id(quoted)
+            pending = self._pending.get(rid) if rid is not None else None
+            if pending is None or pending.future.done() or addr is None or not _same_source(pending.address, addr):
+                self.stats.ignored += 1
+                continue
+            self.stats.icmp_errors += 1
+            reason = os.strerror(errno) if errno else str(err)
+            pending.future.set_exception(Unreachable(f"{pending.host}: unreachable (ICMP: {reason})"))
 
     def _dispatch(self, data: bytes, addr: Any) -> None:
         try:

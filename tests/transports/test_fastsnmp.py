@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -306,3 +307,14 @@ async def test_global_concurrency_limit(agents: list[ScriptedAgent]) -> None:
     assert results == [{SYS_DESCR: FIRST}] * 8
     assert in_flight["max"] <= 2
     assert sum(len(d.requests) for d in devices) == 8
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ICMP errors are read with Linux's IP_RECVERR")
+async def test_closed_port_is_unreachable_at_once(engine: FastSnmpEngine) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again when the block ends: the kernel answers ICMP port unreachable
+    client = FastSnmpClient(engine, "127.0.0.1", port, cred(), {"community": Secret("public")}, timeout=30.0)
+    with pytest.raises(Unreachable, match="ICMP"):
+        await client.get([SYS_DESCR])  # at once, not after 30 s
+    assert engine.stats.icmp_errors == 1 and engine.stats.timeouts == 0
