@@ -3,18 +3,19 @@
 Each recording (``.snmprec`` or ``.snmpwalk``, read as snmpsim reads it: see
 :mod:`callipso_agent.lab.recordings`) is loaded once and shared by every device simulated from it: its
 varbinds are BER-encoded at load time, so an answer is a dictionary lookup (GET) or a bisection (GETNEXT,
-GETBULK) followed by a concatenation of pre-encoded bytes. A device costs a few hundred bytes; 10,000
-devices fit in one process. Devices are told apart by community (as with snmpsim, the community is the
-device's name by default) on a shared UDP port, and/or by port (one port per device).
+GETBULK) followed by a concatenation of pre-encoded bytes. A device costs under a kilobyte; 10,000 devices
+fit in one process (about 85 MB). Devices are told apart by community (as with snmpsim, the community is the
+device's name by default) on a shared UDP port, and/or by address and port (e.g. one loopback address each).
 
 It answers like snmpsim on the same recording (an equivalence test walks every fixture through both):
 GETNEXT follows the file order (the record after the last copy of the requested OID, a bisection when the
 OID is not in the file), a GET of an absent OID gives noSuchInstance, a broken value is served as
 noSuchInstance (GET) or endOfMibView (GETNEXT), GETBULK repeats at most 64 varbinds in all, and v1 requests
 get noSuchName and never see Counter64 values (skipped by GETNEXT), as pysnmp's RFC 2576 translation does.
-Not emulated: snmpsim's behaviour on unsorted recordings where it differs from a bisection by line, and the
-variation modules other than ``numeric`` (their records are skipped). sysUpTime is the recorded value unless
-the device was restarted (or ``live_uptime``): it then counts from the restart.
+An OID absent from an unsorted recording is searched in the file's bytes as snmpsim does. Not emulated: the
+variation modules other than ``numeric`` (their records are skipped), SET, SNMPv3. sysUpTime is the
+recorded value unless the device was restarted (or ``live_uptime``): it then counts from the restart (from
+the recorded value).
 
 Programmatic use::
 
@@ -22,7 +23,8 @@ Programmatic use::
     rec = sim.load(Path("tests/fixtures/snmp/mge/eaton-mgeups_9pxle.snmprec"))
     for i in range(10_000):
         sim.add_device(f"ups-{i:05d}", rec, port=16100)        # community "ups-00000"... on one port
-    sim.add_device("probe-a", sim.load(probe_path), port=0)    # a port of its own (sim.device(...).port)
+    sim.add_device("probe-a", sim.load(probe_path), port=0)    # a port of its own (sim.endpoint("probe-a"))
+    sim.add_device("sbc-b", sbc_path, host="127.20.0.7", port=161)  # an address of its own
     await sim.start()                                           # in the running event loop
     sim.set_faults("ups-00042", drop=1.0)                       # no answer at all
     sim.set_faults("ups-00043", delay=7.5)                      # answers 7.5 s late
@@ -31,6 +33,8 @@ Programmatic use::
     sim.set_faults("ups-00046", error_status=5)                 # genErr to every request
     sim.set_faults("ups-00047", drop=0.1)                       # loses 10 % of the requests
     sim.restart("ups-00048")                                    # sysUpTime back to 0, growing again
+    sim.set_values("ups-00049", {"1.3.6.1.2.1.33.1.4.1.0": "2|5"})  # on battery (the lab's edits; None removes)
+    sim.reset_values("ups-00049")
     sim.clear_faults("ups-00042")
     print(sim.stats, sim.device("ups-00047").requests)
     await sim.stop()
