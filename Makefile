@@ -13,7 +13,7 @@ test: $(VENV)/.installed
 
 # longer runs of the reliability suite (figures in docs/reliability.md)
 test-fuzz: $(VENV)/.installed
-	CALLIPSO_FUZZ_EXAMPLES=$${CALLIPSO_FUZZ_EXAMPLES:-20000} $(BIN)/python -m pytest tests/reliability/test_fuzz.py -q
+	CALLIPSO_FUZZ_EXAMPLES=$${CALLIPSO_FUZZ_EXAMPLES:-20000} $(BIN)/python -m pytest tests/reliability/test_fuzz.py tests/transports/test_ber.py -q
 
 # the benchmark (bench/README.md): the agent against net-snmp and snmp_exporter on N simulated devices
 N ?= 2000

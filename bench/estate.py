@@ -119,7 +119,8 @@ class Estate:
     def write_config(self, *, http_port: int, trap_port: int, max_concurrency: int, max_repetitions: int,
                      client: str | None = None, interval: float = 300.0) -> Path:
         """The agent configuration of the estate (``agent.yaml``, ``credentials.yaml``, ``sites.yaml``,
-        ``devices.yaml``), like an operator's but generated."""
+        ``devices.yaml``), like an operator's but generated. Each client gets a store of its own: a run
+        must open its incidents itself, not find those of the previous client's run still open."""
         cfg = self.config_dir
         cfg.mkdir(parents=True, exist_ok=True)
         secrets = self.workdir / "secrets"
@@ -143,7 +144,8 @@ class Estate:
         snmp: dict[str, Any] = {"max_concurrency": max_concurrency, "max_repetitions": max_repetitions}
         if client is not None:
             snmp["client"] = client
-        agent = {"name": "callipso-bench", "state_dir": str(self.state_dir), "log_level": "info",
+        state_dir = self.state_dir / client if client is not None else self.state_dir
+        agent = {"name": "callipso-bench", "state_dir": str(state_dir), "log_level": "info",
                  "http": {"host": "127.0.0.1", "port": http_port},
                  "traps": {"enabled": True, "host": "127.0.0.1", "port": trap_port, "communities": ["bench"]},
                  "snmp": snmp}

@@ -34,7 +34,8 @@ from callipso_agent.profiles.loader import ProfileSet, load_profiles
 from callipso_agent.profiles.ssh import SshProfile, available_ssh_profiles, load_ssh_profile
 from callipso_agent.store import Store
 from callipso_agent.store.poll_writer import PollStateWriter
-from callipso_agent.transports.snmp import PysnmpClient, PysnmpEngine, resolve_snmp_secrets
+from callipso_agent.transports.engines import SnmpEngines
+from callipso_agent.transports.snmp import resolve_snmp_secrets
 from callipso_agent.transports.ssh import SshPool, SshTarget
 
 log = structlog.get_logger()
@@ -97,7 +98,7 @@ class App:
         self.poll_writer: PollStateWriter | None = None
         self.scheduler: AsyncIOScheduler | None = None
         self.http: Any = None
-        self.snmp_engine: PysnmpEngine | None = None
+        self.snmp_engines: SnmpEngines | None = None
         self.ssh_pool: SshPool | None = None
         self._ssh_profiles: dict[str, SshProfile] = {}
         self.result_hooks: list[ResultHook] = []
@@ -118,7 +119,7 @@ class App:
     # ---- building -----------------------------------------------------------------------------------
     def _build_pollers(self, loaded: LoadedConfig, profiles: ProfileSet) -> dict[str, DevicePoller]:
         cfg = loaded.config
-        assert self.snmp_engine is not None
+        assert self.snmp_engines is not None
         sites = {s.code: s for s in cfg.sites}
         pollers: dict[str, DevicePoller] = {}
         for dev in cfg.devices:
@@ -181,9 +182,10 @@ class App:
             except CallipsoError as err:
                 log.error("credential_unavailable", device=dev.name, credential=dev.snmp, error=str(err))
                 return None
-            client = PysnmpClient(self.snmp_engine, dev.address, dev.port or 161, cred, secrets,  # type: ignore[arg-type]
-                                  timeout=dev.timeout, retries=dev.retries,
-                                  max_repetitions=cfg.agent.snmp.max_repetitions)
+            assert self.snmp_engines is not None
+            client = self.snmp_engines.client_for(dev.address, dev.port or 161, cred, secrets,
+                                                  timeout=dev.timeout, retries=dev.retries,
+                                                  max_repetitions=cfg.agent.snmp.max_repetitions)
             return SnmpFetcher(dev.name, dev.family, client, profiles, self.clock, dev.profile)
         return None
 
@@ -229,7 +231,7 @@ class App:
         await self.store.migrate()
         self.poll_writer = PollStateWriter(self.store)
         self.poll_writer.start()
-        self.snmp_engine = PysnmpEngine(cfg.agent.snmp.max_concurrency)
+        self.snmp_engines = SnmpEngines(cfg.agent.snmp.max_concurrency, cfg.agent.snmp.client)
         self.ssh_pool = SshPool(semaphore=asyncio.Semaphore(cfg.agent.ssh.max_concurrency),
                                 command_timeout=cfg.agent.ssh.command_timeout,
                                 session_timeout=cfg.agent.ssh.session_timeout)
@@ -440,6 +442,8 @@ class App:
             except Exception:  # noqa: S110 - job already gone
                 pass
         new = Runtime(loaded, profiles)
+        if self.snmp_engines is not None:
+            self.snmp_engines.client = loaded.config.agent.snmp.client
         new.pollers = self._build_pollers(loaded, profiles)
         gone = set(old.pollers) - set(new.pollers)
         self.cache.forget(gone)
@@ -476,8 +480,8 @@ class App:
         if self.runtime is not None:
             for p in self.runtime.pollers.values():
                 p.close()
-        if self.snmp_engine is not None:
-            self.snmp_engine.close()
+        if self.snmp_engines is not None:
+            self.snmp_engines.close()
         if self.ssh_pool is not None:
             await self.ssh_pool.close()
         if self.poll_writer is not None:

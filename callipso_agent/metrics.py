@@ -55,6 +55,16 @@ SYSTEM_INFO_KEYS = ("profile", "manufacturer", "model", "firmware")
 Inventory = Callable[[], Mapping[str, Mapping[str, Any]]]
 IncidentProvider = Callable[[], Iterable[IncidentView]]
 QueueProvider = Callable[[], Mapping[str, float]]
+SnmpStatsProvider = Callable[[], Mapping[str, int]]
+
+#: SNMP engine counters exported as ``callipso_snmp_<name>_total`` (see transports/fastsnmp.EngineStats)
+SNMP_COUNTERS = {
+    "requests": "SNMP request datagrams sent by the v1/v2c engine, retransmissions included",
+    "retransmissions": "SNMP requests sent again after a timeout",
+    "timeouts": "SNMP requests that got no answer after every retransmission",
+    "ignored": "Datagrams the SNMP engine dropped: late, stray or from an unexpected source or community",
+    "malformed": "Datagrams the SNMP engine could not decode",
+}
 
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_]")
 
@@ -233,6 +243,7 @@ class CallipsoCollector(Collector):
         incidents: IncidentProvider | None = None,
         queues: QueueProvider | None = None,
         notifications: NotificationStats | None = None,
+        snmp: SnmpStatsProvider | None = None,
         clock: Callable[[], float] = time.time,
         max_series_per_metric: int = 500,
         agent_info: Mapping[str, str] | None = None,
@@ -243,6 +254,7 @@ class CallipsoCollector(Collector):
         self.incidents = incidents
         self.queues = queues
         self.notifications = notifications
+        self.snmp = snmp
         self.clock = clock
         self.max_series_per_metric = max_series_per_metric
         self.agent_info = dict(agent_info or {})
@@ -262,6 +274,7 @@ class CallipsoCollector(Collector):
             self.notifications.collect_into(fams)
         incidents_ok = self._incidents(fams)
         self._queues(fams)
+        self._snmp(fams)
         own = fams.get(
             "callipso_exporter_dropped_series",
             "Series left out of this scrape by the per-metric, per-device series cap",
@@ -420,6 +433,14 @@ class CallipsoCollector(Collector):
         for name, n in sorted(self.queues().items()):
             q.add({"queue": label_value(name)}, n)
 
+    def _snmp(self, fams: _Families) -> None:
+        stats = self.snmp() if self.snmp is not None else {}
+        for name, doc in SNMP_COUNTERS.items():
+            if name in stats:
+                fam = fams.get(f"callipso_snmp_{name}", doc, "counter")
+                assert fam is not None
+                fam.add({}, stats[name])
+
 
 # ---- wiring helpers --------------------------------------------------------------------------------------
 def build_registry(collector: CallipsoCollector, *, process: bool = True) -> CollectorRegistry:
@@ -485,6 +506,7 @@ def app_metrics(
         incidents=incidents,
         notifications=notifications,
         queues=poller_queues(pollers, app.clock.monotonic),
+        snmp=lambda: app.snmp_engines.stats() if getattr(app, "snmp_engines", None) is not None else {},
         agent_info={"version": __version__},
     )
     return build_registry(collector), observer

@@ -23,7 +23,8 @@ from callipso_agent.paths import checks_dir, collectors_dir
 from callipso_agent.profiles.engine import build, fetch, identify, system_info
 from callipso_agent.profiles.loader import ProfileSet, load_profiles
 from callipso_agent.rules.thresholds import Thresholds, load_thresholds
-from callipso_agent.transports.snmp import PysnmpClient, PysnmpEngine
+from callipso_agent.transports.engines import SnmpClientKind, SnmpEngines
+from callipso_agent.transports.snmp import PysnmpEngine
 
 DEFAULT_PORT = 161
 
@@ -60,20 +61,25 @@ async def poll_snmp(
     retries: int = 1,
     thresholds: Thresholds | None = None,
     device: str | None = None,
-    engine: PysnmpEngine | None = None,
+    engine: SnmpEngines | PysnmpEngine | None = None,
+    client: SnmpClientKind = "fast",
 ) -> dict[str, Any]:
     """Poll one device once. Raises TransportError (Timeout, AuthFailed, Unreachable), ParseError or
     NoProfile; returns ``{"profile", "system", "measurements": [{name, labels, value, unit, state, text}]}``.
 
-    ``engine``: a shared pysnmp engine (the first request on a new engine costs about a second of
-    set-up); by default a private one is created and closed."""
+    ``client``: the SNMP v1/v2c client, ``fast`` or ``pysnmp`` (SNMPv3 always uses pysnmp), as the
+    agent's ``agent.snmp.client``. ``engine``: shared engines, or a shared pysnmp engine (the first
+    request on a new pysnmp engine costs about a second of set-up); by default private ones are created
+    and closed."""
     pset = profiles if isinstance(profiles, ProfileSet) else load_profiles(profiles or collectors_dir())
     limits = thresholds if thresholds is not None else default_thresholds()
-    own_engine = engine is None
-    engine = engine or PysnmpEngine()
-    client = PysnmpClient(engine, host, port, credential, dict(secrets), timeout=timeout, retries=retries)
+    if isinstance(engine, SnmpEngines):
+        engines, own_engine = engine, False
+    else:
+        engines, own_engine = SnmpEngines(client=client, pysnmp=engine), True
+    snmp = engines.client_for(host, port, credential, dict(secrets), timeout=timeout, retries=retries)
     try:
-        ident = await identify(client, pset, family)
+        ident = await identify(snmp, pset, family)
         if not ident.sys_object_id and not ident.sys_descr and not ident.present:
             # nothing at all answered: a GET that got an empty response is not a device we can poll
             raise NoProfile(
@@ -81,12 +87,12 @@ async def poll_snmp(
                 candidates=[p.name for p in pset.detectable(family)],
             )
         chosen = pset.detect(ident, family) if profile == "auto" else pset.get(profile)
-        raw = await fetch(client, chosen)
+        raw = await fetch(snmp, chosen)
         ms = build(device or host, chosen, raw, datetime.now(UTC))
     finally:
-        client.close()
+        snmp.close()
         if own_engine:
-            engine.close()
+            engines.close()
     return {
         "profile": chosen.name,
         "system": system_info(chosen, raw, ident),
@@ -170,6 +176,8 @@ def add_poll_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds per request (default 5)")
     parser.add_argument("--retries", type=int, default=1, help="retries per request (default 1)")
+    parser.add_argument("--snmp-client", choices=["fast", "pysnmp"], default="fast",
+                        help="SNMP v1/v2c client, as agent.snmp.client (default fast; v3 always uses pysnmp)")
 
 
 def _secret_ref(env: str | None, file: str | None, what: str) -> SecretRef | None:
@@ -239,6 +247,7 @@ async def run_poll(args: argparse.Namespace, out: TextIO | None = None, err: Tex
             family=args.family,
             timeout=args.timeout,
             retries=args.retries,
+            client=getattr(args, "snmp_client", "fast"),
         )
     except NoProfile as e:
         cands = ", ".join(e.candidates) if e.candidates else "none"

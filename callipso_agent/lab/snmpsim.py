@@ -49,7 +49,7 @@ class SnmpSimulator:
 
     def __init__(self, data_dir: Path, *, host: str = "127.0.0.1", port: int | None = None,
                  cache_dir: Path | None = None, v3_users: list[dict[str, str]] | None = None,
-                 log_file: Path | None = None) -> None:
+                 log_file: Path | None = None, log_level: str | None = None) -> None:
         if not host.startswith("127.") and host != "::1":
             raise ValueError("the lab only listens on loopback")
         self.data_dir = data_dir
@@ -58,11 +58,14 @@ class SnmpSimulator:
         self.cache_dir = cache_dir or (data_dir.parent / f".snmpsim-cache-{self.port}")
         self.v3_users = v3_users or []
         self.log_file = log_file or (data_dir.parent / f"snmpsim-{self.port}.log")
+        self.log_level = log_level  # debug, info (snmpsim's default: a line per request) or error
         self.proc: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
         cmd = [*responder_command(), f"--data-dir={self.data_dir}", f"--cache-dir={self.cache_dir}",
                f"--agent-udpv4-endpoint={self.host}:{self.port}", f"--logging-method=file:{self.log_file}"]
+        if self.log_level:
+            cmd.append(f"--log-level={self.log_level}")
         for u in self.v3_users:
             cmd += [f"--v3-user={u['user']}"]
             if u.get("auth_key"):

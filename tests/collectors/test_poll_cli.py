@@ -61,6 +61,17 @@ async def test_community_from_environment(sim: SnmpSimulator, monkeypatch: pytes
     assert code == 0 and json.loads(out)["profile"] == "hwg"
 
 
+@pytest.mark.parametrize("community", ["eaton-mgeups_9pxle", "audiocodes_mp118"])
+async def test_both_snmp_clients_give_the_same_poll(sim: SnmpSimulator, community: str) -> None:
+    results = []
+    for client in ("fast", "pysnmp"):
+        code, out, err = await _run(f"{sim.host}:{sim.port}", "--community", community, "--json",
+                                    "--timeout", "5", "--snmp-client", client)
+        assert code == 0, err
+        results.append(json.loads(out))
+    assert results[0]["measurements"] and results[0] == results[1]
+
+
 async def test_wrong_community_exit_2(sim: SnmpSimulator) -> None:
     code, out, err = await _run(
         f"{sim.host}:{sim.port}", "--community", "wrong", "--timeout", "0.3", "--retries", "0"

@@ -24,8 +24,9 @@ def recording(name: str) -> Path:
 
 @contextmanager
 def serve(recordings: Iterable[Path | tuple[str, Path]], workdir: Path,
-          v3_users: list[dict[str, str]] | None = None) -> Iterator[SnmpSimulator]:
-    """Start snmpsim serving each recording under a community: its stem, or the name given in a tuple."""
+          v3_users: list[dict[str, str]] | None = None, log_level: str | None = None) -> Iterator[SnmpSimulator]:
+    """Start snmpsim serving each recording under a community: its stem, or the name given in a tuple.
+    ``log_level="error"`` spares snmpsim a log line per request (it then answers about twice as fast)."""
     data = workdir / "data"
     data.mkdir(parents=True, exist_ok=True)
     first = None
@@ -34,7 +35,7 @@ def serve(recordings: Iterable[Path | tuple[str, Path]], workdir: Path,
         shutil.copy(src, data / f"{community}{src.suffix}")
         first = first or community
     try:
-        sim = SnmpSimulator(data, v3_users=v3_users)
+        sim = SnmpSimulator(data, v3_users=v3_users, log_level=log_level)
         sim.start()
     except FileNotFoundError as err:
         missing(str(err))
