@@ -2,7 +2,8 @@
 
 Two back-ends:
 
-* ``udpsim`` (``callipso_agent.lab.udpsim``): pre-encoded answers, fast enough for 10,000 devices;
+* ``udpsim`` (``callipso_agent.lab.udpsim``, see :mod:`bench.udpsim_front`): pre-encoded answers, fast enough
+  for 10,000 devices;
 * ``snmpsim``: the reference SNMP agent, slow, for small estates only; devices share 127.0.0.1 and answer
   to their own name as community (the ``community`` layout of :func:`bench.estate.plan`).
 
@@ -12,11 +13,9 @@ responders' CPU time is read from ``/proc`` so it can be reported apart from the
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Protocol
@@ -123,52 +122,3 @@ class SnmpsimResponder:
                 p.kill()
                 p.wait(5)
         self.procs = []
-
-
-class BenchSimResponder:
-    """``bench.simresponder`` in a process of its own (every device on its own address)."""
-
-    name = "bench-sim"
-
-    def __init__(self, estate: Estate) -> None:
-        self.estate = estate
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        root = Path(__file__).resolve().parents[1]
-        env = dict(os.environ, PYTHONPATH=str(root))
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.simresponder", str(self.estate.workdir)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=root)
-
-    def _read(self) -> dict[str, object]:
-        assert self.proc is not None and self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the responder stopped (exit {self.proc.wait()})")
-        data: dict[str, object] = json.loads(line)
-        return data
-
-    def wait_ready(self, timeout: float = 120.0) -> None:
-        self._read()
-        wait_answering([self.estate.devices[0], self.estate.devices[-1]], timeout)
-
-    def set_fault(self, devices: list[BenchDevice], fault: str | None) -> None:
-        assert self.proc is not None and self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps({"fault": fault, "devices": [d.name for d in devices]}) + "\n").encode())
-        self.proc.stdin.flush()
-        self._read()
-
-    def pids(self) -> list[int]:
-        return [self.proc.pid] if self.proc is not None and self.proc.poll() is None else []
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.proc = None

@@ -25,8 +25,9 @@ from typing import IO, Any
 from bench import report
 from bench.estate import COMMUNITY, UPS_FAMILIES, Estate, build
 from bench.procstat import machine_facts, peak_rss_bytes
-from bench.responder import BenchSimResponder, Responder, SnmpsimResponder, responder_cpu
+from bench.responder import Responder, SnmpsimResponder, responder_cpu
 from bench.traps import TrapSender
+from bench.udpsim_front import UdpsimResponder
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -43,12 +44,6 @@ def fast_client_available() -> bool:
     return "client" in SnmpSettings.model_fields
 
 
-def udpsim_available() -> bool:
-    """udpsim and the bench's per-address front for it (bench/udpsim_front.py, to write once udpsim is merged)."""
-    return (importlib.util.find_spec("callipso_agent.lab.udpsim") is not None
-            and importlib.util.find_spec("bench.udpsim_front") is not None)
-
-
 def plays_threshold_fault(estate: Estate, dev: Any) -> bool:
     """The on_battery fault moves ups_on_battery only where the recording has an output-source OID, and is the
     only change only where that source is normal(3) (a UPS recorded on bypass already has another problem)."""
@@ -59,12 +54,7 @@ def plays_threshold_fault(estate: Estate, dev: Any) -> bool:
 
 def make_responder(kind: str, estate: Estate) -> Responder:
     if kind == "udpsim":
-        if not udpsim_available():
-            raise SystemExit("udpsim is not available here: use --responder sim")
-        front = importlib.import_module("bench.udpsim_front")
-        return front.UdpsimResponder(estate)  # type: ignore[no-any-return]
-    if kind == "sim":
-        return BenchSimResponder(estate)
+        return UdpsimResponder(estate)
     return SnmpsimResponder(estate)
 
 
@@ -197,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--devices", "-n", type=int, default=2000)
     p.add_argument("--clients", default="auto", help="fast,pysnmp | pysnmp | fast | auto (every client available)")
-    p.add_argument("--responder", choices=["auto", "udpsim", "sim", "snmpsim"], default="auto",
-                   help="udpsim (callipso_agent.lab.udpsim), sim (bench.simresponder), snmpsim (small estates)")
+    p.add_argument("--responder", choices=["auto", "udpsim", "snmpsim"], default="auto",
+                   help="udpsim (callipso_agent.lab.udpsim, the default) or snmpsim (small estates)")
     p.add_argument("--peers", default="netsnmp,exporter", help="comma-separated: netsnmp, exporter (or none)")
     p.add_argument("--max-concurrency", type=int, default=64, help="agent.snmp.max_concurrency")
     p.add_argument("--max-repetitions", type=int, default=25, help="agent.snmp.max_repetitions")
@@ -214,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
 
     kind = args.responder
     if kind == "auto":
-        kind = "udpsim" if udpsim_available() else "sim"
+        kind = "udpsim"
     if kind == "snmpsim" and args.devices > 300:
         p.error("snmpsim serves small estates only (it is slow and keeps 31 recordings open): use udpsim")
     clients: list[str | None]
