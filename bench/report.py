@@ -155,10 +155,10 @@ def markdown(result: dict[str, Any]) -> str:
         pf = peer_figures(p)
         row(f"varbinds/s/core ratio agent / {name}",
             lambda a, f, pf=pf: _ratio(f["varbinds_per_s_per_core"], pf["varbinds_per_s_per_core"]))
-        if name == "netsnmp":
-            nf = peer_figures(p, "cpu_s_net_of_startup")
-            row("ratio agent / netsnmp without process start-up",
-                lambda a, f, nf=nf: _ratio(f["varbinds_per_s_per_core"], nf["varbinds_per_s_per_core"]))
+        if name == "netsnmp" and "whole_tree" in p:
+            wf = peer_figures(p["whole_tree"])
+            row("varbinds/s/core ratio agent / snmpbulkwalk of the whole tree",
+                lambda a, f, wf=wf: _ratio(f["varbinds_per_s_per_core"], wf["varbinds_per_s_per_core"]))
     lines.append("")
     if peers:
         lines += ["| peer, same devices and OIDs | wall | CPU | CPU per device-poll | varbinds | varbinds/s per core "
@@ -168,11 +168,13 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {p.get('tool', name)} | {_s(pf['wall_s'])} | {_s(pf['cpu_s'])} | "
                          f"{_ms(pf['cpu_s_per_device_poll'])} | {_n(pf['varbinds'])} | "
                          f"{_n(pf['varbinds_per_s_per_core'])} | {_mib(p.get('maxrss_bytes'))} |")
-            if name == "netsnmp":
-                nf = peer_figures(p, "cpu_s_net_of_startup")
-                lines.append(f"| net-snmp without process start-up ({p['processes']} processes × "
-                             f"{_ms(p['cpu_s_startup_per_process'])}) | | {_s(nf['cpu_s'])} | "
-                             f"{_ms(nf['cpu_s_per_device_poll'])} | | {_n(nf['varbinds_per_s_per_core'])} | |")
+            if name == "netsnmp" and "whole_tree" in p:
+                wt = p["whole_tree"]
+                wf = peer_figures(wt)
+                lines.append(f"| net-snmp, one snmpbulkwalk of the whole tree per device ({wt['processes']} "
+                             f"processes, other OIDs) | {_s(wf['wall_s'])} | {_s(wf['cpu_s'])} | "
+                             f"{_ms(wf['cpu_s_per_device_poll'])} | {_n(wf['varbinds'])} | "
+                             f"{_n(wf['varbinds_per_s_per_core'])} | |")
         lines.append("")
     bad = [k for k, v in result.get("checks", {}).items() if not v]
     lines.append("Checks: " + ("all passed" if not bad else "FAILED: " + "; ".join(bad)) + ".")
