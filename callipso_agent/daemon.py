@@ -27,6 +27,7 @@ from callipso_agent.collect.ssh_fetcher import CompositeFetcher, SshFetcher
 from callipso_agent.config.loader import LoadedConfig, load_config
 from callipso_agent.config.models import Device, SnmpV2Credential, SnmpV3Credential, SshCredential
 from callipso_agent.errors import CallipsoError, ConfigErrors, ProfileError
+from callipso_agent.looplag import LoopLagMonitor
 from callipso_agent.metrics import app_metrics, metrics_routes
 from callipso_agent.model import Event, PollResult, Severity
 from callipso_agent.paths import collectors_dir
@@ -46,7 +47,8 @@ def load_all(config_path: Path, profiles_dir: Path | None = None) -> tuple[Loade
     """Load profiles then the configuration validated against them (raises ConfigErrors)."""
     profiles = load_profiles(profiles_dir or collectors_dir())
     families = known_families()
-    errors = [ProfileError(f"unknown family {f!r}; families are declared in _families.yaml: {', '.join(sorted(families))}",
+    declared = ", ".join(sorted(families))
+    errors = [ProfileError(f"unknown family {f!r}; families are declared in _families.yaml: {declared}",
                            file=p.file, field="families")
               for p in profiles.profiles.values() for f in p.profile.families if f not in families]
     if errors:
@@ -105,6 +107,7 @@ class App:
         self.open_incidents: Any = None
         self.leases: Any = None
         self._owned: set[str] | None = None  # devices leased to this agent (None: all)
+        self.loop_lag = LoopLagMonitor(self.clock.monotonic)
         self.metrics_registry, poll_observer = app_metrics(
             self, incidents=lambda: self.open_incidents() if self.open_incidents is not None else [])
         self.result_hooks.append(poll_observer)
@@ -252,6 +255,7 @@ class App:
         self._start_meteo()
         self.outputs.install(self.http)
         self.scheduler.start()
+        self.loop_lag.start()
         await self.http.start()
         await self.outputs.start()
         await self._start_traps(loaded)
@@ -434,7 +438,7 @@ class App:
         for name in old.pollers:
             try:
                 self.scheduler.remove_job(f"poll:{name}")
-            except Exception:  # noqa: BLE001,S110 - job already gone
+            except Exception:  # noqa: S110 - job already gone
                 pass
         new = Runtime(loaded, profiles)
         new.pollers = self._build_pollers(loaded, profiles)
@@ -454,11 +458,12 @@ class App:
             self.scheduler.shutdown(wait=False)
         pending = [t for t in self._tasks if not t.done()]
         if pending:
-            done, still = await asyncio.wait(pending, timeout=grace)
+            _done, still = await asyncio.wait(pending, timeout=grace)
             for t in still:
                 t.cancel()
             if still:
                 await asyncio.wait(still, timeout=1.0)
+        await self.loop_lag.stop()
         if self.traps is not None:
             await self.traps.stop()
         if self.leases is not None and self.store is not None:
