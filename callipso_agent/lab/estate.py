@@ -355,8 +355,10 @@ class Lab:
             if spec.snmp_fault == "drop":
                 fault = "hang"  # a device cut off: its SSH sessions go silent too
         dev.emulator.set_state(state)
+        changed = fault != dev.emulator.fault
         dev.emulator.set_fault(fault)
-        if fault in ("hang", "drop"):
+        if changed and fault in ("hang", "drop", "changed_host_key"):
+            # sessions already open would not see the fault: the agent reconnects and meets it
             dev.emulator.drop_connections()
 
     def state(self) -> dict[str, Any]:
