@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Sequence
 
 from callipso_agent.clock import Clock
-from callipso_agent.collect.coordinator import FetchOutput, Fetcher
+from callipso_agent.collect.coordinator import Fetcher, FetchOutput
 from callipso_agent.collect.ssh import collect_ssh, system_info
 from callipso_agent.errors import CallipsoError, HostKeyError, ParseError
 from callipso_agent.model import Measurement, MetricKind, Severity
