@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fuzz bench install lint clean
+.PHONY: demo test test-fuzz soak bench install lint clean
 
 demo: $(VENV)/.installed
 	$(BIN)/callipso-agent demo
@@ -19,6 +19,11 @@ test-fuzz: $(VENV)/.installed
 N ?= 2000
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench.run --devices $(N)
+
+# the lab agent for CALLIPSO_SOAK_SECONDS (default 1 h) with faults coming and going; RSS, fds, threads,
+# asyncio tasks and event-loop lag every CALLIPSO_SOAK_EVERY s (default 10) into results/soak-*/
+soak: $(VENV)/.installed
+	$(BIN)/python -m tests.reliability.soak
 
 install: $(VENV)/.installed
 

@@ -27,6 +27,7 @@ from callipso_agent.collect.ssh_fetcher import CompositeFetcher, SshFetcher
 from callipso_agent.config.loader import LoadedConfig, load_config
 from callipso_agent.config.models import Device, SnmpV2Credential, SnmpV3Credential, SshCredential
 from callipso_agent.errors import CallipsoError, ConfigErrors, ProfileError
+from callipso_agent.looplag import LoopLagMonitor
 from callipso_agent.metrics import app_metrics, metrics_routes
 from callipso_agent.model import Event, PollResult, Severity
 from callipso_agent.paths import collectors_dir
@@ -109,6 +110,7 @@ class App:
         self.open_incidents: Any = None
         self.leases: Any = None
         self._owned: set[str] | None = None  # devices leased to this agent (None: all)
+        self.loop_lag = LoopLagMonitor(self.clock.monotonic)
         self.metrics_registry, poll_observer = app_metrics(
             self, incidents=lambda: self.open_incidents() if self.open_incidents is not None else [])
         self.result_hooks.append(poll_observer)
@@ -257,6 +259,7 @@ class App:
         self._start_meteo()
         self.outputs.install(self.http)
         self.scheduler.start()
+        self.loop_lag.start()
         await self.http.start()
         await self.outputs.start()
         await self._start_traps(loaded)
@@ -466,6 +469,7 @@ class App:
                 t.cancel()
             if still:
                 await asyncio.wait(still, timeout=1.0)
+        await self.loop_lag.stop()
         if self.traps is not None:
             await self.traps.stop()
         if self.leases is not None and self.store is not None:

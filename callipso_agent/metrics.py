@@ -40,6 +40,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from callipso_agent.collect.cache import LatestCache
+from callipso_agent.looplag import LagStats
 from callipso_agent.model import IncidentView, Measurement, MetricKind, PollResult
 
 PREFIX = "callipso_"
@@ -247,8 +248,12 @@ class CallipsoCollector(Collector):
         clock: Callable[[], float] = time.time,
         max_series_per_metric: int = 500,
         agent_info: Mapping[str, str] | None = None,
+        loop_lag: Callable[[], LagStats | None] | None = None,
+        tasks: Callable[[], int | None] | None = None,
     ) -> None:
         self.cache = cache
+        self.loop_lag = loop_lag
+        self.tasks = tasks
         self.inventory = inventory
         self.observer = observer
         self.incidents = incidents
@@ -275,6 +280,7 @@ class CallipsoCollector(Collector):
         incidents_ok = self._incidents(fams)
         self._queues(fams)
         self._snmp(fams)
+        self._runtime(fams)
         own = fams.get(
             "callipso_exporter_dropped_series",
             "Series left out of this scrape by the per-metric, per-device series cap",
@@ -442,6 +448,34 @@ class CallipsoCollector(Collector):
                 fam.add({}, stats[name])
 
 
+    def _runtime(self, fams: _Families) -> None:
+        """The agent's own event loop: lag histogram, recent maximum lag, asyncio task count."""
+        stats = self.loop_lag() if self.loop_lag is not None else None
+        if stats is not None:
+            hist = fams.get(
+                "callipso_event_loop_lag_seconds",
+                "How late the agent's event loop woke a sleeping task (sampled)",
+                "histogram",
+            )
+            peak = fams.get(
+                "callipso_event_loop_lag_max_seconds",
+                "Largest event-loop lag sampled over the recent window",
+                "gauge",
+            )
+            assert hist is not None and peak is not None
+            for bound, n in zip(stats.buckets, stats.counts, strict=True):
+                hist.add({"le": _fmt_bound(bound)}, n, "_bucket")
+            hist.add({"le": "+Inf"}, stats.count, "_bucket")
+            hist.add({}, stats.count, "_count")
+            hist.add({}, stats.total, "_sum")
+            peak.add({}, stats.window_max())
+        n_tasks = self.tasks() if self.tasks is not None else None
+        if n_tasks is not None:
+            fam = fams.get("callipso_asyncio_tasks", "asyncio tasks alive in the agent's event loop", "gauge")
+            assert fam is not None
+            fam.add({}, n_tasks)
+
+
 # ---- wiring helpers --------------------------------------------------------------------------------------
 def build_registry(collector: CallipsoCollector, *, process: bool = True) -> CollectorRegistry:
     """A fresh registry (never the client's global one) holding ``collector`` and the process metrics."""
@@ -498,6 +532,10 @@ def app_metrics(
         p = pollers().get(device)
         return p.family if p is not None else None
 
+    def loop_lag() -> LagStats | None:
+        monitor = getattr(app, "loop_lag", None)
+        return monitor.stats if monitor is not None else None
+
     observer = PollObserver(family_of)
     collector = CallipsoCollector(
         app.cache,
@@ -508,5 +546,17 @@ def app_metrics(
         queues=poller_queues(pollers, app.clock.monotonic),
         snmp=lambda: app.snmp_engines.stats() if getattr(app, "snmp_engines", None) is not None else {},
         agent_info={"version": __version__},
+        loop_lag=loop_lag,
+        tasks=running_tasks,
     )
     return build_registry(collector), observer
+
+
+def running_tasks() -> int | None:
+    """Tasks of the running loop (None outside a loop, e.g. a scrape from another thread)."""
+    import asyncio
+
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:
+        return None

@@ -1,4 +1,5 @@
-"""The lab's fault switch over HTTP on loopback: ``GET /lab``, ``POST /lab/faults``, ``DELETE /lab/faults``."""
+"""The lab's fault switch over HTTP on loopback: ``GET /lab``, ``POST /lab/faults``, ``DELETE /lab/faults``,
+and ``GET /lab/network`` (SNMP requests, answers and drops per device on the lab's network front)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class LabControl:
         self.app = web.Application()
         self.app.add_routes([
             web.get("/lab", self.get_state),
+            web.get("/lab/network", self.get_network),
             web.post("/lab/faults", self.post_fault),
             web.delete("/lab/faults", self.delete_fault),
         ])
@@ -40,6 +42,9 @@ class LabControl:
 
     async def get_state(self, _request: web.Request) -> web.Response:
         return web.json_response(self.lab.state())
+
+    async def get_network(self, _request: web.Request) -> web.Response:
+        return web.json_response(self.lab.network_stats())
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
         try:

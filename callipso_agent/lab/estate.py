@@ -1,30 +1,40 @@
 """Build the lab estate: a copy of the example inventory whose devices are served by snmpsim on loopback.
 
 Every device of a family with recordings gets its own copy of one recording, served under the
-community named after the device. Faults edit that copy while the lab runs.
+community named after the device, and its own UDP port on the lab's network front (:mod:`udpfront`),
+which relays to the snmpsim shard. Value faults edit the device's copy while the lab runs; network faults
+(a site cut off, answers too late, truncated answers) are played by the front, so snmpsim always has
+every recording it was started with.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from callipso_agent.config.loader import load_config
 from callipso_agent.lab.snmpsim import SnmpSimulator, touch_later
+from callipso_agent.lab.ssh_emulator import FAULTS as SSH_FAULTS
 from callipso_agent.lab.ssh_emulator import EmulatedUser, EmulatorHandle, start_emulator
+from callipso_agent.lab.udpfront import FrontProcess
 from callipso_agent.paths import example_config_dir
 from callipso_agent.yamlload import load_yaml, parse_model
 
 LAB_YAML = Path(__file__).resolve().parent / "lab.yaml"
 DEVICES_PER_SNMPSIM = 24
+LAB_TIMEOUT = 5.0  # SNMP timeout and retries the lab configures for its devices
+LAB_RETRIES = 1
+#: a "late" device answers after the agent has given up on the request and on its retry
+LATE_DELAY = LAB_TIMEOUT * (LAB_RETRIES + 1) + 1.0
 
 
 class FaultSpec(BaseModel):
@@ -33,9 +43,17 @@ class FaultSpec(BaseModel):
     set: dict[str, str] = Field(default_factory=dict, description="OID -> 'type|value' where the recording has it")
     insert: dict[str, str] = Field(default_factory=dict,
                                    description="OID -> 'type|value', added (in OID order) where the recording lacks it")
-    hide: bool = False
+    snmp_fault: Literal["drop", "late", "truncated"] | None = Field(
+        default=None, description="what the lab's network does to the device's SNMP traffic")
     ssh_state: str | None = Field(default=None, description="state the SSH emulator switches to")
     ssh_fault: str | None = Field(default=None, description="fault the SSH emulator plays (hang, drop, ...)")
+
+    @field_validator("ssh_fault")
+    @classmethod
+    def _known_ssh_fault(cls, v: str | None) -> str | None:
+        if v is not None and v not in SSH_FAULTS:
+            raise ValueError(f"unknown SSH fault {v!r}; known: {', '.join(SSH_FAULTS)}")
+        return v
 
 
 class LabSpec(BaseModel):
@@ -70,6 +88,8 @@ class LabDevice:
     family: str
     recording: Path | None = None  # the pristine source
     served: Path | None = None  # the copy snmpsim serves
+    snmp_port: int | None = None  # the device's port on the lab's network front
+    rendered: tuple[str, ...] = ()  # value faults written into ``served``
     emulator: EmulatorHandle | None = None
     initial_state: str = "nominal"
     faults: set[str] = field(default_factory=set)
@@ -130,6 +150,7 @@ class Lab:
         self.secrets_dir = self.workdir / "secrets"
         self.devices: dict[str, LabDevice] = {}
         self.sims: list[SnmpSimulator] = []
+        self.front: FrontProcess | None = None
         self.sites = set(sites) if sites else None
 
     # ---- estate ---------------------------------------------------------------------------------
@@ -157,6 +178,8 @@ class Lab:
         for sim in self.sims:
             sim.data_dir.mkdir(parents=True)
         n_snmp = 0
+        upstreams: dict[str, tuple[str, int]] = {}
+        by_name: dict[str, dict[str, Any]] = {}
         for dev in example.devices:
             if self.sites is not None and dev.site not in self.sites:
                 continue
@@ -166,7 +189,7 @@ class Lab:
                 continue
             lab_dev = LabDevice(dev.name, dev.site, dev.family)
             d = dev.model_dump(mode="json", exclude_defaults=True)
-            d.update(address="127.0.0.1", interval=self.interval, timeout=5.0, retries=1)
+            d.update(address="127.0.0.1", interval=self.interval, timeout=LAB_TIMEOUT, retries=LAB_RETRIES)
             d.pop("ssh", None)
             d.pop("snmp", None)
             if recs:
@@ -183,7 +206,8 @@ class Lab:
                 os.chmod(secret, 0o600)
                 cred = f"lab-{dev.name}"
                 credentials[cred] = {"type": "snmp", "version": "2c", "community": {"file": str(secret)}}
-                d.update(port=sim.port, snmp=cred)
+                d.update(snmp=cred)
+                upstreams[dev.name] = (sim.host, sim.port)
             if ssh_fixture:
                 password = secrets.token_urlsafe(12)
                 pw_file = self.secrets_dir / f"{dev.name}.ssh-password"
@@ -201,6 +225,13 @@ class Lab:
                 d.update(ssh=cred, ssh_port=handle.port)
             self.devices[dev.name] = lab_dev
             devices_out.append(d)
+            by_name[dev.name] = d
+        if upstreams:
+            self.front = FrontProcess(upstreams, log_file=self.workdir / "udpfront.log")
+            ports = await asyncio.to_thread(self.front.start)
+            for name, port in ports.items():
+                self.devices[name].snmp_port = port
+                by_name[name]["port"] = port
         known_hosts.write_text("".join(kh_lines), encoding="utf-8")
         # every site stays in the inventory (the météo checklist names them); --sites only limits the devices
         sites = [s.model_dump(mode="json", exclude_defaults=True) for s in example.sites]
@@ -231,6 +262,9 @@ class Lab:
                           if d.served is not None and d.served.parent == sim.data_dir), None)
             if first:
                 sim.wait_ready(first)
+        probe = next((d for d in self.devices.values() if d.snmp_port is not None), None)
+        if probe is not None and probe.snmp_port is not None:  # the path through the network front
+            SnmpSimulator.wait_port_ready("127.0.0.1", probe.snmp_port, probe.name)
         (self.workdir / "lab.json").write_text(json.dumps({"snmp_ports": self.snmp_ports, "pid": os.getpid()}))
 
     @property
@@ -238,8 +272,15 @@ class Lab:
         return [sim.port for sim in self.sims]
 
     def stop(self) -> None:
+        if self.front is not None:
+            self.front.stop()
+            self.front = None
         for sim in self.sims:
             sim.stop()
+
+    def network_stats(self) -> dict[str, Any]:
+        """Requests, answers and drops per device on the lab's network front."""
+        return self.front.stats() if self.front is not None else {"devices": {}, "flows": 0}
 
     async def close_emulators(self) -> None:
         for d in self.devices.values():
@@ -281,20 +322,26 @@ class Lab:
             self._render_ssh(dev)
         if dev.served is None or dev.recording is None:
             return
-        hidden = dev.served.with_suffix(".hidden")
-        if any(self.spec.faults[f].hide for f in dev.faults):
-            if dev.served.exists():
-                dev.served.rename(hidden)
-            return
+        self._render_network(dev)
+        edits = tuple(f for f in sorted(dev.faults) if self.spec.faults[f].set or self.spec.faults[f].insert)
+        if edits == dev.rendered:
+            return  # a network fault only: the recording stays as it is (snmpsim keeps its index)
         lines = _read_snmprec(dev.recording)
-        for f in sorted(dev.faults):
+        for f in edits:
             lines, _ = apply_edits(lines, self.spec.faults[f].set, self.spec.faults[f].insert)
         tmp = dev.served.with_suffix(".tmp")
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8", errors="surrogateescape")
-        if hidden.exists():
-            hidden.unlink()
         os.replace(tmp, dev.served)
         touch_later(dev.served)
+        dev.rendered = edits
+
+    def _render_network(self, dev: LabDevice) -> None:
+        if self.front is None or dev.snmp_port is None:
+            return
+        kinds = {self.spec.faults[f].snmp_fault for f in dev.faults} - {None}
+        # the worst wins: a device cut off is silent whatever else it suffers
+        mode = next((k for k in ("drop", "late", "truncated") if k in kinds), "pass")
+        self.front.set_mode(dev.name, mode, LATE_DELAY if mode == "late" else 0.0)
 
     def _render_ssh(self, dev: LabDevice) -> None:
         assert dev.emulator is not None
@@ -305,11 +352,13 @@ class Lab:
                 state = spec.ssh_state
             if spec.ssh_fault:
                 fault = spec.ssh_fault
-            if spec.hide:
-                fault = "hang"
+            if spec.snmp_fault == "drop":
+                fault = "hang"  # a device cut off: its SSH sessions go silent too
         dev.emulator.set_state(state)
+        changed = fault != dev.emulator.fault
         dev.emulator.set_fault(fault)
-        if fault in ("hang", "drop"):
+        if changed and fault in ("hang", "drop", "changed_host_key"):
+            # sessions already open would not see the fault: the agent reconnects and meets it
             dev.emulator.drop_connections()
 
     def state(self) -> dict[str, Any]:
@@ -317,6 +366,7 @@ class Lab:
             "devices": {d.name: {"site": d.site, "family": d.family,
                                  "recording": d.recording.name if d.recording else None,
                                  "ssh_port": d.emulator.port if d.emulator else None,
+                                 "snmp_port": d.snmp_port,
                                  "faults": sorted(d.faults)} for d in self.devices.values()},
             "faults": {k: v.description for k, v in self.spec.faults.items()},
             "snmp_ports": self.snmp_ports,

@@ -11,7 +11,7 @@ exec devices answer each command once and exit with 0 (known) or 127 (unknown).
 
 Faults, switchable while running with :meth:`EmulatorHandle.set_fault`:
 ``slow`` (lines trickle out), ``drop`` (connection aborted mid-output), ``hang`` (login accepted, then
-silence), ``wrong_password`` (every credential refused), ``garbage`` (noise instead of output),
+silence), ``wrong_password`` (every credential refused), ``garbage`` (binary noise instead of output),
 ``truncated`` (output cut mid-line), ``changed_host_key`` (new connections see a new host key).
 
     handle = await start_emulator("oxe", state="nominal")
@@ -97,8 +97,11 @@ def _strip_header(text: str) -> str:
 
 
 def _garbage(seed: str, lines: int = 12) -> str:
+    """Deterministic noise per command: punctuation, control characters (NUL, BEL, ESC, DEL), latin-1 and
+    replacement characters, i.e. what a device prints when a binary file or a wrong terminal is on the line."""
     rnd = random.Random(seed)  # noqa: S311 - deterministic noise, not security
-    alphabet = "~#%&*+=<>?@^_|\\/{}[]()$!;:,.0123456789abcdefXYZ \x7f"
+    alphabet = ("~#%&*+=<>?@^_|\\/{}[]()$!;:,.0123456789abcdefXYZ \x7f"
+                "\x00\x01\x02\x07\x08\x0b\x0c\x1b\x1f" + "".join(map(chr, range(0x80, 0x100))) + "\ufffd")
     return "\n".join("".join(rnd.choice(alphabet) for _ in range(rnd.randint(5, 70))) for _ in range(lines))
 
 

@@ -27,4 +27,5 @@ def test_set_never_inserts() -> None:
 def test_shipped_lab_spec_is_valid() -> None:
     spec = load_lab_spec()
     assert {"on_battery", "unreachable", "trunk_down", "directory_sync_failed"} <= set(spec.faults)
-    assert spec.faults["unreachable"].hide
+    assert spec.faults["unreachable"].snmp_fault == "drop"
+    assert spec.faults["ssh_host_key_changed"].ssh_fault == "changed_host_key"

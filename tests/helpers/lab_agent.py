@@ -92,6 +92,11 @@ class LabAgent:
         with urllib.request.urlopen(self.api_url + path, timeout=5) as rsp:  # noqa: S310 - loopback
             return json.loads(rsp.read())
 
+    def control_api(self, path: str) -> Any:
+        """GET on the lab's fault switch (``/lab``, ``/lab/network``)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.control}{path}", timeout=10) as rsp:
+            return json.loads(rsp.read())
+
     def metrics_text(self) -> str:
         with urllib.request.urlopen(f"http://{self.metrics_target}/metrics", timeout=5) as rsp:
             return rsp.read().decode()
@@ -118,8 +123,18 @@ class LabAgent:
         )
 
     def fault(self, fault: str, target: str) -> None:
-        out = self.lab("fault", fault, target)
-        assert out.returncode == 0, out.stdout + out.stderr
+        """Inject a fault through the lab's fault switch (HTTP; ``lab()`` runs the CLI for the same)."""
+        self._control("POST", fault, target)
+
+    def clear(self, target: str, fault: str | None = None) -> None:
+        self._control("DELETE", fault, target)
+
+    def _control(self, method: str, fault: str | None, target: str) -> None:
+        body = json.dumps({"target": target, "fault": fault}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{self.control}/lab/faults", data=body, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as rsp:  # noqa: S310 - loopback
+            assert rsp.status == 200, rsp.read()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

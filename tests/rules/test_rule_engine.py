@@ -426,3 +426,40 @@ def test_unknown_devices_and_families_are_ignored(clock: ManualClock) -> None:
     assert engine.on_poll(failed("gw-aubagne", clock.now())) == []
     engine = RuleEngine(RULES, inventory(), clock)
     assert engine.on_poll(failed("not-in-inventory", clock.now())) == []
+
+
+def test_refused_ssh_host_key_has_its_own_rule_with_the_operator_text(
+    engine: RuleEngine, clock: ManualClock
+) -> None:
+    got = engine.on_poll(failed("oxe-hd13", clock.now(), "host_key"))
+    assert only(got, "device_auth_failed") == []
+    (sig,) = only(got, "device_host_key_refused")
+    assert sig.active and sig.severity is Severity.CRITICAL and "host_key" in sig.fields["detail"]
+    (back,) = only(engine.on_poll(poll("oxe-hd13", clock.now())), "device_host_key_refused")
+    assert not back.active
+
+
+def test_refused_host_key_on_the_ssh_part_of_a_composite_poll(engine: RuleEngine, clock: ManualClock) -> None:
+    """SNMP answered, SSH was refused: collector_up{transport=ssh} is CRITICAL and the state rule fires;
+    another SSH failure (UNKNOWN) raises nothing."""
+    lost = m("oxe-hd13", "collector_up", 0.0, clock.now(), {"transport": "ssh"}, state=Severity.UNKNOWN)
+    assert only(engine.on_poll(poll("oxe-hd13", clock.now(), lost)), "device_ssh_host_key_refused") == []
+    refused = m("oxe-hd13", "collector_up", 0.0, clock.now(), {"transport": "ssh"}, state=Severity.CRITICAL,
+                text="host_key: oxe-hd13: host key of [10.0.0.1]:22 has CHANGED")
+    (sig,) = only(engine.on_poll(poll("oxe-hd13", clock.now(), refused)), "device_ssh_host_key_refused")
+    assert sig.active and sig.key.startswith("device_ssh_host_key_refused:oxe-hd13")
+    assert "CHANGED" in sig.fields["detail"]
+    snmp_ok = m("oxe-hd13", "collector_up", 1.0, clock.now(), {"transport": "snmp"})
+    assert only(engine.on_poll(poll("oxe-hd13", clock.now(), snmp_ok, refused)), "device_ssh_host_key_refused") == []
+    ok = m("oxe-hd13", "collector_up", 1.0, clock.now(), {"transport": "ssh"})
+    (back,) = only(engine.on_poll(poll("oxe-hd13", clock.now(), ok)), "device_ssh_host_key_refused")
+    assert not back.active
+
+
+def test_ssh_connection_lost_at_every_poll_is_unreachable(engine: RuleEngine, clock: ManualClock) -> None:
+    out = []
+    for _ in range(3):
+        out += engine.on_poll(failed("gw-aubagne", clock.now(), "connection_lost"))
+        clock.advance(60)
+    (sig,) = only(out, "device_unreachable")
+    assert sig.active and "connection_lost" in sig.fields["detail"]

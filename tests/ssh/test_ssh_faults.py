@@ -217,3 +217,68 @@ async def test_pool_reuses_a_device_session_and_replaces_it_when_its_target_chan
     finally:
         await pool.close()
         await emu.close()
+
+
+async def test_fetcher_turns_output_with_nothing_readable_into_a_parse_error(tmp_path: Path) -> None:
+    from callipso_agent.collect.ssh_fetcher import SshFetcher
+    from callipso_agent.errors import ParseError
+
+    emu = await start_emulator("otms", fixtures_dir=FIXTURES)
+    pool = SshPool(semaphore=asyncio.Semaphore(2), command_timeout=10)
+    try:
+        prof = profile("otms")
+        fetcher = SshFetcher("otms-1", target_for(emu, trusted(emu, tmp_path), device="otms-1"), prof, pool,
+                             ManualClock())
+        assert (await fetcher.fetch()).measurements
+        emu.set_fault("garbage")
+        with pytest.raises(ParseError) as exc:
+            await fetcher.fetch()
+        assert exc.value.kind == "parse_error" and "no readable output" in str(exc.value)
+        assert "otms-1" in str(exc.value) and "otms" in str(exc.value)
+        emu.set_fault(None)
+        out = await fetcher.fetch()
+        assert not [m for m in out.measurements if m.state == Severity.UNKNOWN]
+    finally:
+        await pool.close()
+        await emu.close()
+
+
+async def test_composite_poll_marks_a_refused_host_key_critical_and_a_lost_connection_unknown(
+    tmp_path: Path,
+) -> None:
+    """Two transports of one device (two real SSH servers here): one healthy, one faulty; the poll succeeds
+    and ``collector_up`` of the faulty one says why."""
+    from callipso_agent.collect.coordinator import FetchOutput
+    from callipso_agent.collect.ssh_fetcher import CompositeFetcher, SshFetcher
+    from callipso_agent.model import Measurement
+
+    good = await start_emulator("otms", fixtures_dir=FIXTURES)
+    bad = await start_emulator("oxe", fixtures_dir=FIXTURES)
+    pool = SshPool(semaphore=asyncio.Semaphore(4), command_timeout=10)
+    try:
+        known = tmp_path / "known_hosts"
+        known.write_text(good.known_hosts_line + bad.known_hosts_line, encoding="utf-8")
+        composite = CompositeFetcher("dev", [
+            ("cli", SshFetcher("dev", target_for(good, known, device="dev-cli"), profile("otms"), pool, ManualClock())),
+            ("ssh", SshFetcher("dev", target_for(bad, known, device="dev-ssh"), profile("oxe"), pool, ManualClock())),
+        ], ManualClock())
+
+        def transport(out: FetchOutput, name: str) -> Measurement:
+            return next(m for m in out.measurements if m.name == "collector_up" and m.labels["transport"] == name)
+
+        bad.set_fault("changed_host_key")
+        bad.drop_connections()
+        out = await composite.fetch()
+        refused, fine = transport(out, "ssh"), transport(out, "cli")
+        assert refused.value == 0.0 and refused.state is Severity.CRITICAL
+        assert refused.text is not None and refused.text.startswith("host_key:") and "CHANGED" in refused.text
+        assert fine.value == 1.0
+
+        bad.set_fault("drop")
+        out = await composite.fetch()
+        lost = transport(out, "ssh")
+        assert lost.state is Severity.UNKNOWN and (lost.text or "").startswith("connection_lost:")
+    finally:
+        await pool.close()
+        await good.close()
+        await bad.close()
