@@ -27,6 +27,7 @@ from callipso_agent.collect.ssh_fetcher import CompositeFetcher, SshFetcher
 from callipso_agent.config.loader import LoadedConfig, load_config
 from callipso_agent.config.models import Device, SnmpV2Credential, SnmpV3Credential, SshCredential
 from callipso_agent.errors import CallipsoError, ConfigErrors, ProfileError
+from callipso_agent.health import DeliveryCounters, OutboxGauges, StoreHealth
 from callipso_agent.metrics import app_metrics, metrics_routes
 from callipso_agent.model import Event, PollResult, Severity
 from callipso_agent.paths import collectors_dir
@@ -46,7 +47,8 @@ def load_all(config_path: Path, profiles_dir: Path | None = None) -> tuple[Loade
     """Load profiles then the configuration validated against them (raises ConfigErrors)."""
     profiles = load_profiles(profiles_dir or collectors_dir())
     families = known_families()
-    errors = [ProfileError(f"unknown family {f!r}; families are declared in _families.yaml: {', '.join(sorted(families))}",
+    declared = ", ".join(sorted(families))
+    errors = [ProfileError(f"unknown family {f!r}; families are declared in _families.yaml: {declared}",
                            file=p.file, field="families")
               for p in profiles.profiles.values() for f in p.profile.families if f not in families]
     if errors:
@@ -105,8 +107,13 @@ class App:
         self.open_incidents: Any = None
         self.leases: Any = None
         self._owned: set[str] | None = None  # devices leased to this agent (None: all)
+        self.store_health = StoreHealth()
+        self.deliveries = DeliveryCounters()
+        self.outbox_gauges: OutboxGauges | None = None
+        self._metric_sources: list[Any] = [self.store_health, self.deliveries]
         self.metrics_registry, poll_observer = app_metrics(
-            self, incidents=lambda: self.open_incidents() if self.open_incidents is not None else [])
+            self, incidents=lambda: self.open_incidents() if self.open_incidents is not None else [],
+            sources=self._metric_sources)
         self.result_hooks.append(poll_observer)
         self._stop = asyncio.Event()
         self._started = False
@@ -190,8 +197,12 @@ class App:
         if self.store is not None:
             try:
                 await self.store.save_poll(result, result.system.get("profile") if result.ok else None)
-            except Exception:
-                log.exception("store_write_failed", device=result.device)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # a full disk, a restarting database: polling goes on
+                self.store_health.failed("device_state", err)
+            else:
+                self.store_health.ok("device_state")
         for hook in self.result_hooks:
             out = hook(result)
             if asyncio.iscoroutine(out):
@@ -211,8 +222,10 @@ class App:
         polled = sum(1 for s in self.cache.statuses() if s.last_poll is not None)
         total = len(self.runtime.pollers) if self.runtime else 0
         owned = len(self._owned) if self._owned is not None else total
-        ok = store_ok and sched_ok and (total == 0 or owned == 0 or polled > 0)
-        return ok, {"store": store_ok, "scheduler": sched_ok, "devices": total, "devices_owned": owned,
+        failing = self.store_health.failing_now()
+        ok = store_ok and not failing and sched_ok and (total == 0 or owned == 0 or polled > 0)
+        return ok, {"store": store_ok, "store_writable": not failing, "store_errors": failing,
+                    "scheduler": sched_ok, "devices": total, "devices_owned": owned,
                     "devices_polled": polled,
                     "devices_up": sum(1 for s in self.cache.statuses() if s.up)}
 
@@ -248,7 +261,8 @@ class App:
         port = self.http_port_override if self.http_port_override is not None else cfg.agent.http.port
         self.http = HttpServer(self.cache, host=cfg.agent.http.host, port=port, ready=self.ready,
                                inventory=self.inventory_view)
-        self.http.add_routes(metrics_routes(self.metrics_registry))
+        refresh = [self.outbox_gauges.refresh] if self.outbox_gauges is not None else []
+        self.http.add_routes(metrics_routes(self.metrics_registry, refresh=refresh))
         self._start_meteo()
         self.outputs.install(self.http)
         self.scheduler.start()
@@ -280,7 +294,11 @@ class App:
         self.outputs = build_outputs(
             self.config_path, agent=cfg.agent, store=self.store, clock=self.clock,
             incidents=EngineIncidentSource(engine), maintenance=EngineMaintenanceSource(engine),
-            events=self.pipeline.on_event, calendar=load_contract().business_calendar(), audit=self.store)
+            events=self.pipeline.on_event, calendar=load_contract().business_calendar(), audit=self.store,
+            on_attempt=self.deliveries)
+        self.store_health.watch("incidents", lambda: engine.store_failing)
+        self.outbox_gauges = OutboxGauges(self.outputs.outbox)
+        self._metric_sources.append(self.outbox_gauges)
 
         async def on_notice(notice: Any) -> None:
             await self.outputs.on_change(notice_to_change(notice, self.clock.now()))
@@ -434,7 +452,7 @@ class App:
         for name in old.pollers:
             try:
                 self.scheduler.remove_job(f"poll:{name}")
-            except Exception:  # noqa: BLE001,S110 - job already gone
+            except Exception:  # noqa: S110 - job already gone
                 pass
         new = Runtime(loaded, profiles)
         new.pollers = self._build_pollers(loaded, profiles)
@@ -454,7 +472,7 @@ class App:
             self.scheduler.shutdown(wait=False)
         pending = [t for t in self._tasks if not t.done()]
         if pending:
-            done, still = await asyncio.wait(pending, timeout=grace)
+            _done, still = await asyncio.wait(pending, timeout=grace)
             for t in still:
                 t.cancel()
             if still:

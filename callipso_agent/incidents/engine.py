@@ -166,6 +166,16 @@ class IncidentEngine:
         self._store_failing = False
         self.owns: Callable[[str], bool] = owns or (lambda _device: True)
 
+    @property
+    def store_failing(self) -> bool:
+        """True while incident changes cannot be written (they wait in memory and are retried on tick)."""
+        return self._store_failing
+
+    @property
+    def deferred_signals(self) -> int:
+        """Rule signals waiting for the store to come back."""
+        return len(self._retry)
+
     # ---- lifecycle --------------------------------------------------------------------------------------
     async def load(self) -> list[IncidentRecord]:
         """Read the unresolved incidents (after a start or a takeover); returns them."""
