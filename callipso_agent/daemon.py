@@ -305,6 +305,12 @@ class App:
             await self.open_incidents.refresh()
 
         engine.subscribe(on_notice)
+        # a change committed just before the agent stopped may have missed its ticket or notifications
+        try:
+            await engine.replay_notices()
+        except Exception:
+            log.exception("incident_replay_failed")
+            engine.schedule_replay()
 
     def _start_meteo(self) -> None:
         from callipso_agent.meteo.service import schedule_meteo

@@ -110,6 +110,7 @@ class IncidentNotice:
     incident: IncidentView
     entry: TimelineRecord | None = None
     text: str = ""
+    replayed: bool = False  # handed over again after a restart or a failed hand-over (see replay_notices)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +165,7 @@ class IncidentEngine:
         self._emitted: set[tuple[int, str]] = set()  # deadline entries already written
         self._hooks: list[Hook] = []
         self._store_failing = False
+        self._replay_due = False  # an output hook failed: replay_notices() on the next tick
         self.owns: Callable[[str], bool] = owns or (lambda _device: True)
 
     @property
@@ -240,12 +242,13 @@ class IncidentEngine:
         return q
 
     async def _notify(
-        self, kind: NoticeKind, rec: IncidentRecord, entry: TimelineRecord | None = None
+        self, kind: NoticeKind, rec: IncidentRecord, entry: TimelineRecord | None = None, *, replayed: bool = False
     ) -> None:
         if rec.parent_id is not None or rec.suppressed:
             return  # attached alarms and suppressed incidents are carried by their parent / the maintenance
         view = self.view(rec)
-        notice = IncidentNotice(kind, view, entry, entry.render(self.settings.lang) if entry else view.title)
+        notice = IncidentNotice(kind, view, entry, entry.render(self.settings.lang) if entry else view.title,
+                                replayed=replayed)
         for hook in list(self._hooks):
             try:
                 out = hook(notice)
@@ -253,6 +256,31 @@ class IncidentEngine:
                     await out
             except Exception:
                 log.exception("incident_hook_failed", incident=rec.id, kind=kind)
+                self._replay_due = True  # the change is committed but an output missed it: hand it over again
+
+    def schedule_replay(self) -> None:
+        """Run :meth:`replay_notices` at the next tick."""
+        self._replay_due = True
+
+    async def replay_notices(self, resolved_within: float = 86400.0) -> int:
+        """Hand the openings of unresolved incidents, and the resolutions of recent ones, to the outputs
+        again. The outputs are idempotent (outbox keys), so what they already recorded is not repeated;
+        what they missed (the agent stopped, or the store failed, between committing an incident change
+        and recording its ticket or notification jobs) is recorded now. Returns the notices handed over."""
+        since = self.clock.now() - timedelta(seconds=resolved_within)
+        handed = 0
+        for rec in await self.repo.search(states=("open", "acknowledged"), top_level=True):
+            if self._mine(rec.device, rec.site):
+                entry = next((e for e in await self.repo.timeline(rec.id) if e.kind in ("opened", "reopened")), None)
+                await self._notify("opened", rec, entry, replayed=True)
+                handed += 1
+        for rec in await self.repo.search(states=("resolved",), top_level=True, newest_first=True, limit=500):
+            if rec.resolved_at is not None and rec.resolved_at >= since and self._mine(rec.device, rec.site):
+                entry = next((e for e in reversed(await self.repo.timeline(rec.id)) if e.kind == "resolved"), None)
+                await self._notify("resolved", rec, entry, replayed=True)
+                handed += 1
+        log.info("incident_notices_replayed", notices=handed)
+        return handed
 
     # ---- signals ----------------------------------------------------------------------------------------
     async def handle(self, signals: Iterable[Signal]) -> None:
@@ -796,6 +824,13 @@ class IncidentEngine:
                     log.debug("incident_tick_deferred", error=str(err))
                 self._store_failing = True
                 return
+            if self._replay_due:
+                self._replay_due = False
+                try:
+                    await self.replay_notices()
+                except Exception:
+                    self._replay_due = True
+                    log.exception("incident_replay_failed")
             now = self.clock.now()
             await self._tick_pending(now)
             for rec in list(self._open.values()):
