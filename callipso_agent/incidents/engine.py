@@ -307,6 +307,10 @@ class IncidentEngine:
         else:
             if self._store_failing:
                 log.info("incident_store_recovered")
+                # a write the store reported as failed may have been committed all the same (a full disk at
+                # COMMIT, a connection lost before the answer): its incident is then found, not created, and
+                # its opening never reached the outputs. Hand the changes over again (idempotent).
+                self._replay_due = True
             self._store_failing = False
 
     async def _handle(self, s: Signal) -> None:
@@ -824,6 +828,10 @@ class IncidentEngine:
                     log.debug("incident_tick_deferred", error=str(err))
                 self._store_failing = True
                 return
+            if self._store_failing:
+                log.info("incident_store_recovered")
+                self._store_failing = False
+                self._replay_due = True
             if self._replay_due:
                 self._replay_due = False
                 try:

@@ -38,6 +38,14 @@ def wait_for(pred: Callable[[], Any], timeout: float, what: str, every: float = 
     raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
+def alertmanager_alert(check: str, device: str) -> dict[str, Any]:
+    """An Alertmanager webhook body whose alert opens a ``daily_check_failed`` incident at once
+    (key ``daily_check_failed:<device>{check=<check>}``)."""
+    return {"version": "4", "groupKey": f"reliability:{check}", "status": "firing", "alerts": [{
+        "status": "firing", "fingerprint": check, "startsAt": "2026-01-06T09:00:00Z",
+        "labels": {"alertname": "daily_check_failed", "device": device, "check": check, "severity": "warning"}}]}
+
+
 class LabAgent:
     """The lab agent as a child process on ephemeral loopback ports."""
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.lab_agent import LabAgent, wait_for
+from tests.helpers.lab_agent import LabAgent, alertmanager_alert, wait_for
 from tests.helpers.peers import API_TOKEN, CHANNELS, Peers
 
 pytestmark = pytest.mark.slow
@@ -94,13 +94,6 @@ def _start_with_faults(lab: LabAgent) -> None:
     wait_for(lambda: lab.lab("fault", "unreachable", "GARDANNE-MDS").returncode == 0, 30, "fault applied")
 
 
-def _alert(check: str, device: str) -> dict[str, Any]:
-    """An Alertmanager webhook whose alert opens a ``daily_check_failed`` incident at once."""
-    return {"version": "4", "groupKey": f"kill-loop:{check}", "status": "firing", "alerts": [{
-        "status": "firing", "fingerprint": check, "startsAt": "2026-01-06T09:00:00Z",
-        "labels": {"alertname": "daily_check_failed", "device": device, "check": check, "severity": "warning"}}]}
-
-
 def _try(fn: Any) -> Any:
     """Requests cut by the kill count as not done (the caller repeats them, as Alertmanager or an operator
     would)."""
@@ -113,7 +106,8 @@ def _try(fn: Any) -> Any:
 def _work(lab: LabAgent, alerts: list[str], to_resolve: list[str], rng: random.Random | None) -> None:
     """Post the alerts not yet accepted; resolve the incidents of earlier alerts not yet resolved."""
     for check in list(alerts):
-        if _try(lambda c=check: lab.post("/api/v1/alertmanager", _alert(c, "ups-hd13"), API_TOKEN)) is not None:
+        body = alertmanager_alert(check, "ups-hd13")
+        if _try(lambda b=body: lab.post("/api/v1/alertmanager", b, API_TOKEN)) is not None:
             alerts.remove(check)
     opened = _try(lambda: lab.api("/api/v1/incidents?state=open")["incidents"]) or []
     for inc in opened:
