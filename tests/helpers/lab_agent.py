@@ -41,8 +41,11 @@ def wait_for(pred: Callable[[], Any], timeout: float, what: str, every: float = 
 def alertmanager_alert(check: str, device: str) -> dict[str, Any]:
     """An Alertmanager webhook body whose alert opens a ``daily_check_failed`` incident at once
     (key ``daily_check_failed:<device>{check=<check>}``)."""
+    from datetime import UTC, datetime
+
+    starts = datetime.now(UTC).isoformat().replace("+00:00", "Z")  # the rule's clear_after counts from here
     return {"version": "4", "groupKey": f"reliability:{check}", "status": "firing", "alerts": [{
-        "status": "firing", "fingerprint": check, "startsAt": "2026-01-06T09:00:00Z",
+        "status": "firing", "fingerprint": check, "startsAt": starts,
         "labels": {"alertname": "daily_check_failed", "device": device, "check": check, "severity": "warning"}}]}
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sqlite3
 import subprocess
 from collections import Counter
@@ -56,6 +57,10 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     try:
         yield mnt
     finally:
+        keep = tmp_path / "state-copy"  # the store as the test left it, for a failure's post-mortem
+        keep.mkdir()
+        for f in mnt.glob("*.sqlite*"):
+            shutil.copyfile(f, keep / f.name)
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
 
 
@@ -162,6 +167,9 @@ def test_postgresql_restart_under_the_agent(tmp_path: Path, peers: Peers, postgr
         postgres.halt("fast")
         wait_for(lambda: lab.ready()[0] == 503, 60, "/readyz reports the store")
         _post_alert(lab, "during")
+        wait_for(lambda: lab.metric("callipso_store_writable") == 0, 60, "store reported not writable")
+        before = _last_polls(lab)  # polling goes on while the database is away
+        wait_for(lambda: all(v != before[n] for n, v in _last_polls(lab).items()), 90, "devices polled again")
         assert lab.proc is not None and lab.proc.poll() is None
         postgres.resume()
 
