@@ -28,7 +28,7 @@ from callipso_agent.config.loader import LoadedConfig, load_config
 from callipso_agent.config.models import Device, SnmpV2Credential, SnmpV3Credential, SshCredential
 from callipso_agent.errors import CallipsoError, ConfigErrors, ProfileError
 from callipso_agent.health import DeliveryCounters, OutboxGauges, StoreHealth
-from callipso_agent.metrics import app_metrics, metrics_routes
+from callipso_agent.metrics import NotificationStats, app_metrics, metrics_routes
 from callipso_agent.model import Event, PollResult, Severity
 from callipso_agent.paths import collectors_dir
 from callipso_agent.profiles.loader import ProfileSet, load_profiles
@@ -108,12 +108,13 @@ class App:
         self.leases: Any = None
         self._owned: set[str] | None = None  # devices leased to this agent (None: all)
         self.store_health = StoreHealth()
-        self.deliveries = DeliveryCounters()
+        self.notification_stats = NotificationStats()
+        self.deliveries = DeliveryCounters(self.notification_stats)
         self.outbox_gauges: OutboxGauges | None = None
         self._metric_sources: list[Any] = [self.store_health, self.deliveries]
         self.metrics_registry, poll_observer = app_metrics(
             self, incidents=lambda: self.open_incidents() if self.open_incidents is not None else [],
-            sources=self._metric_sources)
+            notifications=self.notification_stats, sources=self._metric_sources)
         self.result_hooks.append(poll_observer)
         self._stop = asyncio.Event()
         self._started = False

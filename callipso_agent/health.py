@@ -154,14 +154,25 @@ class OutboxGauges:
 
 
 class DeliveryCounters:
-    """Attempts made by this process's outbox worker, by target and outcome (done, retry, dead)."""
+    """Attempts made by this process's outbox worker, by target and outcome (done, retry, dead).
 
-    def __init__(self) -> None:
+    With ``notifications`` (the collector's :class:`~callipso_agent.metrics.NotificationStats`), each
+    attempt also counts in ``callipso_notifications_sent_total`` / ``callipso_notification_failures_total``
+    (``reason`` ``retry`` or ``dead``), which the shipped alert rules read.
+    """
+
+    def __init__(self, notifications: Any = None) -> None:
         self.attempts: dict[tuple[str, str], int] = {}
+        self.notifications = notifications
 
     def __call__(self, target: str, outcome: str) -> None:
         key = (label_value(target), outcome)
         self.attempts[key] = self.attempts.get(key, 0) + 1
+        if self.notifications is not None:
+            if outcome == "done":
+                self.notifications.sent(target)
+            else:
+                self.notifications.failed(target, outcome)
 
     def collect_into(self, fams: Families) -> None:
         fam = fams.get(
