@@ -305,7 +305,7 @@ class App:
             await self.outputs.on_change(notice_to_change(notice, self.clock.now()))
             await self.open_incidents.refresh()
 
-        engine.subscribe(on_notice)
+        engine.subscribe(on_notice, replays=True)
         # a change committed just before the agent stopped may have missed its ticket or notifications
         try:
             await engine.replay_notices()

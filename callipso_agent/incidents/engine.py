@@ -164,6 +164,7 @@ class IncidentEngine:
         self._retry: list[Signal] = []  # signals whose handling failed (store down)
         self._emitted: set[tuple[int, str]] = set()  # deadline entries already written
         self._hooks: list[Hook] = []
+        self._replay_hooks: set[int] = set()  # ids of the hooks that take replayed notices
         self._store_failing = False
         self._replay_due = False  # an output hook failed: replay_notices() on the next tick
         self.owns: Callable[[str], bool] = owns or (lambda _device: True)
@@ -223,10 +224,21 @@ class IncidentEngine:
         self.inventory = inventory
 
     # ---- notifications ----------------------------------------------------------------------------------
-    def subscribe(self, hook: Hook) -> Callable[[], None]:
-        """Call ``hook`` (sync or async) after each committed change; returns an unsubscribe function."""
+    def subscribe(self, hook: Hook, *, replays: bool = False) -> Callable[[], None]:
+        """Call ``hook`` (sync or async) after each committed change; returns an unsubscribe function.
+
+        ``replays``: also receive the notices :meth:`replay_notices` hands over again (``notice.replayed``);
+        only idempotent consumers (the outputs, keyed in the outbox) should ask for them."""
         self._hooks.append(hook)
-        return lambda: self._hooks.remove(hook) if hook in self._hooks else None
+        if replays:
+            self._replay_hooks.add(id(hook))
+
+        def unsubscribe() -> None:
+            if hook in self._hooks:
+                self._hooks.remove(hook)
+            self._replay_hooks.discard(id(hook))
+
+        return unsubscribe
 
     def queue(self, maxsize: int = 0) -> asyncio.Queue[IncidentNotice]:
         """An asyncio queue receiving every notice (dropped with a log line when full)."""
@@ -250,6 +262,8 @@ class IncidentEngine:
         notice = IncidentNotice(kind, view, entry, entry.render(self.settings.lang) if entry else view.title,
                                 replayed=replayed)
         for hook in list(self._hooks):
+            if replayed and id(hook) not in self._replay_hooks:
+                continue
             try:
                 out = hook(notice)
                 if inspect.isawaitable(out):

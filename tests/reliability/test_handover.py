@@ -46,7 +46,7 @@ def _wire(sc: Scenario, store: Store, conf: Path) -> Outputs:
     async def on_notice(notice: Any) -> None:
         await outputs.on_change(notice_to_change(notice, sc.clock.now()))
 
-    engine.subscribe(on_notice)
+    engine.subscribe(on_notice, replays=True)
     return outputs
 
 
