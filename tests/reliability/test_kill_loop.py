@@ -8,7 +8,9 @@ resolves the previous run's incident through the API (a ticket closure and three
 then the agent is killed 0-3 s later, in the middle of that work. At the end: no duplicate unresolved
 incident, every alert's incident exactly once, the cut-off site's incident exactly once, every outbox
 job done, and the peers' records match the outbox exactly: one ticket per incident (closed when the
-incident is resolved), one e-mail, SMS and webhook call per notification, none lost, none twice.
+incident is resolved), one e-mail, SMS and webhook call per notification, none lost; a message goes out
+twice only when the outbox recorded its first attempt's outcome as unknown (killed between the gateway's
+acceptance and the record), and then with the same Message-ID / refId / Idempotency-Key.
 
 CI runs 8 kills; ``CALLIPSO_KILLS=100`` runs the full loop.
 """
@@ -170,8 +172,10 @@ def test_kill9_loop_loses_and_duplicates_nothing(lab: LabAgent, peers: Peers, tm
         per_check = Counter(k.rsplit("{check=", 1)[1].rstrip("}") for k in incidents)
         assert per_check == Counter(checks), per_check  # every alert's incident, once
         total = con.execute("SELECT COUNT(*) FROM incidents").fetchone()[0]
-        jobs = [dict(zip(("id", "kind", "target", "key", "state", "incident", "payload", "result"), row, strict=True))
-                for row in con.execute("SELECT id, kind, target, idempotency_key, state, incident_id, payload, result "
+        cols = ("id", "kind", "target", "key", "state", "incident", "payload", "result", "uncertain", "attempts")
+        jobs = [dict(zip(cols, row, strict=True))
+                for row in con.execute("SELECT id, kind, target, idempotency_key, state, incident_id, payload, result, "
+                                       "uncertain, attempts "
                                        "FROM outbox")]
     finally:
         con.close()
@@ -197,29 +201,35 @@ def test_kill9_loop_loses_and_duplicates_nothing(lab: LabAgent, peers: Peers, tm
     missing = {(iid, ch) for iid, _ in incidents.values() for ch in CHANNELS} - opened_notices
     assert not missing, f"incidents without their opening notification: {sorted(missing)}"
 
-    # notifications: what each peer received is exactly the outbox's delivered notifications
+    # notifications: what each peer received is exactly the outbox's delivered notifications, each once; the
+    # only exception is at-least-once delivery itself: a kill between the gateway's acceptance and the outbox's
+    # record leaves the outcome unknown, the job is retried as "uncertain" and the message goes out again with
+    # the same Message-ID / refId / Idempotency-Key (a receiver deduplicating on them drops the copy)
     sent = [j for j in jobs if j["kind"].startswith("notify.")
             and not (json.loads(j["result"] or "{}") or {}).get("skipped")]
-    expect_mail = Counter(f"<{hashlib.sha256(j['key'].encode()).hexdigest()[:32]}.callipso@lab.invalid>"
-                          for j in sent if j["target"] == "mail-noc")
-    expect_sms = Counter(hashlib.sha256(f"{j['key']}:+33612345678".encode()).hexdigest()[:32]
-                         for j in sent if j["target"] == "sms-astreinte")
-    expect_hook = Counter(j["key"] for j in sent if j["target"] == "hook-noc")
-    got_mail = Counter(e["message_id"] for e in peers.emails())
-    got_sms = Counter(m["ref"] for m in peers.sms())
-    got_hook = Counter(h["key"] for h in peers.hooks())
-    figures = {
-        "emails": (sum(got_mail.values()), sum(expect_mail.values())),
-        "sms": (sum(got_sms.values()), sum(expect_sms.values())),
-        "webhooks": (sum(got_hook.values()), sum(expect_hook.values())),
-    }
-    lost = {"mail": expect_mail - got_mail, "sms": expect_sms - got_sms, "hook": expect_hook - got_hook}
-    dupl = {"mail": [k for k, n in got_mail.items() if n > 1], "sms": [k for k, n in got_sms.items() if n > 1],
-            "hook": [k for k, n in got_hook.items() if n > 1]}
+    ids = {"mail-noc": lambda k: f"<{hashlib.sha256(k.encode()).hexdigest()[:32]}.callipso@lab.invalid>",
+           "sms-astreinte": lambda k: hashlib.sha256(f"{k}:+33612345678".encode()).hexdigest()[:32],
+           "hook-noc": lambda k: k}
+    expected = {ch: {ids[ch](j["key"]): j for j in sent if j["target"] == ch} for ch in CHANNELS}
+    received = {"mail-noc": Counter(e["message_id"] for e in peers.emails()),
+                "sms-astreinte": Counter(m["ref"] for m in peers.sms()),
+                "hook-noc": Counter(h["key"] for h in peers.hooks())}
+    lost = {ch: sorted(set(expected[ch]) - set(received[ch])) for ch in CHANNELS}
+    unknown = {ch: sorted(set(received[ch]) - set(expected[ch])) for ch in CHANNELS}
+    resent = {ch: {i: n for i, n in received[ch].items() if n > 1} for ch in CHANNELS}
+
+    def explained(ch: str, i: str, n: int) -> bool:
+        job = expected[ch].get(i)
+        return job is not None and bool(job["uncertain"]) and n <= job["attempts"]
+
+    unexplained = {ch: [i for i, n in resent[ch].items() if not explained(ch, i, n)] for ch in CHANNELS}
+    uncertain = sum(1 for j in jobs if j["uncertain"])
+    figures = {ch: (sum(received[ch].values()), len(expected[ch])) for ch in CHANNELS}
     print(f"\nFIGURES kills={kills} incidents={total} alerts={len(checks)} outbox_jobs={len(jobs)} "
-          f"tickets={len(tickets)} received/expected={figures} "
-          f"lost={ {k: sum(v.values()) for k, v in lost.items()} } duplicated={ {k: len(v) for k, v in dupl.items()} } "
+          f"uncertain_jobs={uncertain} tickets={len(tickets)} received/expected={figures} "
+          f"lost={ {ch: len(v) for ch, v in lost.items()} } "
+          f"resent_uncertain={ {ch: len(v) for ch, v in resent.items()} } "
           f"at={datetime.now(UTC):%Y-%m-%dT%H:%MZ}")
     assert not any(lost.values()), lost
-    assert not any(dupl.values()), dupl
-    assert set(got_mail) == set(expect_mail) and set(got_sms) == set(expect_sms) and set(got_hook) == set(expect_hook)
+    assert not any(unknown.values()), unknown
+    assert not any(unexplained.values()), f"sent twice without an unknown outcome: {unexplained}"
