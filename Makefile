@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fuzz soak bench install lint clean
+.PHONY: demo test test-fuzz fuzz-atheris soak bench install lint clean
 
 demo: $(VENV)/.installed
 	$(BIN)/callipso-agent demo
@@ -25,6 +25,15 @@ bench: $(VENV)/.installed
 soak: $(VENV)/.installed
 	$(BIN)/python -m tests.reliability.soak
 
+# coverage-guided fuzzing (atheris) of the trap decode path, SSH output parsing and the configuration loader,
+# FUZZ_SECONDS per target on a corpus kept in .fuzz/; a finding leaves .fuzz/<target>-crash-* to reproduce
+FUZZ_SECONDS ?= 600
+fuzz-atheris: $(VENV)/.installed
+	for t in trap ssh config; do \
+	  PYTHONPATH=. $(BIN)/python -m tests.reliability.atheris_targets $$t .fuzz/$$t -max_total_time=$(FUZZ_SECONDS) \
+	    -max_len=8192 -artifact_prefix=.fuzz/$$t- -print_final_stats=1 || exit 1; \
+	done
+
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -37,4 +46,4 @@ lint: $(VENV)/.installed
 	$(BIN)/python -m ruff check callipso_agent tests bench
 
 clean:
-	rm -rf $(VENV) .lab .pytest_cache
+	rm -rf $(VENV) .lab .pytest_cache .fuzz

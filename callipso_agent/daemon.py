@@ -27,8 +27,9 @@ from callipso_agent.collect.ssh_fetcher import CompositeFetcher, SshFetcher
 from callipso_agent.config.loader import LoadedConfig, load_config
 from callipso_agent.config.models import Device, SnmpV2Credential, SnmpV3Credential, SshCredential
 from callipso_agent.errors import CallipsoError, ConfigErrors, ProfileError
+from callipso_agent.health import DeliveryCounters, OutboxGauges, StoreHealth
 from callipso_agent.looplag import LoopLagMonitor
-from callipso_agent.metrics import app_metrics, metrics_routes
+from callipso_agent.metrics import NotificationStats, app_metrics, metrics_routes
 from callipso_agent.model import Event, PollResult, Severity
 from callipso_agent.paths import collectors_dir
 from callipso_agent.profiles.loader import ProfileSet, load_profiles
@@ -111,8 +112,14 @@ class App:
         self.leases: Any = None
         self._owned: set[str] | None = None  # devices leased to this agent (None: all)
         self.loop_lag = LoopLagMonitor(self.clock.monotonic)
+        self.store_health = StoreHealth()
+        self.notification_stats = NotificationStats()
+        self.deliveries = DeliveryCounters(self.notification_stats)
+        self.outbox_gauges: OutboxGauges | None = None
+        self._metric_sources: list[Any] = [self.store_health, self.deliveries]
         self.metrics_registry, poll_observer = app_metrics(
-            self, incidents=lambda: self.open_incidents() if self.open_incidents is not None else [])
+            self, incidents=lambda: self.open_incidents() if self.open_incidents is not None else [],
+            notifications=self.notification_stats, sources=self._metric_sources)
         self.result_hooks.append(poll_observer)
         self._stop = asyncio.Event()
         self._started = False
@@ -216,8 +223,10 @@ class App:
         polled = sum(1 for s in self.cache.statuses() if s.last_poll is not None)
         total = len(self.runtime.pollers) if self.runtime else 0
         owned = len(self._owned) if self._owned is not None else total
-        ok = store_ok and sched_ok and (total == 0 or owned == 0 or polled > 0)
-        return ok, {"store": store_ok, "scheduler": sched_ok, "devices": total, "devices_owned": owned,
+        failing = self.store_health.failing_now()
+        ok = store_ok and not failing and sched_ok and (total == 0 or owned == 0 or polled > 0)
+        return ok, {"store": store_ok, "store_writable": not failing, "store_errors": failing,
+                    "scheduler": sched_ok, "devices": total, "devices_owned": owned,
                     "devices_polled": polled,
                     "devices_up": sum(1 for s in self.cache.statuses() if s.up)}
 
@@ -231,7 +240,13 @@ class App:
         url = cfg.agent.store.url.replace("{state_dir}", str(state_dir))
         self.store = Store(url)
         await self.store.migrate()
-        self.poll_writer = PollStateWriter(self.store)
+        def device_state_outcome(err: Exception | None) -> None:
+            if err is None:
+                self.store_health.ok("device_state")
+            else:
+                self.store_health.failed("device_state", err)
+
+        self.poll_writer = PollStateWriter(self.store, on_outcome=device_state_outcome)
         self.poll_writer.start()
         self.snmp_engines = SnmpEngines(cfg.agent.snmp.max_concurrency, cfg.agent.snmp.client)
         self.ssh_pool = SshPool(semaphore=asyncio.Semaphore(cfg.agent.ssh.max_concurrency),
@@ -255,7 +270,8 @@ class App:
         port = self.http_port_override if self.http_port_override is not None else cfg.agent.http.port
         self.http = HttpServer(self.cache, host=cfg.agent.http.host, port=port, ready=self.ready,
                                inventory=self.inventory_view)
-        self.http.add_routes(metrics_routes(self.metrics_registry))
+        refresh = [self.outbox_gauges.refresh] if self.outbox_gauges is not None else []
+        self.http.add_routes(metrics_routes(self.metrics_registry, refresh=refresh))
         self._start_meteo()
         self.outputs.install(self.http)
         self.scheduler.start()
@@ -288,13 +304,23 @@ class App:
         self.outputs = build_outputs(
             self.config_path, agent=cfg.agent, store=self.store, clock=self.clock,
             incidents=EngineIncidentSource(engine), maintenance=EngineMaintenanceSource(engine),
-            events=self.pipeline.on_event, calendar=load_contract().business_calendar(), audit=self.store)
+            events=self.pipeline.on_event, calendar=load_contract().business_calendar(), audit=self.store,
+            on_attempt=self.deliveries)
+        self.store_health.watch("incidents", lambda: engine.store_failing)
+        self.outbox_gauges = OutboxGauges(self.outputs.outbox)
+        self._metric_sources.append(self.outbox_gauges)
 
         async def on_notice(notice: Any) -> None:
             await self.outputs.on_change(notice_to_change(notice, self.clock.now()))
             await self.open_incidents.refresh()
 
-        engine.subscribe(on_notice)
+        engine.subscribe(on_notice, replays=True)
+        # a change committed just before the agent stopped may have missed its ticket or notifications
+        try:
+            await engine.replay_notices()
+        except Exception:
+            log.exception("incident_replay_failed")
+            engine.schedule_replay()
 
     def _start_meteo(self) -> None:
         from callipso_agent.meteo.service import schedule_meteo

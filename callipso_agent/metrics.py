@@ -28,7 +28,7 @@ import functools
 import math
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -250,10 +250,13 @@ class CallipsoCollector(Collector):
         agent_info: Mapping[str, str] | None = None,
         loop_lag: Callable[[], LagStats | None] | None = None,
         tasks: Callable[[], int | None] | None = None,
+        sources: list[Any] | None = None,
     ) -> None:
         self.cache = cache
         self.loop_lag = loop_lag
         self.tasks = tasks
+        #: more self-metrics: objects with ``collect_into(families)`` (store health, outbox backlog)
+        self.sources: list[Any] = sources if sources is not None else []
         self.inventory = inventory
         self.observer = observer
         self.incidents = incidents
@@ -281,6 +284,8 @@ class CallipsoCollector(Collector):
         self._queues(fams)
         self._snmp(fams)
         self._runtime(fams)
+        for source in self.sources:
+            source.collect_into(fams)
         own = fams.get(
             "callipso_exporter_dropped_series",
             "Series left out of this scrape by the per-metric, per-device series cap",
@@ -489,10 +494,21 @@ def build_registry(collector: CallipsoCollector, *, process: bool = True) -> Col
     return registry
 
 
-def metrics_routes(registry: CollectorRegistry, path: str = "/metrics") -> list[web.RouteDef]:
-    """``GET /metrics``: the registry in the format the scraper asked for (OpenMetrics or text 0.0.4)."""
+def metrics_routes(
+    registry: CollectorRegistry,
+    path: str = "/metrics",
+    *,
+    refresh: Sequence[Callable[[], Awaitable[None]]] = (),
+) -> list[web.RouteDef]:
+    """``GET /metrics``: the registry in the format the scraper asked for (OpenMetrics or text 0.0.4).
+
+    ``refresh`` coroutines run first (snapshots that need the store, such as the outbox backlog); each
+    handles its own failures.
+    """
 
     async def handler(request: web.Request) -> web.Response:
+        for fn in refresh:
+            await fn()
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
         body = encoder(registry)
         return web.Response(body=body, headers={"Content-Type": content_type})
@@ -515,7 +531,11 @@ def poller_queues(pollers: Callable[[], Mapping[str, Any]], monotonic: Callable[
 
 
 def app_metrics(
-    app: Any, *, incidents: IncidentProvider | None = None, notifications: NotificationStats | None = None
+    app: Any,
+    *,
+    incidents: IncidentProvider | None = None,
+    notifications: NotificationStats | None = None,
+    sources: list[Any] | None = None,
 ) -> tuple[CollectorRegistry, PollObserver]:
     """Everything ``/metrics`` needs from a :class:`~callipso_agent.daemon.App`.
 
@@ -548,6 +568,7 @@ def app_metrics(
         agent_info={"version": __version__},
         loop_lag=loop_lag,
         tasks=running_tasks,
+        sources=sources,
     )
     return build_registry(collector), observer
 

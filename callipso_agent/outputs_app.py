@@ -32,7 +32,7 @@ from callipso_agent.notify.deliver import NotifyDeliverer
 from callipso_agent.notify.dispatch import OutputDispatcher
 from callipso_agent.notify.router import NotificationRouter
 from callipso_agent.notify.texts import Texts
-from callipso_agent.outbox import Deliverer, Outbox, OutboxWorker
+from callipso_agent.outbox import Backoff, Deliverer, Outbox, OutboxWorker
 from callipso_agent.ports import AuditSink, IncidentChange, IncidentSource, MaintenanceSource
 from callipso_agent.store import Store
 
@@ -107,10 +107,13 @@ def build_outputs(
     calendar: BusinessCalendar | None = None,
     audit: AuditSink | None = None,
     tick_seconds: float = 30.0,
+    on_attempt: Callable[[str, str], None] | None = None,
 ) -> Outputs:
     """Build every output from the configuration (raises ConfigErrors; resolves secrets)."""
     base_dir = config_path if config_path.is_dir() else config_path.parent
-    outbox = Outbox(store.engine, clock)
+    retry = agent.outbox
+    outbox = Outbox(store.engine, clock, max_attempts=retry.max_attempts,
+                    backoff=Backoff(base=retry.retry_base, maximum=retry.retry_max))
     deliverers: dict[str, Deliverer] = {}
     target_limits: dict[str, int] = {}
     subscribers: list[Callable[[IncidentChange], Awaitable[Any]]] = []
@@ -148,6 +151,7 @@ def build_outputs(
         language=agent.language,
         timezone=agent.timezone,
         target_limits=target_limits,
+        on_attempt=on_attempt,
     )
     auth = TokenAuth(agent.http.tokens, clock, open_reads=agent.http.open_reads)
     alerts = AlertmanagerReceiver(events, clock) if events is not None else None

@@ -144,3 +144,4 @@ class IncidentChange:
     at: datetime
     actor: str | None = None
     text: str | None = None  # the note, the acknowledgement comment, the resolution reason, what changed
+    replayed: bool = False  # handed over again (after a restart): outputs skip what they already did

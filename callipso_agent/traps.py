@@ -350,10 +350,22 @@ class _CountingUdpTransport:
                 if not looks_like_snmp(datagram):
                     counters.malformed += 1
                     return
-                try:
-                    super().datagram_received(datagram, transportAddress)
-                except Exception:
+                callback = self._callback_function
+                if callback is None:
                     counters.malformed += 1
+                    return
+
+                # pysnmp decodes in a loop callback: an exception there (e.g. pyasn1's OverflowError on a
+                # length field of 2**63) would reach the event loop's handler, one traceback per datagram
+                # any host can send. Count it as malformed instead.
+                def decode() -> None:
+                    try:
+                        callback(self, transportAddress, datagram)
+                    except Exception as err:
+                        counters.malformed += 1
+                        log.debug("trap_decode_failed", error=f"{type(err).__name__}: {err}"[:200])
+
+                self.loop.call_soon(decode)
 
         return Transport()
 

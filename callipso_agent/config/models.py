@@ -248,6 +248,21 @@ class SshSettings(_Model):
     session_timeout: Annotated[float, Field(gt=0)] = 120.0
 
 
+class OutboxSettings(_Model):
+    """Retries of outbound deliveries (EasyVista tickets, notifications) while a peer is down."""
+
+    retry_base: Annotated[float, Field(gt=0, le=3600, description="seconds before the first retry")] = 5.0
+    retry_max: Annotated[float, Field(gt=0, le=86400, description=(
+        "longest wait between two attempts: a peer back after an outage is caught up within this"))] = 900.0
+    max_attempts: Annotated[int, Field(ge=1, le=10000, description="attempts before a job is given up (dead)")] = 25
+
+    @model_validator(mode="after")
+    def _order(self) -> OutboxSettings:
+        if self.retry_max < self.retry_base:
+            raise ValueError("retry_max must be at least retry_base")
+        return self
+
+
 class AgentSettings(_Model):
     name: str = "callipso"
     language: Literal["fr", "en"] = "fr"
@@ -263,6 +278,7 @@ class AgentSettings(_Model):
     traps: TrapSettings = Field(default_factory=TrapSettings)
     snmp: SnmpSettings = Field(default_factory=SnmpSettings)
     ssh: SshSettings = Field(default_factory=SshSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
 
 
 class ServiceLine(_Model):

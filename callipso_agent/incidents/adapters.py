@@ -145,7 +145,7 @@ def notice_to_change(notice: IncidentNotice, at: datetime) -> IncidentChange:
     entry = notice.entry
     return IncidentChange(kind=_NOTICE_TO_CHANGE.get(notice.kind, ChangeKind.UPDATED), incident=notice.incident,
                           at=entry.at if entry is not None else at, actor=entry.actor if entry is not None else None,
-                          text=notice.text or None)
+                          text=notice.text or None, replayed=notice.replayed)
 
 
 class OpenIncidents:

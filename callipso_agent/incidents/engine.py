@@ -110,6 +110,7 @@ class IncidentNotice:
     incident: IncidentView
     entry: TimelineRecord | None = None
     text: str = ""
+    replayed: bool = False  # handed over again after a restart or a failed hand-over (see replay_notices)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,8 +164,20 @@ class IncidentEngine:
         self._retry: list[Signal] = []  # signals whose handling failed (store down)
         self._emitted: set[tuple[int, str]] = set()  # deadline entries already written
         self._hooks: list[Hook] = []
+        self._replay_hooks: set[int] = set()  # ids of the hooks that take replayed notices
         self._store_failing = False
+        self._replay_due = False  # an output hook failed: replay_notices() on the next tick
         self.owns: Callable[[str], bool] = owns or (lambda _device: True)
+
+    @property
+    def store_failing(self) -> bool:
+        """True while incident changes cannot be written (they wait in memory and are retried on tick)."""
+        return self._store_failing
+
+    @property
+    def deferred_signals(self) -> int:
+        """Rule signals waiting for the store to come back."""
+        return len(self._retry)
 
     # ---- lifecycle --------------------------------------------------------------------------------------
     async def load(self) -> list[IncidentRecord]:
@@ -211,10 +224,21 @@ class IncidentEngine:
         self.inventory = inventory
 
     # ---- notifications ----------------------------------------------------------------------------------
-    def subscribe(self, hook: Hook) -> Callable[[], None]:
-        """Call ``hook`` (sync or async) after each committed change; returns an unsubscribe function."""
+    def subscribe(self, hook: Hook, *, replays: bool = False) -> Callable[[], None]:
+        """Call ``hook`` (sync or async) after each committed change; returns an unsubscribe function.
+
+        ``replays``: also receive the notices :meth:`replay_notices` hands over again (``notice.replayed``);
+        only idempotent consumers (the outputs, keyed in the outbox) should ask for them."""
         self._hooks.append(hook)
-        return lambda: self._hooks.remove(hook) if hook in self._hooks else None
+        if replays:
+            self._replay_hooks.add(id(hook))
+
+        def unsubscribe() -> None:
+            if hook in self._hooks:
+                self._hooks.remove(hook)
+            self._replay_hooks.discard(id(hook))
+
+        return unsubscribe
 
     def queue(self, maxsize: int = 0) -> asyncio.Queue[IncidentNotice]:
         """An asyncio queue receiving every notice (dropped with a log line when full)."""
@@ -230,19 +254,47 @@ class IncidentEngine:
         return q
 
     async def _notify(
-        self, kind: NoticeKind, rec: IncidentRecord, entry: TimelineRecord | None = None
+        self, kind: NoticeKind, rec: IncidentRecord, entry: TimelineRecord | None = None, *, replayed: bool = False
     ) -> None:
         if rec.parent_id is not None or rec.suppressed:
             return  # attached alarms and suppressed incidents are carried by their parent / the maintenance
         view = self.view(rec)
-        notice = IncidentNotice(kind, view, entry, entry.render(self.settings.lang) if entry else view.title)
+        notice = IncidentNotice(kind, view, entry, entry.render(self.settings.lang) if entry else view.title,
+                                replayed=replayed)
         for hook in list(self._hooks):
+            if replayed and id(hook) not in self._replay_hooks:
+                continue
             try:
                 out = hook(notice)
                 if inspect.isawaitable(out):
                     await out
             except Exception:
                 log.exception("incident_hook_failed", incident=rec.id, kind=kind)
+                self._replay_due = True  # the change is committed but an output missed it: hand it over again
+
+    def schedule_replay(self) -> None:
+        """Run :meth:`replay_notices` at the next tick."""
+        self._replay_due = True
+
+    async def replay_notices(self, resolved_within: float = 86400.0) -> int:
+        """Hand the openings of unresolved incidents, and the resolutions of recent ones, to the outputs
+        again. The outputs are idempotent (outbox keys), so what they already recorded is not repeated;
+        what they missed (the agent stopped, or the store failed, between committing an incident change
+        and recording its ticket or notification jobs) is recorded now. Returns the notices handed over."""
+        since = self.clock.now() - timedelta(seconds=resolved_within)
+        handed = 0
+        for rec in await self.repo.search(states=("open", "acknowledged"), top_level=True):
+            if self._mine(rec.device, rec.site):
+                entry = next((e for e in await self.repo.timeline(rec.id) if e.kind in ("opened", "reopened")), None)
+                await self._notify("opened", rec, entry, replayed=True)
+                handed += 1
+        for rec in await self.repo.search(states=("resolved",), top_level=True, newest_first=True, limit=500):
+            if rec.resolved_at is not None and rec.resolved_at >= since and self._mine(rec.device, rec.site):
+                entry = next((e for e in reversed(await self.repo.timeline(rec.id)) if e.kind == "resolved"), None)
+                await self._notify("resolved", rec, entry, replayed=True)
+                handed += 1
+        log.info("incident_notices_replayed", notices=handed)
+        return handed
 
     # ---- signals ----------------------------------------------------------------------------------------
     async def handle(self, signals: Iterable[Signal]) -> None:
@@ -269,6 +321,10 @@ class IncidentEngine:
         else:
             if self._store_failing:
                 log.info("incident_store_recovered")
+                # a write the store reported as failed may have been committed all the same (a full disk at
+                # COMMIT, a connection lost before the answer): its incident is then found, not created, and
+                # its opening never reached the outputs. Hand the changes over again (idempotent).
+                self._replay_due = True
             self._store_failing = False
 
     async def _handle(self, s: Signal) -> None:
@@ -786,6 +842,17 @@ class IncidentEngine:
                     log.debug("incident_tick_deferred", error=str(err))
                 self._store_failing = True
                 return
+            if self._store_failing:
+                log.info("incident_store_recovered")
+                self._store_failing = False
+                self._replay_due = True
+            if self._replay_due:
+                self._replay_due = False
+                try:
+                    await self.replay_notices()
+                except Exception:
+                    self._replay_due = True
+                    log.exception("incident_replay_failed")
             now = self.clock.now()
             await self._tick_pending(now)
             for rec in list(self._open.values()):

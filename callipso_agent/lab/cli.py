@@ -22,6 +22,8 @@ def register(sub: Any) -> None:
     lab.add_argument("--http-port", type=int, default=9730, help="HTTP port the agent will use")
     lab.add_argument("--control-port", type=int, default=9731, help="HTTP port of the lab's fault switch")
     lab.add_argument("--sites", help="only these sites of the example estate (comma-separated codes)")
+    lab.add_argument("--overlay", help="folder merged into the lab configuration: agent.yaml (agent settings), "
+                     "outputs/ (EasyVista, notifications) and their secret files")
     lab_sub = lab.add_subparsers(dest="lab_command", metavar="ACTION")
     fault = lab_sub.add_parser("fault", help="inject a fault into a running lab")
     fault.add_argument("fault", help="fault name (see 'lab status')")
@@ -38,6 +40,8 @@ def register(sub: Any) -> None:
     demo.add_argument("--http-port", type=int, default=9730)
     demo.add_argument("--control-port", type=int, default=9731)
     demo.add_argument("--sites", help="only these sites of the example estate (comma-separated codes)")
+    demo.add_argument("--overlay", help="folder merged into the lab configuration: agent.yaml (agent settings), "
+                      "outputs/ (EasyVista, notifications) and their secret files")
     demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     demo.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     demo.set_defaults(func=cmd_demo)
@@ -88,7 +92,8 @@ async def _run_lab(args: argparse.Namespace, *, with_agent: bool) -> int:
 
     logs.configure(getattr(args, "log_level", "info"))
     sites = [s for s in (args.sites or "").split(",") if s] or None
-    lab = Lab(Path(args.dir), interval=args.interval, http_port=args.http_port, sites=sites)
+    overlay = Path(args.overlay) if getattr(args, "overlay", None) else None
+    lab = Lab(Path(args.dir), interval=args.interval, http_port=args.http_port, sites=sites, overlay=overlay)
     config_dir = await lab.build()
     await asyncio.to_thread(lab.start)
     control = LabControl(lab, port=args.control_port)

@@ -97,6 +97,7 @@ class FakeLinkMobility(_Server):
         self.clock = clock or SystemClock()
         self.messages: list[SmsRecord] = []
         self.refused: list[tuple[int, str]] = []  # status, reason
+        self.requests: list[tuple[float, int]] = []  # (clock.monotonic(), status) of every request answered
         self._recent: deque[float] = deque()
 
     def _app(self) -> web.Application:
@@ -116,6 +117,7 @@ class FakeLinkMobility(_Server):
 
     def _refuse(self, status: int, reason: str, headers: Mapping[str, str] | None = None) -> web.Response:
         self.refused.append((status, reason))
+        self.requests.append((self.clock.monotonic(), status))
         return web.json_response({"description": reason}, status=status, headers=dict(headers or {}))
 
     async def _send(self, request: web.Request) -> web.Response:
@@ -160,6 +162,7 @@ class FakeLinkMobility(_Server):
                 {"messageId": message_id, "resultCode": 1102, "description": "Invalid destination address"}
             )
         self.messages.append(SmsRecord(body, user, message_id))
+        self.requests.append((self.clock.monotonic(), 200))
         return web.json_response({"messageId": message_id, "resultCode": 1005, "description": "Queued"})
 
 

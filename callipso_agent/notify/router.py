@@ -400,7 +400,19 @@ class NotificationRouter:
         }
 
     # ---- entry points -----------------------------------------------------------------------------
+    async def _already_routed(self, change: IncidentChange) -> bool:
+        """A replayed change the router already handled (its decision is in the incident's timeline)."""
+        event = change.kind.value
+        for entry in await self.incidents.timeline(change.incident.id):
+            if entry.kind != "notification":
+                continue
+            if change.kind is ChangeKind.OPENED or entry.data.get("event") == event:
+                return True
+        return False
+
     async def on_change(self, change: IncidentChange) -> list[Planned]:
+        if change.replayed and await self._already_routed(change):
+            return []
         incident, event, at = change.incident, change.kind.value, change.at
         if change.kind is ChangeKind.OPENED:
             grouped = await self._storm_opened(incident, at)

@@ -12,6 +12,7 @@ store) never run the same job twice at once, without ``SELECT ... FOR UPDATE``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +30,14 @@ from callipso_agent.outbox.table import outbox
 log = structlog.get_logger()
 
 MAX_ERROR_TEXT = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class TargetBacklog:
+    target: str
+    pending: int  # neither delivered nor given up
+    dead: int  # given up: waiting for an operator
+    oldest_due: datetime | None  # creation time of the oldest late job
 
 
 def to_utc(value: datetime) -> datetime:
@@ -182,6 +191,26 @@ class Outbox:
         counts = {s.value: 0 for s in JobState}
         counts.update({state: n for state, n in rows})
         return counts
+
+    async def per_target(self) -> list[TargetBacklog]:
+        """Undelivered and dead jobs per target (an EasyVista instance or a notification channel).
+
+        ``oldest_due`` is the creation time of the oldest undelivered job that is already due or has
+        failed at least once: a notification deferred to the end of quiet hours is not late.
+        """
+        now = to_utc(self.clock.now())
+        live = outbox.c.state.not_in([s.value for s in TERMINAL])
+        late = and_(live, or_(outbox.c.attempts > 0, outbox.c.next_attempt_at <= now))
+        q = select(
+            outbox.c.target,
+            func.count().filter(live),
+            func.count().filter(outbox.c.state == JobState.DEAD.value),
+            func.min(outbox.c.created_at).filter(late),
+        ).group_by(outbox.c.target)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).all()
+        return [TargetBacklog(target, int(pending), int(dead), _aware(oldest))
+                for target, pending, dead, oldest in rows]
 
     async def backlog_size(self) -> int:
         """Jobs not yet delivered nor given up (pending, in flight, waiting for a retry)."""

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -23,6 +23,7 @@ from callipso_agent.outbox.jobs import Delivered, Deliverer, Job, JobState, Time
 from callipso_agent.outbox.store import Outbox
 
 log = structlog.get_logger()
+T = TypeVar("T")
 
 TEXTS = {
     "fr": {
@@ -60,6 +61,7 @@ class OutboxWorker:
         target_limits: Mapping[str, int] | None = None,
         lease_seconds: float = 180.0,
         poll_interval: float = 1.0,
+        on_attempt: Callable[[str, str], None] | None = None,
     ) -> None:
         if concurrency < 1 or per_target < 1:
             raise ValueError("concurrency and per_target must be at least 1")
@@ -78,6 +80,7 @@ class OutboxWorker:
         self.lease_seconds = lease_seconds
         self.attempt_timeout = lease_seconds * 0.8
         self.poll_interval = poll_interval
+        self.on_attempt = on_attempt  # (target, outcome: done | retry | dead), for metrics
         self._running: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -122,6 +125,7 @@ class OutboxWorker:
     async def run(self, stop: asyncio.Event, *, grace: float = 10.0) -> None:
         """Deliver until ``stop`` is set; then let running attempts finish for ``grace`` seconds."""
         log.info("outbox_worker_started", owner=self.owner)
+        claim_failing = False
         try:
             while not stop.is_set():
                 self._wake.clear()
@@ -131,9 +135,17 @@ class OutboxWorker:
                         jobs = await self.outbox.claim(
                             self.owner, limit=free, lease_seconds=self.lease_seconds, room=self._room
                         )
-                    except Exception:
-                        log.exception("outbox_claim_failed")
+                    except Exception as err:
+                        if not claim_failing:  # the first failure with its traceback, then one line at recovery
+                            log.exception("outbox_claim_failed")
+                        else:
+                            log.debug("outbox_claim_failed", error=str(err))
+                        claim_failing = True
                         jobs = []
+                    else:
+                        if claim_failing:
+                            log.info("outbox_claim_recovered")
+                        claim_failing = False
                     for job in jobs:
                         task = asyncio.create_task(self._run(job), name=f"outbox-{job.id}")
                         self._tasks.add(task)
@@ -168,15 +180,35 @@ class OutboxWorker:
 
     async def _run(self, job: Job) -> None:
         self._running[job.target] = self._running.get(job.target, 0) + 1
+        lease_end = asyncio.get_running_loop().time() + self.lease_seconds * 0.95
         try:
             with structlog.contextvars.bound_contextvars(job=job.id, kind=job.kind, target=job.target):
-                await self._attempt(job)
+                await self._attempt(job, lease_end)
         finally:
             self._running[job.target] -= 1
             if self._running[job.target] <= 0:
                 del self._running[job.target]
 
-    async def _attempt(self, job: Job) -> None:
+    async def _write(self, what: str, lease_end: float, fn: Callable[[], Awaitable[T]]) -> T:
+        """Record an attempt's outcome, retrying while the store refuses writes (a full disk, a database
+        restarting) as long as the job's lease lasts: a notification that went out is then not sent again
+        once the store is back. Past the lease the error is raised and the job is retried as uncertain."""
+        loop = asyncio.get_running_loop()
+        delay = 0.5
+        while True:
+            try:
+                return await fn()
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                if loop.time() + delay >= lease_end:
+                    log.error("outbox_record_failed", outcome=what, error=f"{type(err).__name__}: {err}")
+                    raise
+                log.warning("outbox_record_retry", outcome=what, error=f"{type(err).__name__}: {err}")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _attempt(self, job: Job, lease_end: float) -> None:
         deliverer = self._deliverer(job.kind)
         t = self.texts
         try:
@@ -188,13 +220,14 @@ class OutboxWorker:
             await self._failed(
                 job,
                 err.message,
+                lease_end,
                 retryable=err.retryable,
                 uncertain=err.uncertain,
                 retry_after=err.retry_after,
             )
         except TimeoutError:
             await self._failed(
-                job, t["timeout"].format(seconds=self.attempt_timeout), retryable=True, uncertain=True
+                job, t["timeout"].format(seconds=self.attempt_timeout), lease_end, retryable=True, uncertain=True
             )
         except asyncio.CancelledError:
             log.warning("outbox_attempt_cancelled")
@@ -202,14 +235,21 @@ class OutboxWorker:
         except Exception as err:
             log.exception("outbox_deliverer_bug")
             await self._failed(
-                job, t["bug"].format(error=f"{type(err).__name__}: {err}"), retryable=True, uncertain=True
+                job, t["bug"].format(error=f"{type(err).__name__}: {err}"), lease_end, retryable=True,
+                uncertain=True,
             )
         else:
-            await self._succeeded(job, delivered)
+            await self._succeeded(job, delivered, lease_end)
 
-    async def _succeeded(self, job: Job, delivered: Delivered) -> None:
-        if not await self.outbox.complete(job, self.owner, delivered.result):
+    def _count(self, job: Job, outcome: str) -> None:
+        if self.on_attempt is not None:
+            self.on_attempt(job.target, outcome)
+
+    async def _succeeded(self, job: Job, delivered: Delivered, lease_end: float) -> None:
+        done = await self._write("done", lease_end, lambda: self.outbox.complete(job, self.owner, delivered.result))
+        if not done:
             log.warning("outbox_lease_lost", outcome="done")
+        self._count(job, "done")
         log.info("outbox_delivered", attempt=job.attempts, summary=delivered.summary)
         await self._report(
             job,
@@ -219,14 +259,22 @@ class OutboxWorker:
         )
 
     async def _failed(
-        self, job: Job, error: str, *, retryable: bool, uncertain: bool, retry_after: float | None = None
+        self,
+        job: Job,
+        error: str,
+        lease_end: float,
+        *,
+        retryable: bool,
+        uncertain: bool,
+        retry_after: float | None = None,
     ) -> None:
-        new = await self.outbox.fail(
+        new = await self._write("failed", lease_end, lambda: self.outbox.fail(
             job, self.owner, error, retryable=retryable, uncertain=uncertain, retry_after=retry_after
-        )
+        ))
         if new is None:
             log.warning("outbox_lease_lost", outcome="failed", error=error)
             return
+        self._count(job, "dead" if new.state is JobState.DEAD else "retry")
         data: dict[str, Any] = {
             "outcome": new.state.value,
             "error": error,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 import structlog
 
@@ -21,8 +22,11 @@ log = structlog.get_logger()
 
 
 class PollStateWriter:
-    def __init__(self, store: Store, *, every: float = 1.0, max_pending: int = 1000) -> None:
+    def __init__(self, store: Store, *, every: float = 1.0, max_pending: int = 1000,
+                 on_outcome: Callable[[Exception | None], None] | None = None) -> None:
         self.store = store
+        #: told of each batch's outcome (None when written): the store's health on /metrics and /readyz
+        self.on_outcome = on_outcome
         self.every = every
         self.max_pending = max_pending
         self._pending: list[tuple[PollResult, str | None]] = []
@@ -57,8 +61,13 @@ class PollStateWriter:
         except asyncio.CancelledError:
             self._pending[:0] = batch
             raise
-        except Exception:
+        except Exception as err:  # a full disk, a restarting database: polling goes on, the next poll rewrites
             log.exception("store_write_failed", devices=len({r.device for r, _ in batch}), polls=len(batch))
+            if self.on_outcome is not None:
+                self.on_outcome(err)
+        else:
+            if self.on_outcome is not None:
+                self.on_outcome(None)
 
     async def stop(self) -> None:
         if self._task is not None:

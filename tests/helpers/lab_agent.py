@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -37,11 +38,24 @@ def wait_for(pred: Callable[[], Any], timeout: float, what: str, every: float = 
     raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
+def alertmanager_alert(check: str, device: str) -> dict[str, Any]:
+    """An Alertmanager webhook body whose alert opens a ``daily_check_failed`` incident at once
+    (key ``daily_check_failed:<device>{check=<check>}``)."""
+    from datetime import UTC, datetime
+
+    starts = datetime.now(UTC).isoformat().replace("+00:00", "Z")  # the rule's clear_after counts from here
+    return {"version": "4", "groupKey": f"reliability:{check}", "status": "firing", "alerts": [{
+        "status": "firing", "fingerprint": check, "startsAt": starts,
+        "labels": {"alertname": "daily_check_failed", "device": device, "check": check, "severity": "warning"}}]}
+
+
 class LabAgent:
     """The lab agent as a child process on ephemeral loopback ports."""
 
-    def __init__(self, workdir: Path, interval: float = 2.0, sites: str = TEST_SITES) -> None:
+    def __init__(self, workdir: Path, interval: float = 2.0, sites: str = TEST_SITES,
+                 overlay: Path | None = None) -> None:
         self.sites = sites
+        self.overlay = overlay  # configuration merged into the lab's (peers, store, agent settings)
         self.workdir = workdir
         self.interval = interval
         self.http = free_tcp_port()
@@ -81,6 +95,7 @@ class LabAgent:
                 str(self.control),
                 "--sites",
                 self.sites,
+                *(["--overlay", str(self.overlay)] if self.overlay is not None else []),
             ],
             cwd=ROOT,
             stdout=self.log.open("ab"),
@@ -96,6 +111,30 @@ class LabAgent:
         """GET on the lab's fault switch (``/lab``, ``/lab/network``)."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.control}{path}", timeout=10) as rsp:
             return json.loads(rsp.read())
+
+    def post(self, path: str, body: Any, token: str) -> Any:
+        req = urllib.request.Request(self.api_url + path, data=json.dumps(body).encode(), method="POST",  # noqa: S310
+                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=10) as rsp:  # noqa: S310 - loopback
+            return json.loads(rsp.read())
+
+    def ready(self) -> tuple[int, Any]:
+        """``/readyz``: status code and body, 503 included."""
+        try:
+            with urllib.request.urlopen(self.api_url + "/readyz", timeout=5) as rsp:  # noqa: S310 - loopback
+                return rsp.status, json.loads(rsp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """The value of one series of ``/metrics`` (None when absent)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        for family in text_string_to_metric_families(self.metrics_text()):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    return float(sample.value)
+        return None
 
     def metrics_text(self) -> str:
         with urllib.request.urlopen(f"http://{self.metrics_target}/metrics", timeout=5) as rsp:

@@ -73,11 +73,17 @@ class PostgresServer:
             "--no-sync",
         )
         self.port = _free_port()
+        self._pg_ctl_start()
+        return self
+
+    def _pg_ctl_start(self) -> None:
+        assert self.bin is not None
+        sock = self.base / "sock"
         opts = f"-p {self.port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
         self._run(
             str(self.bin / "pg_ctl"),
             "-D",
-            str(data),
+            str(self.base / "data"),
             "-l",
             str(self.base / "server.log"),
             "-o",
@@ -87,7 +93,15 @@ class PostgresServer:
             "60",
             "start",
         )
-        return self
+
+    def halt(self, mode: str = "fast") -> None:
+        """Stop the server (``fast``: clients are disconnected; ``immediate``: as a crash), keeping its data."""
+        assert self.bin is not None
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.base / "data"), "-m", mode, "-w", "stop")
+
+    def resume(self) -> None:
+        """Start the halted server again on the same port."""
+        self._pg_ctl_start()
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
