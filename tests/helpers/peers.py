@@ -28,7 +28,7 @@ T = TypeVar("T")
 
 EV_USER, EV_PASSWORD = "rest", "ev-lab-password"  # SYNTHETIC
 SMS_USER, SMS_PASSWORD = "cd13", "sms-lab-password"  # SYNTHETIC
-API_TOKEN = "lab-noc-token-4b1d"  # noqa: S105 - SYNTHETIC
+API_TOKEN = "lab-noc-token-4b1d"
 REFERENCE_PREFIX = "LAB"
 CHANNELS = ("mail-noc", "sms-astreinte", "hook-noc")
 
