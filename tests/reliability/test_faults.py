@@ -26,8 +26,8 @@ from tests.helpers.lab_agent import TEST_SITES, LabAgent, wait_for
 
 pytestmark = pytest.mark.slow
 
-# An Eaton UPS poll is ~35 GETBULKs; on a 2-core machine at load 8-9 it takes up to ~8 s (the agent's
-# pysnmp stack is CPU-bound, docs/reliability.md): a 10 s interval keeps every poll inside its interval.
+# An Eaton UPS poll is ~35 GETBULKs; on a 2-core machine at load 6-9 it takes 5-11 s (the agent's pysnmp
+# stack is CPU-bound, docs/reliability.md, finding 4): a 10 s interval keeps most polls inside their interval.
 INTERVAL = 10.0
 JITTER = 0.1  # the agent's default schedule jitter, as a fraction of the interval
 # A healthy device misses its schedule by more than one interval when two of its consecutive polls start
