@@ -33,15 +33,6 @@ TARGETS = ("easyvista", *CHANNELS)
 
 
 @pytest.fixture
-def peers() -> Iterator[Peers]:
-    p = Peers().start()
-    try:
-        yield p
-    finally:
-        p.stop()
-
-
-@pytest.fixture
 def lab(tmp_path: Path, peers: Peers) -> Iterator[LabAgent]:
     agent = LabAgent(tmp_path, interval=INTERVAL, sites=SITES, overlay=peers.overlay(tmp_path / "overlay"))
     try:

@@ -69,15 +69,6 @@ def _reap(lab_dir: Path) -> None:
 
 
 @pytest.fixture
-def peers() -> Iterator[Peers]:
-    p = Peers().start()
-    try:
-        yield p
-    finally:
-        p.stop()
-
-
-@pytest.fixture
 def lab(tmp_path: Path, peers: Peers) -> Iterator[LabAgent]:
     agent = LabAgent(tmp_path, interval=2.0, sites=SITES, overlay=peers.overlay(tmp_path / "overlay"))
     try:

@@ -35,15 +35,6 @@ DEVICE = "ups-hd13"
 
 
 @pytest.fixture
-def peers() -> Iterator[Peers]:
-    p = Peers().start()
-    try:
-        yield p
-    finally:
-        p.stop()
-
-
-@pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 24 MiB tmpfs: the agent's state folder, which the test can fill."""
     mnt = tmp_path / "state"

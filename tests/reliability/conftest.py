@@ -1,0 +1,19 @@
+"""Fixtures shared by the reliability suite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.helpers.peers import Peers
+
+
+@pytest.fixture
+def peers() -> Iterator[Peers]:
+    """The lab's delivery peers (EasyVista fake, SMTP, SMS fake, webhook receiver), started for one test."""
+    p = Peers().start()
+    try:
+        yield p
+    finally:
+        p.stop()
