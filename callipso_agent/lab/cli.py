@@ -94,10 +94,16 @@ async def _run_lab(args: argparse.Namespace, *, with_agent: bool) -> int:
     sites = [s for s in (args.sites or "").split(",") if s] or None
     overlay = Path(args.overlay) if getattr(args, "overlay", None) else None
     lab = Lab(Path(args.dir), interval=args.interval, http_port=args.http_port, sites=sites, overlay=overlay)
-    config_dir = await lab.build()
-    await asyncio.to_thread(lab.start)
     control = LabControl(lab, port=args.control_port)
-    await control.start()
+    try:
+        config_dir = await lab.build()
+        await asyncio.to_thread(lab.start)
+        await control.start()
+    except BaseException:
+        # a lab that fails to start stops what it already started (snmpsim runs in its own session)
+        lab.stop()
+        await lab.close_emulators()
+        raise
     app = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

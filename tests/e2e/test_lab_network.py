@@ -154,3 +154,37 @@ def test_snmpsim_stderr_goes_to_a_file(tmp_path: Path) -> None:
     finally:
         sim.stop()
     assert sim.stderr_file.exists()
+
+
+def test_a_lab_that_cannot_start_leaves_no_snmpsim_behind(tmp_path: Path) -> None:
+    """The fault switch's port is taken: the lab fails after snmpsim and the front started, and stops them."""
+    import subprocess
+    import sys
+
+    lab_dir = tmp_path / "lab"
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        run = subprocess.run(
+            [sys.executable, "-m", "callipso_agent", "lab", "--dir", str(lab_dir), "--sites", "GARDANNE-MDS",
+             "--control-port", str(port)],
+            capture_output=True, text=True, timeout=120, check=False,
+            cwd=Path(__file__).resolve().parents[2])
+    assert run.returncode != 0 and "address already in use" in run.stderr.lower(), run.stderr[-2000:]
+
+    def lab_processes() -> list[str]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if str(lab_dir) in cmd:
+                found.append(cmd)
+        return found
+
+    deadline = time.monotonic() + 10
+    while lab_processes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert lab_processes() == []
