@@ -53,8 +53,10 @@ class LabAgent:
     """The lab agent as a child process on ephemeral loopback ports."""
 
     def __init__(self, workdir: Path, interval: float = 2.0, sites: str = TEST_SITES,
-                 overlay: Path | None = None) -> None:
+                 overlay: Path | None = None, snmpv3: str | None = None, random_communities: bool = False) -> None:
         self.sites = sites
+        self.snmpv3 = snmpv3  # the lab's --snmpv3 (DEVICE[:AUTH/PRIV][:MISMATCH],...)
+        self.random_communities = random_communities
         self.overlay = overlay  # configuration merged into the lab's (peers, store, agent settings)
         self.workdir = workdir
         self.interval = interval
@@ -96,6 +98,8 @@ class LabAgent:
                 "--sites",
                 self.sites,
                 *(["--overlay", str(self.overlay)] if self.overlay is not None else []),
+                *(["--snmpv3", self.snmpv3] if self.snmpv3 else []),
+                *(["--random-communities"] if self.random_communities else []),
             ],
             cwd=ROOT,
             stdout=self.log.open("ab"),
