@@ -13,8 +13,6 @@ the real daemon polls them, and net-snmp's snmptrap sends them authPriv traps to
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,6 @@ from typing import Any
 import pytest
 
 from tests.helpers.lab_agent import LabAgent, wait_for
-from tests.helpers.system import require_binary
 
 pytestmark = [pytest.mark.slow, pytest.mark.system]
 
@@ -42,8 +39,6 @@ REASONS = {
 # acBoardEthernetLinkAlarm with acBoardTrapGlobals: Name, TextualDescription, Source, Severity (major) (SYNTHETIC)
 AC_ETHERNET_LINK = "1.3.6.1.4.1.5003.9.10.1.21.2.0.10"
 AC = "1.3.6.1.4.1.5003.9.10.1.21.1"
-NET_SNMP_AUTH = {"sha": "SHA", "sha256": "SHA-256"}
-NET_SNMP_PRIV = {"aes": "AES", "aes256": "AES-256"}
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +57,6 @@ def _secrets(lab: LabAgent) -> Path:
     return lab.workdir / "lab" / "secrets"
 
 
-def _key(lab: LabAgent, device: str, what: str) -> str:
-    return (_secrets(lab) / f"{device}.v3-{what}-key").read_text(encoding="utf-8").strip()
-
-
 def _devices(lab: LabAgent) -> dict[str, dict[str, Any]]:
     return {d["name"]: d for d in lab.api("/api/v1/devices")["devices"]}
 
@@ -76,20 +67,11 @@ def _open_incidents(lab: LabAgent) -> list[dict[str, Any]]:
 
 def _snmptrap(lab: LabAgent, device: str, *, auth_key: str | None = None, priv_key: str | None = None,
               source: str = "Board#1/EthernetLink#0", severity: int = 4) -> None:
-    snmptrap = require_binary("snmptrap")
-    state = lab.control_api("/lab")
-    v3 = state["devices"][device]["snmpv3"]
-    argv = [snmptrap, "-v", "3", "-e", f"0x{v3['engine_id']}", "-u", v3["user"], "-l", "authPriv",
-            "-a", NET_SNMP_AUTH[v3["auth"]], "-A", auth_key or _key(lab, device, "auth"),
-            "-x", NET_SNMP_PRIV[v3["priv"]], "-X", priv_key or _key(lab, device, "priv"),
-            f"udp:127.0.0.1:{state['trap_port']}", "", AC_ETHERNET_LINK,
-            f"{AC}.1.0", "s", "acBoardEthernetLinkAlarm",
-            f"{AC}.2.0", "s", "Ethernet link down (SYNTHETIC)",
-            f"{AC}.3.0", "s", source,
-            f"{AC}.4.0", "i", str(severity)]
-    proc = subprocess.run(argv, env=dict(os.environ, MIBS="", MIBDIRS=""), capture_output=True, timeout=20,
-                          check=False)
-    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    lab.send_v3_trap(device, AC_ETHERNET_LINK, [
+        (f"{AC}.1.0", "s", "acBoardEthernetLinkAlarm"),
+        (f"{AC}.2.0", "s", "Ethernet link down (SYNTHETIC)"),
+        (f"{AC}.3.0", "s", source),
+        (f"{AC}.4.0", "i", str(severity))], auth_key=auth_key, priv_key=priv_key)
 
 
 def _rejected(lab: LabAgent, reason: str) -> float:
