@@ -29,7 +29,7 @@ from callipso_agent.config.models import Device, SnmpV2Credential, SnmpV3Credent
 from callipso_agent.errors import CallipsoError, ConfigErrors, ProfileError
 from callipso_agent.health import DeliveryCounters, OutboxGauges, StoreHealth
 from callipso_agent.looplag import LoopLagMonitor
-from callipso_agent.metrics import NotificationStats, TrapStats, app_metrics, metrics_routes
+from callipso_agent.metrics import ApiAuthStats, NotificationStats, TrapStats, app_metrics, metrics_routes
 from callipso_agent.model import Event, PollResult, Severity
 from callipso_agent.paths import collectors_dir
 from callipso_agent.profiles.loader import ProfileSet, load_profiles
@@ -116,7 +116,9 @@ class App:
         self.notification_stats = NotificationStats()
         self.deliveries = DeliveryCounters(self.notification_stats)
         self.outbox_gauges: OutboxGauges | None = None
-        self._metric_sources: list[Any] = [self.store_health, self.deliveries, TrapStats(lambda: self.traps)]
+        self._metric_sources: list[Any] = [
+            self.store_health, self.deliveries, TrapStats(lambda: self.traps),
+            ApiAuthStats(lambda: self.outputs.auth if self.outputs is not None else None)]
         self.metrics_registry, poll_observer = app_metrics(
             self, incidents=lambda: self.open_incidents() if self.open_incidents is not None else [],
             notifications=self.notification_stats, sources=self._metric_sources)

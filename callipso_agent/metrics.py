@@ -268,6 +268,37 @@ class TrapStats:
                 rejected.add({"reason": label_value(reason)}, n)
 
 
+class ApiAuthStats:
+    """Refused HTTP API requests (missing or invalid token, missing scope, throttled) and the size of the
+    failed-authentication table; nothing when the API has no authentication."""
+
+    def __init__(self, auth: Callable[[], Any]) -> None:
+        self.auth = auth
+
+    def collect_into(self, families: _Families) -> None:
+        auth = self.auth()
+        if auth is None:
+            return
+        failures = families.get(
+            "callipso_api_auth_failures_total",
+            "HTTP API requests refused for their credentials, by reason (missing_token, invalid_token, scope)",
+            "counter",
+        )
+        throttled = families.get(
+            "callipso_api_auth_throttled_total",
+            "HTTP API requests answered 429: their client presented too many invalid tokens",
+            "counter",
+        )
+        clients = families.get(
+            "callipso_api_auth_limiter_clients", "Clients with recent failed authentications (bounded)", "gauge"
+        )
+        assert failures is not None and throttled is not None and clients is not None
+        for reason in ("missing_token", "invalid_token", "scope"):
+            failures.add({"reason": reason}, auth.counters.failures.get(reason, 0))
+        throttled.add({}, auth.counters.throttled)
+        clients.add({}, len(auth.limiter))
+
+
 class CallipsoCollector(Collector):
     """Reads the cache, the inventory and the providers at each scrape; keeps no series of its own."""
 
