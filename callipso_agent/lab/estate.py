@@ -44,7 +44,8 @@ LATE_DELAY = LAB_TIMEOUT * (LAB_RETRIES + 1) + 1.0
 #: the agent's names of SNMPv3 protocols → snmpsim's
 V3_AUTH = {"md5": "MD5", "sha": "SHA", "sha224": "SHA224", "sha256": "SHA256", "sha384": "SHA384",
            "sha512": "SHA512"}
-V3_PRIV = {"des": "DES", "3des": "3DES", "aes": "AES", "aes192": "AES192", "aes256": "AES256"}
+V3_PRIV = {"des": "DES", "3des": "3DES", "aes": "AES", "aes192": "AES192", "aes256": "AES256",
+           "aes192-blumenthal": "AES192BLMT", "aes256-blumenthal": "AES256BLMT"}
 V3_MISMATCHES = ("wrong_auth_key", "wrong_priv_key", "unknown_user")
 
 

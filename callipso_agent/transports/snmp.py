@@ -108,6 +108,8 @@ _PRIV = {
     PrivProtocol.AES: _auth.USM_PRIV_CFB128_AES,
     PrivProtocol.AES192: _auth.USM_PRIV_CFB192_AES,
     PrivProtocol.AES256: _auth.USM_PRIV_CFB256_AES,
+    PrivProtocol.AES192_BLUMENTHAL: _auth.USM_PRIV_CFB192_AES_BLUMENTHAL,
+    PrivProtocol.AES256_BLUMENTHAL: _auth.USM_PRIV_CFB256_AES_BLUMENTHAL,
 }
 
 

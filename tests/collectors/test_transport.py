@@ -36,6 +36,13 @@ USERS = [
         "priv_proto": "AES256",
     },
     {
+        "user": "sha-aes256b",
+        "auth_key": "authpass-sha-2",
+        "auth_proto": "SHA",
+        "priv_key": "privpass-aes256b",
+        "priv_proto": "AES256BLMT",
+    },
+    {
         "user": "md5-des",
         "auth_key": "authpass-md5-1",
         "auth_proto": "MD5",
@@ -69,6 +76,7 @@ def _v3(user: str, auth: AuthProtocol, priv: PrivProtocol) -> SnmpV3Credential:
     [
         ("sha-aes", AuthProtocol.SHA, PrivProtocol.AES),
         ("sha256-aes256", AuthProtocol.SHA256, PrivProtocol.AES256),
+        ("sha-aes256b", AuthProtocol.SHA, PrivProtocol.AES256_BLUMENTHAL),
         ("md5-des", AuthProtocol.MD5, PrivProtocol.DES),
     ],
 )

@@ -1,7 +1,8 @@
 """SNMPv3 authPriv end to end: the lab serves some devices in SNMPv3 only (snmpsim USM users with random keys),
 the real daemon polls them, and net-snmp's snmptrap sends them authPriv traps to the daemon's receiver.
 
-- SHA/AES and SHA-256/AES-256 devices are polled: their measurements appear.
+- SHA/AES and SHA/AES-256 devices (both key extensions: Blumenthal's, as net-snmp; Reeder's, as Cisco) are
+  polled: their measurements appear.
 - A wrong authentication key, a wrong privacy key and an unknown user are each reported at once as
   ``auth_failed`` naming the USM counter of snmpsim's REPORT (not as a timeout), and open ``device_auth_failed``.
 - An authPriv trap (engine ID in the device's credential) opens its incident on the device the credential
@@ -26,7 +27,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.system]
 SITES = "HD13,ARENC"
 V3 = {
     "sbc-hd13": "sha/aes",
-    "ups-hd13": "sha256/aes256",
+    "ups-hd13": "sha/aes256-blumenthal",  # a key extension is needed (SHA-1 gives 20 bytes): net-snmp's
+    "sbc-arenc": "sha/aes256",  # and Cisco's (Reeder)
     "probe-hd13": "sha/aes:wrong_auth_key",
     "ups-arenc": "sha/aes:wrong_priv_key",
     "probe-arenc": "sha/aes:unknown_user",
@@ -66,12 +68,12 @@ def _open_incidents(lab: LabAgent) -> list[dict[str, Any]]:
 
 
 def _snmptrap(lab: LabAgent, device: str, *, auth_key: str | None = None, priv_key: str | None = None,
-              source: str = "Board#1/EthernetLink#0", severity: int = 4) -> None:
+              source: str = "Board#1/EthernetLink#0", severity: int = 4, net_snmp_priv: str | None = None) -> None:
     lab.send_v3_trap(device, AC_ETHERNET_LINK, [
         (f"{AC}.1.0", "s", "acBoardEthernetLinkAlarm"),
         (f"{AC}.2.0", "s", "Ethernet link down (SYNTHETIC)"),
         (f"{AC}.3.0", "s", source),
-        (f"{AC}.4.0", "i", str(severity))], auth_key=auth_key, priv_key=priv_key)
+        (f"{AC}.4.0", "i", str(severity))], auth_key=auth_key, priv_key=priv_key, net_snmp_priv=net_snmp_priv)
 
 
 def _rejected(lab: LabAgent, reason: str) -> float:
@@ -81,11 +83,11 @@ def _rejected(lab: LabAgent, reason: str) -> float:
 def test_v3_devices_are_polled_and_refusals_name_their_reason(lab: LabAgent) -> None:
     def polled() -> bool:
         devs = _devices(lab)
-        return all(devs[d]["up"] for d in ("sbc-hd13", "ups-hd13"))
+        return all(devs[d]["up"] for d in ("sbc-hd13", "ups-hd13", "sbc-arenc"))
 
     wait_for(polled, 120, "the SNMPv3 devices polled")
-    # measurements read through the encrypted sessions (SHA/AES and SHA-256/AES-256)
-    for device in ("sbc-hd13", "ups-hd13"):
+    # measurements read through the encrypted sessions (AES-128, AES-256 with either key extension)
+    for device in ("sbc-hd13", "ups-hd13", "sbc-arenc"):
         assert lab.api(f"/api/v1/measurements?device={device}")["measurements"], device
 
     def refused() -> dict[str, dict[str, Any]] | None:
@@ -120,10 +122,14 @@ def test_v3_trap_opens_its_incident_and_bad_keys_are_counted(lab: LabAgent) -> N
                                      None), 60, "the trap's incident")
     assert incident["device"] == "sbc-hd13"
     assert (lab.metric("callipso_traps_events_total") or 0) >= 1
-    # SHA-256/AES-256 traps authenticate too (net-snmp and pysnmp agree on the AES-256 key extension)
+    # net-snmp's AES-256 is the Blumenthal key extension: accepted from the device configured so
     events = lab.metric("callipso_traps_notifications_total") or 0
     _snmptrap(lab, "ups-hd13", source="Board#1/EthernetLink#1")
     wait_for(lambda: (lab.metric("callipso_traps_notifications_total") or 0) > events, 30, "the AES-256 trap")
+    # ... and refused from a device configured with Cisco's extension (aes256): the right keys, another cipher key
+    refused = _rejected(lab, "decryption_error")
+    _snmptrap(lab, "sbc-arenc", net_snmp_priv="AES-256")
+    wait_for(lambda: _rejected(lab, "decryption_error") > refused, 30, "the key-extension mismatch refused")
 
 
 def test_no_v3_key_in_outputs(lab: LabAgent) -> None:

@@ -24,7 +24,8 @@ TEST_SITES = "HD13,ARENC,AIX-MDS,AUBAGNE-MDS,ISTRES-MDS,GARDANNE-MDS,SALON-MDS"
 #: the lab's SNMPv3 protocol names → net-snmp's
 NET_SNMP_AUTH = {"md5": "MD5", "sha": "SHA", "sha224": "SHA-224", "sha256": "SHA-256", "sha384": "SHA-384",
                  "sha512": "SHA-512"}
-NET_SNMP_PRIV = {"des": "DES", "aes": "AES", "aes192": "AES-192", "aes256": "AES-256"}
+NET_SNMP_PRIV = {"des": "DES", "aes": "AES", "aes192": "AES-192C", "aes256": "AES-256C",
+                 "aes192-blumenthal": "AES-192", "aes256-blumenthal": "AES-256"}
 
 
 def wait_for(pred: Callable[[], Any], timeout: float, what: str, every: float = 0.3) -> Any:
@@ -188,7 +189,8 @@ class LabAgent:
         return (self.workdir / "lab" / "secrets" / f"{device}.v3-{what}-key").read_text(encoding="utf-8").strip()
 
     def send_v3_trap(self, device: str, trap_oid: str, varbinds: list[tuple[str, str, str]], *,
-                     auth_key: str | None = None, priv_key: str | None = None) -> None:
+                     auth_key: str | None = None, priv_key: str | None = None,
+                     net_snmp_priv: str | None = None) -> None:
         """net-snmp's ``snmptrap -v 3 -l authPriv`` as the lab device ``device`` (its user, engine ID and keys,
         unless others are given) to the agent's trap receiver; ``varbinds``: (OID, type letter, value)."""
         from tests.helpers.system import require_binary
@@ -198,7 +200,7 @@ class LabAgent:
         v3 = state["devices"][device]["snmpv3"]
         argv = [snmptrap, "-v", "3", "-e", f"0x{v3['engine_id']}", "-u", v3["user"], "-l", "authPriv",
                 "-a", NET_SNMP_AUTH[v3["auth"]], "-A", auth_key or self.v3_key(device, "auth"),
-                "-x", NET_SNMP_PRIV[v3["priv"]], "-X", priv_key or self.v3_key(device, "priv"),
+                "-x", net_snmp_priv or NET_SNMP_PRIV[v3["priv"]], "-X", priv_key or self.v3_key(device, "priv"),
                 f"udp:127.0.0.1:{state['trap_port']}", "", trap_oid, *(x for vb in varbinds for x in vb)]
         proc = subprocess.run(argv, env=dict(os.environ, MIBS="", MIBDIRS=""), capture_output=True, timeout=20,
                               check=False)
