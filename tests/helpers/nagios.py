@@ -190,17 +190,19 @@ class Nagios:
         st = self.status() or {}
         return st.get(name, {})
 
-    def wait_state(self, name: str, state: int | tuple[int, ...], timeout: float = 60) -> dict[str, str]:
+    def wait_state(self, name: str, state: int | tuple[int, ...], timeout: float = 60,
+                   output: str | None = None) -> dict[str, str]:
         """Wait until the service's last check result has this state, or one of these states (hard, with
-        max_check_attempts 1)."""
+        max_check_attempts 1), and, with ``output``, says that text."""
         wanted = {str(x) for x in (state if isinstance(state, tuple) else (state,))}
 
         def reached() -> dict[str, str] | None:
             self._alive()
             s = self.service(name)
             checked = s.get("has_been_checked") == "1"
+            said = output is None or output in s.get("plugin_output", "")
             return (
-                s if checked and s.get("current_state") in wanted and s.get("state_type") == "1" else None
+                s if checked and said and s.get("current_state") in wanted and s.get("state_type") == "1" else None
             )
 
         return wait_for(reached, timeout, f"nagios service {name} in state {state}; now {self.service(name)}")
