@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -60,6 +60,12 @@ class LatestCache:
         if device is not None:
             return list(self._series.get(device, {}).values())
         return [m for series in self._series.values() for m in series.values()]
+
+    def series(self, device: str) -> Mapping[tuple[str, tuple[tuple[str, str], ...]], Measurement] | None:
+        """The device's series by (name, labels), in poll order; ``None`` while it has none. Each successful
+        poll replaces the mapping (it is never changed in place), so a reader may keep it as a snapshot and
+        tell by its identity whether the device was polled since. Do not modify it."""
+        return self._series.get(device)
 
     def status(self, device: str) -> DeviceStatus | None:
         return self._status.get(device)

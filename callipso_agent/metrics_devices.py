@@ -1,0 +1,387 @@
+"""Each device's ``/metrics`` lines, kept between scrapes and rendered again only when the device changes.
+
+A device's lines depend on its cached series (replaced by each successful poll), its poll status (changed by
+every poll, successful or not) and its inventory labels. :class:`DeviceLines` keeps, per device:
+
+* the *templates* of its measurement lines: for each series, the metric name and escaped label set up to the
+  value (``callipso_x{device="a",site="S"} ``), grouped by family. They are built again only when the
+  device's *shape* changes (series gained or lost, another kind, help text, state or info text); a poll that
+  only brings new values formats the numbers into the templates;
+* the rendered text of each of its families, and of its self-metrics (up, last poll, errors, info), reused
+  as is while nothing of the device changed.
+
+The rules are those of the collector (see :mod:`callipso_agent.metrics`): labels ``site``, ``device``,
+``family`` plus the measurement's own, a STATE measurement gives its value and a ``_state`` series, an INFO
+one an ``_info`` series, a ``None`` or NaN value no line, at most ``cap`` series per metric and device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from operator import attrgetter, itemgetter
+from typing import Any
+
+from callipso_agent.collect.cache import DeviceStatus
+from callipso_agent.metrics_text import FloatText, go_float, labels_text
+from callipso_agent.model import Measurement, MetricKind
+
+#: (name, help, type) of the per-device self-metric families, in exposition order
+DEVICE_FAMILIES: tuple[tuple[str, str, str], ...] = (
+    ("callipso_device_up", "1 when the device's last poll succeeded", "gauge"),
+    (
+        "callipso_last_successful_poll_timestamp_seconds",
+        "Unix time of the device's last successful poll",
+        "gauge",
+    ),
+    ("callipso_last_poll_timestamp_seconds", "Unix time of the device's last poll", "gauge"),
+    ("callipso_last_poll_duration_seconds", "Duration of the device's last poll", "gauge"),
+    ("callipso_device_consecutive_failures", "Failed polls in a row", "gauge"),
+    ("callipso_polls_total", "Polls of the device since the agent started", "counter"),
+    ("callipso_poll_errors_total", "Failed polls, by device and error kind", "counter"),
+    ("callipso_device_info", "Inventory and identity of each device", "info"),
+)
+#: DeviceStatus.system keys exported on ``callipso_device_info`` (a whitelist: nothing unbounded).
+SYSTEM_INFO_KEYS = ("profile", "manufacturer", "model", "firmware")
+
+Series = Mapping[Any, Measurement]
+LabelValue = Callable[[object], str]
+Name = Callable[[str], str]
+
+_VALUE = attrgetter("value")
+#: what a measurement's lines depend on besides its series key and, for some, its value
+_ATTRS = attrgetter("kind", "help", "state", "text")
+
+
+@dataclass(slots=True)
+class Group:
+    """A device's lines of one family: ``(prefix, i)`` prints the value of the device's ``i``-th
+    measurement after ``prefix``, ``(line, -1)`` is a whole constant line."""
+
+    key: str
+    typ: str
+    doc: str
+    lines: list[tuple[str, int]]
+
+
+@dataclass(slots=True)
+class Shape:
+    """A device's line templates and what they were built from.
+
+    ``fmt`` is all the device's lines, group after group separated by NUL (a character label values never
+    hold: :func:`~callipso_agent.metrics.label_value` drops control characters), as one ``%`` format with a
+    ``%s`` for each value; ``pick`` takes those values from the device's values, in order (``None``: the
+    device prints no value), ``pos`` gives a value's place among them. Formatting a float with ``%s`` is its
+    ``repr``, the client's formatting for finite floats below 1e6; the other values are formatted first."""
+
+    keys: list[Any]
+    attrs: list[tuple[Any, ...]]
+    #: measurements whose value names a line (a STATE or INFO without text): their index, and values
+    named: list[int]
+    named_values: list[Any]
+    groups: list[Group]
+    #: (family name, type, help) of each group
+    meta: list[tuple[str, str, str]]
+    dropped: int
+    fmt: str = ""
+    pick: Callable[[list[Any]], tuple[Any, ...]] | None = None
+    pos: dict[int, int] = field(default_factory=dict)
+
+    def fits(self, keys: list[Any], ms: list[Measurement]) -> bool:
+        """Whether these templates are those of a device with these series."""
+        return (
+            keys == self.keys
+            and list(map(_ATTRS, ms)) == self.attrs
+            and [ms[i].value for i in self.named] == self.named_values
+        )
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """What a device's lines are rendered from, read at one instant (the cache may change meanwhile)."""
+
+    series: Series | None
+    status: tuple[Any, ...] | None
+    polls: int
+    site: Any
+    family: Any
+
+
+@dataclass(slots=True)
+class Own:
+    """Prefixes of a device's self-metric lines (they depend on its name and inventory labels only)."""
+
+    up: bytes
+    last_success: bytes
+    last_poll: bytes
+    duration: bytes
+    failures: bytes
+    polls: bytes
+    info_labels: tuple[Any, ...] | None = None
+    info_line: bytes = b""
+
+
+@dataclass(slots=True)
+class Rendered:
+    """A device's rendered lines and the snapshot they came from."""
+
+    series: Series | None
+    polls: int
+    site: Any
+    family: Any
+    cap: int
+    shape: Shape | None
+    #: its text of each group of its shape (each of its measurement families, in first-appearance order)
+    texts: list[bytes]
+    #: its text of each family of :data:`DEVICE_FAMILIES`, in that order
+    own: list[bytes]
+    prefixes: Own
+
+
+def status_tuple(st: DeviceStatus) -> tuple[Any, ...]:
+    """The parts of a status the self-metrics show (copied: the cache updates the status in place)."""
+    return (
+        st.last_poll,
+        st.last_success,
+        st.last_duration,
+        st.consecutive_failures,
+        st.polls_total,
+        tuple(sorted(st.errors_total.items())),
+        tuple(st.system.get(k, "") for k in SYSTEM_INFO_KEYS),
+        st.up,
+    )
+
+
+class DeviceLines:
+    """Per-device rendered text, kept between scrapes (one instance per collector; not thread-safe: one
+    scrape renders at a time)."""
+
+    def __init__(self, label_value: LabelValue, label_name: Name, metric_name: Name) -> None:
+        self.label_value = label_value
+        self.label_name = label_name
+        self.metric_name = metric_name
+        self._devices: dict[str, Rendered] = {}
+        self.floats = FloatText()
+        #: devices whose templates were built, and whose values only were formatted (bench and tests)
+        self.shapes_built = 0
+        self.values_rendered = 0
+
+    def __len__(self) -> int:
+        return len(self._devices)
+
+    def __contains__(self, device: object) -> bool:
+        return device in self._devices
+
+    def rendered(self, device: str) -> Rendered | None:
+        return self._devices.get(device)
+
+    def keep_only(self, devices: Mapping[str, Any]) -> None:
+        """Forget the devices that left the inventory."""
+        gone = [d for d in self._devices if d not in devices]
+        for d in gone:
+            del self._devices[d]
+
+    def unchanged(self, device: str, series: Series | None, polls: int, site: Any, family: Any, cap: int) -> bool:
+        r = self._devices.get(device)
+        return (
+            r is not None
+            and r.series is series
+            and r.polls == polls
+            and r.cap == cap
+            and r.site == site
+            and r.family == family
+        )
+
+    def render(self, device: str, snap: Snapshot, cap: int) -> Rendered:
+        """The device's lines from ``snap``, reusing its templates when its shape did not change."""
+        old = self._devices.get(device)
+        same_labels = old is not None and old.site == snap.site and old.family == snap.family and old.cap == cap
+        base = {
+            "site": self.label_value(snap.site),
+            "device": self.label_value(device),
+            "family": self.label_value(snap.family),
+        }
+        if old is not None and same_labels:
+            prefixes = old.prefixes
+        else:
+            prefixes = self._prefixes(base)
+        shape: Shape | None = None
+        texts: list[bytes] = []
+        if old is not None and same_labels and old.series is snap.series:
+            shape, texts = old.shape, old.texts
+        elif snap.series:
+            keys = list(snap.series)
+            ms = list(snap.series.values())
+            if old is not None and same_labels and old.shape is not None and old.shape.fits(keys, ms):
+                shape = old.shape
+                self.values_rendered += 1
+            else:
+                shape = self._shape(keys, ms, base, cap)
+                self.shapes_built += 1
+            texts = _fill(shape, list(map(_VALUE, ms)), self.floats)
+        if old is not None and same_labels and old.polls == snap.polls:
+            own = old.own
+        else:
+            own = self._own(base, prefixes, snap.status)
+        r = Rendered(snap.series, snap.polls, snap.site, snap.family, cap, shape, texts, own, prefixes)
+        self._devices[device] = r
+        return r
+
+    # ---- templates -------------------------------------------------------------------------------------
+    def _shape(self, keys: list[Any], ms: list[Measurement], base: Mapping[str, str], cap: int) -> Shape:
+        groups: dict[tuple[str, str], Group] = {}
+
+        def group(name: str, doc: str, typ: str) -> Group:
+            g = groups.get((name, typ))
+            if g is None:
+                g = groups[(name, typ)] = Group(name, typ, doc, [])
+            return g
+
+        label_value, label_name = self.label_value, self.label_name
+        per_metric: dict[str, int] = {}
+        named: list[int] = []
+        dropped = 0
+        for i, m in enumerate(ms):
+            if m.text is None and (m.kind is MetricKind.STATE or m.kind is MetricKind.INFO):
+                named.append(i)
+            n = per_metric.get(m.name, 0)
+            if n >= cap:
+                dropped += 1
+                continue
+            per_metric[m.name] = n + 1
+            labels = dict(base)
+            for k, v in m.labels.items():
+                labels[label_name(k)] = label_value(v)
+            name = self.metric_name(m.name)
+            doc = m.help or m.name
+            if m.kind is MetricKind.INFO:
+                g = group(name if name.endswith("_info") else name + "_info", doc, "info")
+                value = label_value(m.text if m.text is not None else m.value)
+                g.lines.append((f"{_base(g)}_info{labels_text({**labels, 'value': value})} 1.0\n", -1))
+                continue
+            g = group(name, doc, "counter" if m.kind is MetricKind.COUNTER else "gauge")
+            suffix = "_total" if g.typ == "counter" else ""
+            g.lines.append((f"{_base(g)}{suffix}{labels_text(labels)} ", i))
+            if m.kind is MetricKind.STATE:
+                st = group(name + "_state", f"{doc} (current state as labels; value always 1)", "gauge")
+                text = m.text if m.text is not None else ("" if m.value is None else f"{m.value:g}")
+                state_labels = {**labels, "state": label_value(text), "severity": m.state.label}
+                st.lines.append((f"{st.key}{labels_text(state_labels)} 1.0\n", -1))
+        shape = Shape(
+            keys,
+            list(map(_ATTRS, ms)),
+            named,
+            [ms[i].value for i in named],
+            list(groups.values()),
+            [(g.key, g.typ, g.doc) for g in groups.values()],
+            dropped,
+        )
+        picks = [i for g in shape.groups for _, i in g.lines if i >= 0]
+        fmt = "\0".join(
+            "".join(line.replace("%", "%%") + ("%s\n" if i >= 0 else "") for line, i in g.lines) for g in shape.groups
+        )
+        if "\0" not in "".join(line for g in shape.groups for line, _ in g.lines):  # else line by line
+            shape.fmt = fmt
+            shape.pos = {i: j for j, i in enumerate(picks)}
+            if len(picks) > 1:
+                shape.pick = itemgetter(*picks)
+            elif picks:
+                shape.pick = _one(picks[0])
+            else:
+                shape.pick = _no_value
+        return shape
+
+    def _prefixes(self, base: Mapping[str, str]) -> Own:
+        ident = labels_text(base)
+        dev = labels_text({"device": base["device"]})
+        return Own(
+            f"callipso_device_up{ident} ".encode(),
+            f"callipso_last_successful_poll_timestamp_seconds{dev} ".encode(),
+            f"callipso_last_poll_timestamp_seconds{dev} ".encode(),
+            f"callipso_last_poll_duration_seconds{dev} ".encode(),
+            f"callipso_device_consecutive_failures{dev} ".encode(),
+            f"callipso_polls_total{dev} ".encode(),
+        )
+
+    def _own(self, base: Mapping[str, str], p: Own, status: tuple[Any, ...] | None) -> list[bytes]:
+        """The device's lines of each family of :data:`DEVICE_FAMILIES`, in that order."""
+        sysinfo = status[6] if status is not None else ("",) * len(SYSTEM_INFO_KEYS)
+        if p.info_labels != sysinfo:
+            info = {**base, **{k: self.label_value(v) for k, v in zip(SYSTEM_INFO_KEYS, sysinfo, strict=True)}}
+            p.info_line = f"callipso_device_info{labels_text(info)} 1.0\n".encode()
+            p.info_labels = sysinfo
+        if status is None or status[0] is None:
+            return [b""] * 7 + [p.info_line]  # not polled yet (or not collectable): no up/down claim
+        last_poll, last_success, last_duration, failures, polls, errors, _, up = status
+        polled = go_float(last_poll.timestamp()).encode() + b"\n"
+        if last_success is None:
+            succeeded = b""
+        elif last_success == last_poll:
+            succeeded = p.last_success + polled
+        else:
+            succeeded = _line(p.last_success, last_success.timestamp())
+        return [
+            p.up + (b"1.0\n" if up else b"0.0\n"),
+            succeeded,
+            p.last_poll + polled,
+            b"" if last_duration is None else _line(p.duration, last_duration),
+            _line(p.failures, failures),
+            _line(p.polls, polls),
+            b"".join(
+                _line(
+                    f"callipso_poll_errors_total{labels_text({'device': base['device'], 'kind': self.label_value(k)})} "
+                    .encode(),
+                    n,
+                )
+                for k, n in errors
+            ),
+            p.info_line,
+        ]
+
+
+def _no_value(values: list[Any]) -> tuple[()]:
+    return ()
+
+
+def _one(i: int) -> Callable[[list[Any]], tuple[Any]]:
+    def pick(values: list[Any]) -> tuple[Any]:
+        return (values[i],)
+
+    return pick
+
+
+def _base(g: Group) -> str:
+    if g.typ == "info" and g.key.endswith("_info"):
+        return g.key[:-5]
+    if g.typ == "counter" and g.key.endswith("_total"):
+        return g.key[:-6]
+    return g.key
+
+
+def _line(prefix: bytes, value: float) -> bytes:
+    """``prefix`` and the value as the client writes it; nothing for a NaN (as the client's collector
+    leaves NaN samples out)."""
+    if value is None or value != value:
+        return b""
+    return prefix + go_float(value).encode() + b"\n"
+
+
+def _fill(shape: Shape, values: list[Any], floats: FloatText) -> list[bytes]:
+    """The text of each group of ``shape`` with the device's ``values``: one ``%`` format for the whole
+    device, or line by line when a ``None`` or NaN value removes its line."""
+    if shape.pick is not None:
+        args = shape.pick(floats.texts(values))
+        if None not in args:
+            return (shape.fmt % args).encode().split(b"\0")
+    out: list[bytes] = []
+    for g in shape.groups:
+        parts: list[str] = []
+        for prefix, i in g.lines:
+            if i < 0:
+                parts.append(prefix)
+                continue
+            v = values[i]
+            if v is not None and v == v:
+                parts.append(f"{prefix}{go_float(v)}\n")
+        out.append("".join(parts).encode())
+    return out
