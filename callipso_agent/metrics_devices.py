@@ -49,8 +49,8 @@ LabelValue = Callable[[object], str]
 Name = Callable[[str], str]
 
 _VALUE = attrgetter("value")
-#: what a measurement's lines depend on besides its series key and, for some, its value
-_ATTRS = attrgetter("kind", "help", "state", "text")
+_KIND = attrgetter("kind")
+_HELP = attrgetter("help")
 
 
 @dataclass(slots=True)
@@ -74,11 +74,14 @@ class Shape:
     device prints no value), ``pos`` gives a value's place among them. Formatting a float with ``%s`` is its
     ``repr``, the client's formatting for finite floats below 1e6; the other values are formatted first."""
 
+    #: what the lines depend on: the series (name, labels) in order, their kinds and helps, and for STATE
+    #: and INFO measurements (``labelled``, their indices) the state, the text and the value (which names
+    #: the state or info when there is no text)
     keys: list[Any]
-    attrs: list[tuple[Any, ...]]
-    #: measurements whose value names a line (a STATE or INFO without text): their index, and values
-    named: list[int]
-    named_values: list[Any]
+    kinds: list[MetricKind]
+    helps: list[str]
+    labelled: list[int]
+    labels: list[tuple[Any, ...]]
     groups: list[Group]
     #: (family name, type, help) of each group
     meta: list[tuple[str, str, str]]
@@ -91,8 +94,9 @@ class Shape:
         """Whether these templates are those of a device with these series."""
         return (
             keys == self.keys
-            and list(map(_ATTRS, ms)) == self.attrs
-            and [ms[i].value for i in self.named] == self.named_values
+            and list(map(_KIND, ms)) == self.kinds
+            and list(map(_HELP, ms)) == self.helps
+            and _labels(ms, self.labelled) == self.labels
         )
 
 
@@ -109,8 +113,10 @@ class Snapshot:
 
 @dataclass(slots=True)
 class Own:
-    """Prefixes of a device's self-metric lines (they depend on its name and inventory labels only)."""
+    """A device's own labels (``site``, ``device``, ``family``: its name and inventory labels, bounded), and
+    the prefixes of its self-metric lines, which depend on them only."""
 
+    base: dict[str, str]
     up: bytes
     last_success: bytes
     last_poll: bytes
@@ -196,15 +202,17 @@ class DeviceLines:
         """The device's lines from ``snap``, reusing its templates when its shape did not change."""
         old = self._devices.get(device)
         same_labels = old is not None and old.site == snap.site and old.family == snap.family and old.cap == cap
-        base = {
-            "site": self.label_value(snap.site),
-            "device": self.label_value(device),
-            "family": self.label_value(snap.family),
-        }
         if old is not None and same_labels:
             prefixes = old.prefixes
         else:
-            prefixes = self._prefixes(base)
+            prefixes = self._prefixes(
+                {
+                    "site": self.label_value(snap.site),
+                    "device": self.label_value(device),
+                    "family": self.label_value(snap.family),
+                }
+            )
+        base = prefixes.base
         shape: Shape | None = None
         texts: list[bytes] = []
         if old is not None and same_labels and old.series is snap.series:
@@ -239,11 +247,11 @@ class DeviceLines:
 
         label_value, label_name = self.label_value, self.label_name
         per_metric: dict[str, int] = {}
-        named: list[int] = []
+        labelled: list[int] = []
         dropped = 0
         for i, m in enumerate(ms):
-            if m.text is None and (m.kind is MetricKind.STATE or m.kind is MetricKind.INFO):
-                named.append(i)
+            if m.kind is MetricKind.STATE or m.kind is MetricKind.INFO:
+                labelled.append(i)
             n = per_metric.get(m.name, 0)
             if n >= cap:
                 dropped += 1
@@ -269,9 +277,10 @@ class DeviceLines:
                 st.lines.append((f"{st.key}{labels_text(state_labels)} 1.0\n", -1))
         shape = Shape(
             keys,
-            list(map(_ATTRS, ms)),
-            named,
-            [ms[i].value for i in named],
+            list(map(_KIND, ms)),
+            list(map(_HELP, ms)),
+            labelled,
+            _labels(ms, labelled),
             list(groups.values()),
             [(g.key, g.typ, g.doc) for g in groups.values()],
             dropped,
@@ -295,6 +304,7 @@ class DeviceLines:
         ident = labels_text(base)
         dev = labels_text({"device": base["device"]})
         return Own(
+            dict(base),
             f"callipso_device_up{ident} ".encode(),
             f"callipso_last_successful_poll_timestamp_seconds{dev} ".encode(),
             f"callipso_last_poll_timestamp_seconds{dev} ".encode(),
@@ -337,6 +347,11 @@ class DeviceLines:
             ),
             p.info_line,
         ]
+
+
+def _labels(ms: list[Measurement], labelled: list[int]) -> list[tuple[Any, ...]]:
+    """What names the ``_state`` and ``_info`` series of the STATE and INFO measurements at ``labelled``."""
+    return [(m.state, m.text, m.value if m.text is None else None) for m in map(ms.__getitem__, labelled)]
 
 
 def _no_value(values: list[Any]) -> tuple[()]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+from array import array
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -41,8 +42,7 @@ def go_float(value: float) -> str:
 class FloatText:
     """Values formatted as :func:`go_float` does, remembered by value: a float's ``repr`` is slow (the
     shortest round-tripping digits), and many values repeat between devices and between polls. At most
-    ``limit`` values are kept (all are forgotten past it, see :meth:`trim`); zero is never kept (``0.0`` and
-    ``-0.0`` are equal keys but print differently). Not thread-safe."""
+    ``limit`` values are kept (all are forgotten past it, see :meth:`trim`). Not thread-safe."""
 
     def __init__(self, limit: int = 100_000) -> None:
         self.limit = limit
@@ -61,10 +61,18 @@ class FloatText:
                 v = values[i]
                 if v is not None and v == v:
                     text = out[i] = go_float(v)
-                    if v:
-                        memo[v] = text
+                    memo[v] = text if v else "0.0"  # -0.0 is corrected below
                 try:
                     i = out.index(None, i + 1)
+                except ValueError:
+                    break
+        if 0.0 in values and _negative_zero(values):  # 0.0 and -0.0 are one key, but print differently
+            i = values.index(0.0)
+            while True:
+                if math.copysign(1.0, values[i]) < 0:
+                    out[i] = "-0.0"
+                try:
+                    i = values.index(0.0, i + 1)
                 except ValueError:
                     break
         return out
@@ -73,6 +81,17 @@ class FloatText:
         """Forget every value once more than ``limit`` are kept (counters make new values at each poll)."""
         if len(self._memo) > self.limit:
             self._memo.clear()
+
+
+_NEGATIVE_ZERO = array("d", [-0.0]).tobytes()
+
+
+def _negative_zero(values: list[Any]) -> bool:
+    """Whether ``values`` may hold a -0.0 (its bytes, checked at C speed; a false hit only costs time)."""
+    try:
+        return _NEGATIVE_ZERO in array("d", values).tobytes()
+    except TypeError:  # a None
+        return True
 
 
 def escape_label_value(value: str) -> str:

@@ -16,6 +16,7 @@ import asyncio
 import dataclasses
 import gzip
 import math
+import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,10 +27,12 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics import exposition as om_exposition
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.utils import floatToGoString
 
 from callipso_agent.api.server import HttpServer
 from callipso_agent.collect.cache import LatestCache
 from callipso_agent.metrics import CallipsoCollector, NotificationStats, PollObserver, build_registry, metrics_routes
+from callipso_agent.metrics_text import FloatText, go_float
 from callipso_agent.model import IncidentState, IncidentView, Measurement, MetricKind, PollResult, Severity
 from tests.helpers.polling import all_recordings
 from tests.helpers.recorded_polls import poll_recordings
@@ -317,3 +320,22 @@ async def test_the_route_serves_gzip_and_both_formats_with_the_process_metrics(
     om_names = {fam.name for fam in om_parse(om)}  # the strict parser also checks the one "# EOF" at the end
     assert {"python_info", "callipso_device", "callipso_agent"} <= om_names
     assert "callipso__device__up" in dotted
+
+
+def test_values_are_formatted_as_the_client_formats_them() -> None:
+    """FloatText (remembered texts) and go_float give floatToGoString's text for every kind of value."""
+    rng = random.Random(5)
+    values: list[Any] = [0.0, -0.0, 0, -0.0, 0.0, True, False, 7, -3, 10**7, 2**70, math.inf, -math.inf, math.nan,
+                         None, 1e6, 999999.9, 1e16, 1e-7, 5e-324, -1e300, 1.7e9]
+    values += [rng.uniform(-1e9, 1e9) for _ in range(200)] + [round(rng.uniform(0, 500), 1) for _ in range(200)]
+    floats = FloatText()
+    for order in (values, values[::-1], values):  # cold, then remembered (zeros of either sign meanwhile)
+        texts = floats.texts(order)
+        for v, text in zip(order, texts, strict=True):
+            if v is None or v != v:
+                assert text is None
+            else:
+                assert text == floatToGoString(v) == go_float(v), v
+    floats.limit = 10
+    floats.trim()
+    assert len(floats) == 0
