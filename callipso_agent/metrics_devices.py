@@ -23,7 +23,7 @@ from operator import attrgetter, itemgetter
 from typing import Any
 
 from callipso_agent.collect.cache import DeviceStatus
-from callipso_agent.metrics_text import FloatText, go_float, labels_text
+from callipso_agent.metrics_text import FloatText, escape_label_value, go_float, label_key, labels_text
 from callipso_agent.model import Measurement, MetricKind
 
 #: (name, help, type) of the per-device self-metric families, in exposition order
@@ -246,6 +246,19 @@ class DeviceLines:
             return g
 
         label_value, label_name = self.label_value, self.label_name
+        pairs: dict[tuple[str, str], str] = {}
+
+        def pair(name: str, value: str) -> str:
+            """``name="value"`` escaped (the device's own labels recur on each of its lines)."""
+            text = pairs.get((name, value))
+            if text is None:
+                text = pairs[(name, value)] = f'{label_key(name)}="{escape_label_value(value)}"'
+            return text
+
+        def braces(labels: Mapping[str, str]) -> str:
+            return "{" + ",".join([labels[k] for k in sorted(labels)]) + "}"
+
+        own = {k: pair(k, v) for k, v in base.items()}
         per_metric: dict[str, int] = {}
         labelled: list[int] = []
         dropped = 0
@@ -257,24 +270,26 @@ class DeviceLines:
                 dropped += 1
                 continue
             per_metric[m.name] = n + 1
-            labels = dict(base)
+            labels = dict(own)  # label name -> its escaped pair, sorted when written
             for k, v in m.labels.items():
-                labels[label_name(k)] = label_value(v)
+                k = label_name(k)
+                labels[k] = pair(k, label_value(v))
             name = self.metric_name(m.name)
             doc = m.help or m.name
             if m.kind is MetricKind.INFO:
                 g = group(name if name.endswith("_info") else name + "_info", doc, "info")
-                value = label_value(m.text if m.text is not None else m.value)
-                g.lines.append((f"{_base(g)}_info{labels_text({**labels, 'value': value})} 1.0\n", -1))
+                labels["value"] = pair("value", label_value(m.text if m.text is not None else m.value))
+                g.lines.append((f"{_base(g)}_info{braces(labels)} 1.0\n", -1))
                 continue
             g = group(name, doc, "counter" if m.kind is MetricKind.COUNTER else "gauge")
             suffix = "_total" if g.typ == "counter" else ""
-            g.lines.append((f"{_base(g)}{suffix}{labels_text(labels)} ", i))
+            g.lines.append((f"{_base(g)}{suffix}{braces(labels)} ", i))
             if m.kind is MetricKind.STATE:
                 st = group(name + "_state", f"{doc} (current state as labels; value always 1)", "gauge")
                 text = m.text if m.text is not None else ("" if m.value is None else f"{m.value:g}")
-                state_labels = {**labels, "state": label_value(text), "severity": m.state.label}
-                st.lines.append((f"{st.key}{labels_text(state_labels)} 1.0\n", -1))
+                labels["state"] = pair("state", label_value(text))
+                labels["severity"] = pair("severity", m.state.label)
+                st.lines.append((f"{st.key}{braces(labels)} 1.0\n", -1))
         shape = Shape(
             keys,
             list(map(_KIND, ms)),
