@@ -273,10 +273,10 @@ class CallipsoCollector(Collector):
 
     # ---- a scrape in two steps: read (event loop), render (any thread) ------------------------------
     def snapshot(self) -> Scrape:
-        """Read what the scrape shows at one instant: which devices changed since they were rendered (their
-        cached series and a copy of their status), the inventory counts and the small families (histograms,
-        incidents, queues, sources). Cheap, and meant for the event loop's thread, where the cache changes;
-        :meth:`finish` does the rendering, in any thread."""
+        """Read what the scrape shows at one instant: which devices changed since they were rendered (the
+        cache's versions tell; for those, their cached series and a copy of their status), the inventory
+        counts and the small families (histograms, incidents, queues, sources). Cheap, and meant for the event
+        loop's thread, where the cache changes; :meth:`finish` does the rendering, in any thread."""
         t0 = time.perf_counter()
         inv = self.inventory()
         cap = self.max_series_per_metric
@@ -285,17 +285,14 @@ class CallipsoCollector(Collector):
         counts: dict[tuple[str, str], int] = {}
         for device in sorted(inv):
             d = inv[device]
-            series = cache.series(device)
-            st = cache.status(device)
-            polls = st.polls_total if st is not None else -1
+            version = cache.version(device)
             site, family = d.get("site"), d.get("family")
             key = (label_value(site), label_value(family))
             counts[key] = counts.get(key, 0) + 1
-            if lines.unchanged(device, series, polls, site, family, cap):
+            if lines.unchanged(device, version, site, family, cap):
                 devices.append((device, None))
             else:
-                status = status_tuple(st) if st is not None else None
-                devices.append((device, Snapshot(series, status, polls, site, family)))
+                devices.append((device, self._snapshot(device, version, site, family)))
         others = Families()
         if self.observer is not None:
             self.observer.collect_into(others)
@@ -376,18 +373,16 @@ class CallipsoCollector(Collector):
             r = lines.rendered(device) if snap is None else None
             if r is None:
                 if snap is None:  # forgotten by another collect() since the snapshot: read it again
-                    st = self.cache.status(device)
-                    prev = self.inventory().get(device, {})
-                    snap = Snapshot(
-                        self.cache.series(device),
-                        status_tuple(st) if st is not None else None,
-                        st.polls_total if st is not None else -1,
-                        prev.get("site"),
-                        prev.get("family"),
-                    )
+                    d = self.inventory().get(device, {})
+                    snap = self._snapshot(device, self.cache.version(device), d.get("site"), d.get("family"))
                 r = lines.render(device, snap, cap)
             out.append(r)
         return out
+
+    def _snapshot(self, device: str, version: tuple[int, int], site: Any, family: Any) -> Snapshot:
+        st = self.cache.status(device)
+        status = status_tuple(st) if st is not None else None
+        return Snapshot(self.cache.series(device), status, version, site, family)
 
     @property
     def device_lines(self) -> DeviceLines:

@@ -18,12 +18,12 @@ one an ``_info`` series, a ``None`` or NaN value no line, at most ``cap`` series
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from operator import attrgetter, itemgetter
 from typing import Any
 
 from callipso_agent.collect.cache import DeviceStatus
-from callipso_agent.metrics_text import FloatText, escape_label_value, go_float, label_key, labels_text
+from callipso_agent.metrics_text import FloatText, escape_label_value, family_base, go_float, label_key, labels_text
 from callipso_agent.model import Measurement, MetricKind
 
 #: (name, help, type) of the per-device self-metric families, in exposition order
@@ -54,25 +54,13 @@ _HELP = attrgetter("help")
 
 
 @dataclass(slots=True)
-class Group:
-    """A device's lines of one family: ``(prefix, i)`` prints the value of the device's ``i``-th
-    measurement after ``prefix``, ``(line, -1)`` is a whole constant line."""
-
-    key: str
-    typ: str
-    doc: str
-    lines: list[tuple[str, int]]
-
-
-@dataclass(slots=True)
 class Shape:
     """A device's line templates and what they were built from.
 
-    ``fmt`` is all the device's lines, group after group separated by NUL (a character label values never
-    hold: :func:`~callipso_agent.metrics.label_value` drops control characters), as one ``%`` format with a
-    ``%s`` for each value; ``pick`` takes those values from the device's values, in order (``None``: the
-    device prints no value), ``pos`` gives a value's place among them. Formatting a float with ``%s`` is its
-    ``repr``, the client's formatting for finite floats below 1e6; the other values are formatted first."""
+    ``fmt`` is all the device's lines, family after family (``meta``) separated by NUL (a character the lines
+    never hold: :func:`~callipso_agent.metrics.label_value` drops control characters and names are
+    sanitised), as one ``%`` format with a ``%s`` for each value; ``pick`` takes those values' texts from
+    the texts of the device's values, in order."""
 
     #: what the lines depend on: the series (name, labels) in order, their kinds and helps, and for STATE
     #: and INFO measurements (``labelled``, their indices) the state, the text and the value (which names
@@ -82,13 +70,11 @@ class Shape:
     helps: list[str]
     labelled: list[int]
     labels: list[tuple[Any, ...]]
-    groups: list[Group]
-    #: (family name, type, help) of each group
+    #: (family name, type, help) of each family the device has lines in, in first-appearance order
     meta: list[tuple[str, str, str]]
     dropped: int
-    fmt: str = ""
-    pick: Callable[[list[Any]], tuple[Any, ...]] | None = None
-    pos: dict[int, int] = field(default_factory=dict)
+    fmt: str
+    pick: Callable[[list[Any]], tuple[Any, ...]]
 
     def fits(self, keys: list[Any], ms: list[Measurement]) -> bool:
         """Whether these templates are those of a device with these series."""
@@ -106,7 +92,8 @@ class Snapshot:
 
     series: Series | None
     status: tuple[Any, ...] | None
-    polls: int
+    #: the cache's version of the device (:meth:`~callipso_agent.collect.cache.LatestCache.version`)
+    version: tuple[int, int]
     site: Any
     family: Any
 
@@ -131,13 +118,12 @@ class Own:
 class Rendered:
     """A device's rendered lines and the snapshot they came from."""
 
-    series: Series | None
-    polls: int
+    version: tuple[int, int]
     site: Any
     family: Any
     cap: int
     shape: Shape | None
-    #: its text of each group of its shape (each of its measurement families, in first-appearance order)
+    #: its text of each family of its shape (``shape.meta``)
     texts: list[bytes]
     #: its text of each family of :data:`DEVICE_FAMILIES`, in that order
     own: list[bytes]
@@ -187,12 +173,11 @@ class DeviceLines:
         for d in gone:
             del self._devices[d]
 
-    def unchanged(self, device: str, series: Series | None, polls: int, site: Any, family: Any, cap: int) -> bool:
+    def unchanged(self, device: str, version: tuple[int, int], site: Any, family: Any, cap: int) -> bool:
         r = self._devices.get(device)
         return (
             r is not None
-            and r.series is series
-            and r.polls == polls
+            and r.version == version
             and r.cap == cap
             and r.site == site
             and r.family == family
@@ -215,44 +200,47 @@ class DeviceLines:
         base = prefixes.base
         shape: Shape | None = None
         texts: list[bytes] = []
-        if old is not None and same_labels and old.series is snap.series:
-            shape, texts = old.shape, old.texts
+        if old is not None and same_labels and old.version[1] == snap.version[1]:
+            shape, texts = old.shape, old.texts  # the same series (a failed poll changed the status only)
         elif snap.series:
             keys = list(snap.series)
             ms = list(snap.series.values())
             if old is not None and same_labels and old.shape is not None and old.shape.fits(keys, ms):
                 shape = old.shape
+                shape.keys = keys  # equal; the cache's current ones, the older can go
                 self.values_rendered += 1
             else:
                 shape = self._shape(keys, ms, base, cap)
                 self.shapes_built += 1
             texts = _fill(shape, list(map(_VALUE, ms)), self.floats)
-        if old is not None and same_labels and old.polls == snap.polls:
+        if old is not None and same_labels and old.version[0] == snap.version[0]:
             own = old.own
         else:
             own = self._own(base, prefixes, snap.status)
-        r = Rendered(snap.series, snap.polls, snap.site, snap.family, cap, shape, texts, own, prefixes)
+        r = Rendered(snap.version, snap.site, snap.family, cap, shape, texts, own, prefixes)
         self._devices[device] = r
         return r
 
     # ---- templates -------------------------------------------------------------------------------------
     def _shape(self, keys: list[Any], ms: list[Measurement], base: Mapping[str, str], cap: int) -> Shape:
-        groups: dict[tuple[str, str], Group] = {}
+        # (family name, type) -> [help, its lines as a % format, indices of the values they print]
+        groups: dict[tuple[str, str], tuple[str, list[str], list[int]]] = {}
 
-        def group(name: str, doc: str, typ: str) -> Group:
+        def group(name: str, doc: str, typ: str) -> tuple[str, list[str], list[int]]:
             g = groups.get((name, typ))
             if g is None:
-                g = groups[(name, typ)] = Group(name, typ, doc, [])
+                g = groups[(name, typ)] = (doc, [], [])
             return g
 
         label_value, label_name = self.label_value, self.label_name
         pairs: dict[tuple[str, str], str] = {}
 
         def pair(name: str, value: str) -> str:
-            """``name="value"`` escaped (the device's own labels recur on each of its lines)."""
+            """``name="value"`` escaped, and ``%`` doubled for the format (the device's own labels recur on
+            each of its lines)."""
             text = pairs.get((name, value))
             if text is None:
-                text = pairs[(name, value)] = f'{label_key(name)}="{escape_label_value(value)}"'
+                text = pairs[(name, value)] = f'{label_key(name)}="{escape_label_value(value)}"'.replace("%", "%%")
             return text
 
         def braces(labels: Mapping[str, str]) -> str:
@@ -277,43 +265,41 @@ class DeviceLines:
             name = self.metric_name(m.name)
             doc = m.help or m.name
             if m.kind is MetricKind.INFO:
-                g = group(name if name.endswith("_info") else name + "_info", doc, "info")
+                key = name if name.endswith("_info") else name + "_info"
                 labels["value"] = pair("value", label_value(m.text if m.text is not None else m.value))
-                g.lines.append((f"{_base(g)}_info{braces(labels)} 1.0\n", -1))
+                group(key, doc, "info")[1].append(f"{family_base(key, 'info')}_info{braces(labels)} 1.0\n")
                 continue
-            g = group(name, doc, "counter" if m.kind is MetricKind.COUNTER else "gauge")
-            suffix = "_total" if g.typ == "counter" else ""
-            g.lines.append((f"{_base(g)}{suffix}{braces(labels)} ", i))
+            typ = "counter" if m.kind is MetricKind.COUNTER else "gauge"
+            _, lines, picks = group(name, doc, typ)
+            suffix = "_total" if typ == "counter" else ""
+            lines.append(f"{family_base(name, typ)}{suffix}{braces(labels)} %s\n")
+            picks.append(i)
             if m.kind is MetricKind.STATE:
-                st = group(name + "_state", f"{doc} (current state as labels; value always 1)", "gauge")
                 text = m.text if m.text is not None else ("" if m.value is None else f"{m.value:g}")
                 labels["state"] = pair("state", label_value(text))
                 labels["severity"] = pair("severity", m.state.label)
-                st.lines.append((f"{st.key}{braces(labels)} 1.0\n", -1))
-        shape = Shape(
+                key = name + "_state"
+                group(key, f"{doc} (current state as labels; value always 1)", "gauge")[1].append(
+                    f"{key}{braces(labels)} 1.0\n"
+                )
+        picks = [i for _, _, p in groups.values() for i in p]
+        if len(picks) > 1:
+            pick: Callable[[list[Any]], tuple[Any, ...]] = itemgetter(*picks)
+        elif picks:
+            pick = _one(picks[0])
+        else:
+            pick = _no_value
+        return Shape(
             keys,
             list(map(_KIND, ms)),
             list(map(_HELP, ms)),
             labelled,
             _labels(ms, labelled),
-            list(groups.values()),
-            [(g.key, g.typ, g.doc) for g in groups.values()],
+            [(key, typ, doc) for (key, typ), (doc, _, _) in groups.items()],
             dropped,
+            "\0".join("".join(lines) for _, lines, _ in groups.values()),
+            pick,
         )
-        picks = [i for g in shape.groups for _, i in g.lines if i >= 0]
-        fmt = "\0".join(
-            "".join(line.replace("%", "%%") + ("%s\n" if i >= 0 else "") for line, i in g.lines) for g in shape.groups
-        )
-        if "\0" not in "".join(line for g in shape.groups for line, _ in g.lines):  # else line by line
-            shape.fmt = fmt
-            shape.pos = {i: j for j, i in enumerate(picks)}
-            if len(picks) > 1:
-                shape.pick = itemgetter(*picks)
-            elif picks:
-                shape.pick = _one(picks[0])
-            else:
-                shape.pick = _no_value
-        return shape
 
     def _prefixes(self, base: Mapping[str, str]) -> Own:
         ident = labels_text(base)
@@ -380,14 +366,6 @@ def _one(i: int) -> Callable[[list[Any]], tuple[Any]]:
     return pick
 
 
-def _base(g: Group) -> str:
-    if g.typ == "info" and g.key.endswith("_info"):
-        return g.key[:-5]
-    if g.typ == "counter" and g.key.endswith("_total"):
-        return g.key[:-6]
-    return g.key
-
-
 def _line(prefix: bytes, value: float) -> bytes:
     """``prefix`` and the value as the client writes it; nothing for a NaN (as the client's collector
     leaves NaN samples out)."""
@@ -397,21 +375,17 @@ def _line(prefix: bytes, value: float) -> bytes:
 
 
 def _fill(shape: Shape, values: list[Any], floats: FloatText) -> list[bytes]:
-    """The text of each group of ``shape`` with the device's ``values``: one ``%`` format for the whole
-    device, or line by line when a ``None`` or NaN value removes its line."""
-    if shape.pick is not None:
-        args = shape.pick(floats.texts(values))
-        if None not in args:
-            return (shape.fmt % args).encode().split(b"\0")
-    out: list[bytes] = []
-    for g in shape.groups:
-        parts: list[str] = []
-        for prefix, i in g.lines:
-            if i < 0:
-                parts.append(prefix)
-                continue
-            v = values[i]
-            if v is not None and v == v:
-                parts.append(f"{prefix}{go_float(v)}\n")
-        out.append("".join(parts).encode())
-    return out
+    """The text of each family of ``shape`` with the device's ``values``: one ``%`` format for the whole
+    device; a line whose value is ``None`` or NaN is left out."""
+    args = shape.pick(floats.texts(values))
+    if None not in args:
+        return (shape.fmt % args).encode().split(b"\0")
+    # \x01 marks the lines to leave out (the lines never hold control characters)
+    text = shape.fmt % tuple(_LEFT_OUT if a is None else a for a in args)
+    return [
+        "".join([line + "\n" for line in part.split("\n")[:-1] if _LEFT_OUT not in line]).encode()
+        for part in text.split("\0")
+    ]
+
+
+_LEFT_OUT = "\x01"

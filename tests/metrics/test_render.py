@@ -339,3 +339,20 @@ def test_values_are_formatted_as_the_client_formats_them() -> None:
     floats.limit = 10
     floats.trim()
     assert len(floats) == 0
+
+
+def test_the_cache_versions_tell_what_changed() -> None:
+    """What the renderer relies on to skip a device: any update changes its version, a successful one also
+    its series version, and a forgotten then polled device never gets an old version back."""
+    cache = LatestCache()
+    assert cache.version("ups-a") == (0, 0)
+    cache.update(PollResult("ups-a", T0, 0.2, edge_measurements("ups-a", 0)))
+    first = cache.version("ups-a")
+    assert first[0] == first[1] > 0
+    cache.update(PollResult("ups-a", T0, 6.0, error="timeout"))
+    failed = cache.version("ups-a")
+    assert failed[0] > first[0] and failed[1] == first[1]
+    cache.forget(["ups-a"])
+    assert cache.version("ups-a") == (0, 0)
+    cache.update(PollResult("ups-a", T0, 0.2, edge_measurements("ups-a", 0)))
+    assert min(cache.version("ups-a")) > failed[0]
