@@ -2,7 +2,13 @@
 
 Nothing here keeps one client-side ``Gauge`` per series: every scrape walks the
 :class:`~callipso_agent.collect.cache.LatestCache` and the inventory, so the series of a device removed
-from the inventory (the cache forgets it on reload) vanish at the next scrape.
+from the inventory (the cache forgets it on reload) vanish at the next scrape. What is kept between scrapes
+is each device's rendered text (:mod:`callipso_agent.metrics_devices`), written again only for the devices
+polled since, and from templates built again only when a device's set of series changes: a scrape of a large
+estate costs about the formatting of the new values. ``/metrics`` writes text format 0.0.4 or OpenMetrics
+directly (:mod:`callipso_agent.metrics_text`), renders in a worker thread from a snapshot taken in the event
+loop, and compresses with gzip when the scraper accepts it; :meth:`CallipsoCollector.collect` still serves
+prometheus-client's registries and encoders.
 
 Exposition rules (see ``deploy/prometheus/README.md``):
 
