@@ -32,10 +32,18 @@ _DEFAULT_SUFFIX = {"counter": "_total", "info": "_info"}
 
 def go_float(value: float) -> str:
     """``value`` as prometheus-client writes it (``floatToGoString``): Python's ``repr`` of the float,
-    ``+Inf``/``-Inf``/``NaN``, and Go's exponent form from 1e6 up."""
+    ``+Inf``/``-Inf``/``NaN``, and Go's exponent form from 1e6 up (``1.7e+09`` for a timestamp)."""
     v = value if value.__class__ is float else float(value)
     if -INF < v < 1e6:  # false for NaN and the infinities too
         return repr(v)
+    if 1e6 <= v < INF:
+        text = repr(v)
+        dot = text.find(".")
+        if dot > 6:  # not already in exponent form (from 1e16 up)
+            digits = (text[:dot] + text[dot + 1 :]).rstrip("0")
+            mantissa = f"{digits[0]}.{digits[1:]}" if len(digits) > 1 else digits
+            return f"{mantissa}e+{dot - 1:02d}"
+        return text
     return str(floatToGoString(v))  # type: ignore[no-untyped-call]
 
 

@@ -326,7 +326,7 @@ def test_values_are_formatted_as_the_client_formats_them() -> None:
     """FloatText (remembered texts) and go_float give floatToGoString's text for every kind of value."""
     rng = random.Random(5)
     values: list[Any] = [0.0, -0.0, 0, -0.0, 0.0, True, False, 7, -3, 10**7, 2**70, math.inf, -math.inf, math.nan,
-                         None, 1e6, 999999.9, 1e16, 1e-7, 5e-324, -1e300, 1.7e9]
+                         None, 1e6, 999999.9, 1e16, 1e-7, 5e-324, -1e300, 1.7e9, 1763891234.5, 1e15 + 0.5, 1050000.0]
     values += [rng.uniform(-1e9, 1e9) for _ in range(200)] + [round(rng.uniform(0, 500), 1) for _ in range(200)]
     floats = FloatText()
     for order in (values, values[::-1], values):  # cold, then remembered (zeros of either sign meanwhile)
