@@ -485,7 +485,14 @@ class CallipsoRegistry(CollectorRegistry):
         super().__init__(auto_describe=False)
         self.callipso = collector
         self.others = CollectorRegistry(auto_describe=False)
-        self.register(collector)
+        super().register(collector)
+
+    def register(self, collector: Collector) -> None:
+        """Any other collector joins ``others`` (so ``/metrics`` serves it too)."""
+        self.others.register(collector)
+
+    def unregister(self, collector: Collector) -> None:
+        self.others.unregister(collector)
 
     def collect(self) -> Iterator[Metric]:
         yield from super().collect()

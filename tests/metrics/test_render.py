@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client import Gauge
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics import exposition as om_exposition
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
@@ -356,3 +357,15 @@ def test_the_cache_versions_tell_what_changed() -> None:
     assert cache.version("ups-a") == (0, 0)
     cache.update(PollResult("ups-a", T0, 0.2, edge_measurements("ups-a", 0)))
     assert min(cache.version("ups-a")) > failed[0]
+
+
+def test_collectors_registered_later_are_served_too() -> None:
+    cache = LatestCache()
+    cache.update(PollResult("edge-00", T0, 0.2, edge_measurements("edge-00", 0)))
+    registry = build_registry(CallipsoCollector(cache, lambda: {"edge-00": {"site": "S", "family": "edge"}}),
+                              process=False)
+    Gauge("extra_gauge", "registered after the registry was built", registry=registry).set(3)
+    text = registry.body(registry.callipso.snapshot(), openmetrics=False).decode()
+    assert ("extra_gauge", {}, 3.0) in list(sample_values(text))
+    assert any(n == "callipso_edge_charge_percent" for n, _, _ in sample_values(text))
+    assert ("extra_gauge", {}, 3.0) in list(sample_values(generate_latest(registry).decode()))
