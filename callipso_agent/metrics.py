@@ -320,20 +320,19 @@ class CallipsoCollector(Collector):
             rendered = self._rendered(scrape)
             dropped = 0
             get = fams.get
-            by_name = fams.by_name  # fams.get() inlined: this loop runs for each family of each device
+            # each device's families, resolved once per list of families (devices of a profile share one):
+            # asked for even without text, so that the first kind seen keeps a name, as it always did
+            targets: dict[int, list[Family | None]] = {}
             for r in rendered:
                 shape = r.shape
                 if shape is None:
                     continue
                 dropped += shape.dropped
-                for (name, typ, doc), text in zip(shape.meta, r.texts, strict=True):
-                    # created even without text: the first kind seen keeps a name, as it always did
-                    fam = by_name.get(name)
-                    if fam is None:
-                        fam = by_name[name] = Family(name, doc, typ)
-                    elif fam.typ != typ:
-                        continue  # one name, two kinds (two profiles disagree): the first kept it
-                    if text:
+                fams_of = targets.get(id(shape.meta))
+                if fams_of is None:
+                    fams_of = targets[id(shape.meta)] = [get(name, doc, typ) for name, typ, doc in shape.meta]
+                for fam, text in zip(fams_of, r.texts, strict=True):
+                    if fam is not None and text:
                         fam.lines.append(text)
             for i, (name, doc, typ) in enumerate(DEVICE_FAMILIES):
                 fam = get(name, doc, typ)

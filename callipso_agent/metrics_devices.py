@@ -48,6 +48,7 @@ Series = Mapping[Any, Measurement]
 LabelValue = Callable[[object], str]
 Name = Callable[[str], str]
 
+_EMPTY = ("",) * len(SYSTEM_INFO_KEYS)
 _VALUE = attrgetter("value")
 _KIND = attrgetter("kind")
 _HELP = attrgetter("help")
@@ -70,8 +71,9 @@ class Shape:
     helps: list[str]
     labelled: list[int]
     labels: list[tuple[Any, ...]]
-    #: (family name, type, help) of each family the device has lines in, in first-appearance order
-    meta: list[tuple[str, str, str]]
+    #: (family name, type, help) of each family the device has lines in, in first-appearance order (one
+    #: object for all devices with the same families)
+    meta: tuple[tuple[str, str, str], ...]
     dropped: int
     fmt: str
     pick: Callable[[list[Any]], tuple[Any, ...]]
@@ -139,7 +141,7 @@ def status_tuple(st: DeviceStatus) -> tuple[Any, ...]:
         st.consecutive_failures,
         st.polls_total,
         tuple(sorted(st.errors_total.items())),
-        tuple(st.system.get(k, "") for k in SYSTEM_INFO_KEYS),
+        tuple(map(st.system.get, SYSTEM_INFO_KEYS, _EMPTY)),
         st.up,
     )
 
@@ -153,6 +155,7 @@ class DeviceLines:
         self.label_name = label_name
         self.metric_name = metric_name
         self._devices: dict[str, Rendered] = {}
+        self._metas: dict[tuple[tuple[str, str, str], ...], tuple[tuple[str, str, str], ...]] = {}
         self.floats = FloatText()
         #: devices whose templates were built, and whose values only were formatted (bench and tests)
         self.shapes_built = 0
@@ -295,11 +298,17 @@ class DeviceLines:
             list(map(_HELP, ms)),
             labelled,
             _labels(ms, labelled),
-            [(key, typ, doc) for (key, typ), (doc, _, _) in groups.items()],
+            self._meta(tuple((key, typ, doc) for (key, typ), (doc, _, _) in groups.items())),
             dropped,
             "\0".join("".join(lines) for _, lines, _ in groups.values()),
             pick,
         )
+
+    def _meta(self, meta: tuple[tuple[str, str, str], ...]) -> tuple[tuple[str, str, str], ...]:
+        """One object for equal family lists (devices of one profile): a scrape resolves each once."""
+        if len(self._metas) > 10_000:
+            self._metas.clear()
+        return self._metas.setdefault(meta, meta)
 
     def _prefixes(self, base: Mapping[str, str]) -> Own:
         ident = labels_text(base)

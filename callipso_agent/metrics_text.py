@@ -186,7 +186,7 @@ class Families:
     """Families by name, in the order they were first asked for."""
 
     def __init__(self) -> None:
-        #: the families by name, in creation order (read-only outside :meth:`get`, but for speed)
+        #: the families by name, in creation order (add through :meth:`get`)
         self.by_name: dict[str, Family] = {}
 
     def get(self, name: str, doc: str, typ: str) -> Family | None:
