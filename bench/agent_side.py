@@ -192,8 +192,10 @@ class Bench:
             view = notice.incident
             self.commits.setdefault((view.device or "", view.rule or ""), time.monotonic())
 
-    async def cycle(self, devices: Sequence[str] | None = None) -> dict[str, Any]:
-        """Poll every device (or the given ones) once, at most max_concurrency devices in flight."""
+    async def cycle(self, devices: Sequence[str] | None = None, spread: float = 0.0) -> dict[str, Any]:
+        """Poll every device (or the given ones) once, at most max_concurrency devices in flight; with
+        ``spread``, the polls start evenly over that many seconds (as the scheduler spreads an interval's
+        polls) rather than all at once."""
         pollers = self.app.pollers
         names = list(devices) if devices is not None else list(pollers)
         limit = asyncio.Semaphore(self.app.runtime.loaded.config.agent.snmp.max_concurrency)  # type: ignore[union-attr]
@@ -201,7 +203,12 @@ class Bench:
             self.app.notes[n].reset()
         errors: dict[str, int] = {}
 
-        async def one(name: str) -> None:
+        start = time.monotonic()
+        step = spread / max(len(names), 1)
+
+        async def one(i: int, name: str) -> None:
+            if step:
+                await asyncio.sleep(max(0.0, start + i * step - time.monotonic()))
             async with limit:
                 poller = pollers[name]
                 poller.state.not_before = 0.0  # a device in back-off is still polled once per cycle
@@ -212,7 +219,7 @@ class Bench:
 
         self.lag.take()
         u0, w0 = Usage.self_(), time.perf_counter()
-        await asyncio.gather(*(one(n) for n in names))
+        await asyncio.gather(*(one(i, n) for i, n in enumerate(names)))
         wall, u1 = time.perf_counter() - w0, Usage.self_()
         lag = self.lag.take()
         notes = [self.app.notes[n] for n in names]
@@ -302,7 +309,7 @@ async def serve(args: argparse.Namespace) -> None:
                 cmd = json.loads(line)
                 name = cmd.pop("cmd")
                 if name == "cycle":
-                    answer(await bench.cycle(cmd.get("devices")))
+                    answer(await bench.cycle(cmd.get("devices"), float(cmd.get("spread", 0.0))))
                 elif name == "plan":
                     answer(bench.plan(Path(cmd["path"])))
                 elif name == "scrape":

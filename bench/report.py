@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +64,9 @@ def checks(result: dict[str, Any]) -> dict[str, bool]:
         tag = a["client"]
         out[f"{tag}: every device polled once, without error"] = (a["cycle"]["devices"] == n
                                                                    and a["cycle"]["ok"] == n)
-        if "trap_to_incident" in a:
-            t = a["trap_to_incident"]
-            out[f"{tag}: every trap opened its incident"] = t["sent"] > 0 and t["incidents"] == t["sent"]
+        for wave, t in a.get("trap_to_incident", {}).items():
+            out[f"{tag}: every trap opened its incident ({wave.replace('_', ' ')})"] = (
+                t["sent"] > 0 and t["incidents"] == t["sent"])
         if "threshold_to_incident" in a:
             t = a["threshold_to_incident"]
             out[f"{tag}: every threshold crossing opened its incident"] = (t["devices"] > 0
@@ -147,8 +147,15 @@ def markdown(result: dict[str, Any]) -> str:
     row(f"/metrics scrape at {result['devices']} devices (p50 / max)", lambda a, f: " / ".join(
         _ms(a["metrics_scrape"]["wall_s"].get(k)) for k in ("p50", "max"))
         + f", {_n(a['metrics_scrape']['samples'])} samples")
-    row("trap → incident stored p50 / p99 (during a cycle)", lambda a, f: " / ".join(
-        _ms(a.get("trap_to_incident", {}).get("latency_s", {}).get(k)) for k in ("p50", "p99")))
+    def traps(wave: str) -> Callable[[dict[str, Any], dict[str, Any]], str]:
+        def cell(a: dict[str, Any], f: dict[str, Any]) -> str:
+            q = a.get("trap_to_incident", {}).get(wave, {}).get("latency_s", {})
+            return " / ".join(_ms(q.get(k)) for k in ("p50", "p99"))
+        return cell
+
+    spread = (result["agent"] or [{}])[0].get("paced_spread_s", 0)
+    row("trap → incident stored p50 / p99, during a cycle run flat out", traps("flat_out"))
+    row(f"trap → incident stored p50 / p99, polls spread over {spread:.0f} s", traps("paced"))
     row("polled threshold crossing → incident p50 / p99", lambda a, f: " / ".join(
         _ms(a.get("threshold_to_incident", {}).get("latency_s", {}).get(k)) for k in ("p50", "p99")))
     for name, p in peers.items():

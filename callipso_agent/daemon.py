@@ -29,7 +29,7 @@ from callipso_agent.config.models import Device, SnmpV2Credential, SnmpV3Credent
 from callipso_agent.errors import CallipsoError, ConfigErrors, ProfileError
 from callipso_agent.health import DeliveryCounters, OutboxGauges, StoreHealth
 from callipso_agent.looplag import LoopLagMonitor
-from callipso_agent.metrics import NotificationStats, app_metrics, metrics_routes
+from callipso_agent.metrics import ApiAuthStats, NotificationStats, TrapStats, app_metrics, metrics_routes
 from callipso_agent.model import Event, PollResult, Severity
 from callipso_agent.paths import collectors_dir
 from callipso_agent.profiles.loader import ProfileSet, load_profiles
@@ -116,7 +116,9 @@ class App:
         self.notification_stats = NotificationStats()
         self.deliveries = DeliveryCounters(self.notification_stats)
         self.outbox_gauges: OutboxGauges | None = None
-        self._metric_sources: list[Any] = [self.store_health, self.deliveries]
+        self._metric_sources: list[Any] = [
+            self.store_health, self.deliveries, TrapStats(lambda: self.traps),
+            ApiAuthStats(lambda: self.outputs.auth if self.outputs is not None else None)]
         self.metrics_registry, poll_observer = app_metrics(
             self, incidents=lambda: self.open_incidents() if self.open_incidents is not None else [],
             notifications=self.notification_stats, sources=self._metric_sources)
@@ -369,14 +371,18 @@ class App:
             cred = cfg.credentials[name]
             assert isinstance(cred, SnmpV2Credential)
             communities.append(cred.community.resolve(loaded.base_dir))
+        devices = {d.address: DeviceRef(d.name, {"site": d.site, "family": d.family}) for d in cfg.devices}
         for name in cfg.agent.traps.v3_users:
             v3 = cfg.credentials[name]
             assert isinstance(v3, SnmpV3Credential)
             secrets = resolve_snmp_secrets(v3, loaded.base_dir)
+            # a credential with an engine ID that one device alone uses names that device's traps
+            owners = [d for d in cfg.devices if d.snmp == name]
+            owner = (DeviceRef(owners[0].name, {"site": owners[0].site, "family": owners[0].family})
+                     if len(owners) == 1 and v3.engine_id else None)
             users.append(TrapV3User(user=v3.user, auth_protocol=v3.auth_protocol, auth_key=secrets.get("auth_key"),
                                     priv_protocol=v3.priv_protocol, priv_key=secrets.get("priv_key"),
-                                    engine_id=v3.engine_id))
-        devices = {d.address: DeviceRef(d.name, {"site": d.site, "family": d.family}) for d in cfg.devices}
+                                    engine_id=v3.engine_id, device=owner))
         self.traps = TrapReceiver(load_trap_rules(collectors_dir() / "traps"), self.pipeline.on_event,
                                   host=cfg.agent.traps.host, port=cfg.agent.traps.port, communities=communities,
                                   v3_users=users, devices=devices, clock=self.clock)

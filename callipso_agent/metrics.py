@@ -224,6 +224,73 @@ class NotificationStats:
 
 
 # ---- the collector ---------------------------------------------------------------------------------------
+TRAP_COUNTERS = {
+    "received": "Datagrams that reached the trap receiver",
+    "notifications": "Authenticated notifications decoded",
+    "events": "Events the trap receiver handed to the incident pipeline",
+    "unknown": "Notifications no trap rule matched (kept as trap_unknown)",
+    "debounced": "Repeated notifications dropped by a rule's debounce window",
+    "malformed": "Datagrams that are not SNMP messages, or that pysnmp could not decode",
+    "errors": "Unexpected failures while handling one notification",
+}
+
+
+class TrapStats:
+    """The trap receiver's counters, and the messages its SNMP engine refused by reason (bad community,
+    unknown user, wrong digest, decryption error, ...); nothing when the receiver is off."""
+
+    def __init__(self, receiver: Callable[[], Any]) -> None:
+        self.receiver = receiver
+
+    def collect_into(self, families: _Families) -> None:
+        rx = self.receiver()
+        if rx is None:
+            return
+        for name, doc in TRAP_COUNTERS.items():
+            fam = families.get(f"callipso_traps_{name}_total", doc, "counter")
+            if fam is not None:
+                fam.add({}, getattr(rx.counters, name))
+        rejected = families.get(
+            "callipso_traps_rejected_total",
+            "SNMP messages the trap receiver refused, by reason (SNMPv2-MIB and USM counters)",
+            "counter",
+        )
+        if rejected is not None:
+            for reason, n in sorted(rx.rejected_by_reason().items()):
+                rejected.add({"reason": label_value(reason)}, n)
+
+
+class ApiAuthStats:
+    """Refused HTTP API requests (missing or invalid token, missing scope, throttled) and the size of the
+    failed-authentication table; nothing when the API has no authentication."""
+
+    def __init__(self, auth: Callable[[], Any]) -> None:
+        self.auth = auth
+
+    def collect_into(self, families: _Families) -> None:
+        auth = self.auth()
+        if auth is None:
+            return
+        failures = families.get(
+            "callipso_api_auth_failures_total",
+            "HTTP API requests refused for their credentials, by reason (missing_token, invalid_token, scope)",
+            "counter",
+        )
+        throttled = families.get(
+            "callipso_api_auth_throttled_total",
+            "HTTP API requests answered 429: their client presented too many invalid tokens",
+            "counter",
+        )
+        clients = families.get(
+            "callipso_api_auth_limiter_clients", "Clients with recent failed authentications (bounded)", "gauge"
+        )
+        assert failures is not None and throttled is not None and clients is not None
+        for reason in ("missing_token", "invalid_token", "scope"):
+            failures.add({"reason": reason}, auth.counters.failures.get(reason, 0))
+        throttled.add({}, auth.counters.throttled)
+        clients.add({}, len(auth.limiter))
+
+
 class CallipsoCollector(Collector):
     """Reads the cache, the inventory and the providers at each scrape; keeps no series of its own."""
 

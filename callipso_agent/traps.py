@@ -296,6 +296,20 @@ class TrapV3User:
     priv_protocol: PrivProtocol | None = None
     priv_key: Secret | None = None
     engine_id: str | None = None
+    #: the one device this user (and engine ID) belongs to: its traps are that device's, whatever their source
+    #: address (behind NAT, or several devices behind one address)
+    device: DeviceRef | None = None
+
+    def __repr__(self) -> str:  # keys are Secrets already; keep the repr short
+        return f"TrapV3User({self.user!r}, engine_id={self.engine_id!r})"
+
+
+def _engine_hex(value: str | bytes | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.hex()
+    return value.lower().removeprefix("0x").replace(":", "")
 
 
 @dataclass
@@ -310,6 +324,18 @@ class TrapCounters:
 
 
 Emit = Callable[[Event], Awaitable[None]] | asyncio.Queue[Event]
+
+#: (MIB module, counter, reason label) of the messages the receiving engine refuses
+REJECTION_COUNTERS = (
+    ("__SNMPv2-MIB", "snmpInBadCommunityNames", "bad_community"),
+    ("__SNMPv2-MIB", "snmpInASNParseErrs", "parse_error"),
+    ("__SNMP-USER-BASED-SM-MIB", "usmStatsUnknownUserNames", "unknown_user"),
+    ("__SNMP-USER-BASED-SM-MIB", "usmStatsWrongDigests", "wrong_digest"),
+    ("__SNMP-USER-BASED-SM-MIB", "usmStatsDecryptionErrors", "decryption_error"),
+    ("__SNMP-USER-BASED-SM-MIB", "usmStatsUnknownEngineIDs", "unknown_engine_id"),
+    ("__SNMP-USER-BASED-SM-MIB", "usmStatsNotInTimeWindows", "not_in_time_window"),
+    ("__SNMP-USER-BASED-SM-MIB", "usmStatsUnsupportedSecLevels", "unsupported_security_level"),
+)
 
 
 def _ber_length(data: bytes, pos: int) -> tuple[int, int]:
@@ -424,14 +450,22 @@ class TrapReceiver:
 
     # -- pure-ish entry point, used by the pysnmp callback and by tests ------------------------------
     def handle(
-        self, address: str, varbinds: Sequence[Varbind], *, version: str = "", security_name: str = ""
+        self,
+        address: str,
+        varbinds: Sequence[Varbind],
+        *,
+        version: str = "",
+        security_name: str = "",
+        device: DeviceRef | None = None,
     ) -> Event | None:
-        """Interpret one notification; return the Event, or None when debounced."""
+        """Interpret one notification; return the Event, or None when debounced. ``device``: the device the
+        notification's credential belongs to, which wins over its addresses."""
         self.counters.notifications += 1
         trap_oid_value = _find(varbinds, SNMP_TRAP_OID)
         trap_oid = _text(trap_oid_value) if trap_oid_value is not None else ""
         agent = _find(varbinds, SNMP_TRAP_ADDRESS)
-        device = self.resolve(address, _text(agent) if agent is not None else None)
+        if device is None:
+            device = self.resolve(address, _text(agent) if agent is not None else None)
         it = interpret(self.rules, trap_oid, varbinds, self.unknown_severity)
         if it.rule is None:
             self.counters.unknown += 1
@@ -482,7 +516,11 @@ class TrapReceiver:
             address = str(addr[0])
             decoded = [(str(name), decode_value(value)) for name, value in varbinds]
             event = self.handle(
-                address, decoded, version=self._last_version, security_name=self._last_security
+                address,
+                decoded,
+                version=self._last_version,
+                security_name=self._last_security,
+                device=self._v3_device() if self._last_version == "3" else None,
             )
         except Exception as err:
             self.counters.errors += 1
@@ -502,12 +540,27 @@ class TrapReceiver:
 
     _last_version = ""
     _last_security = ""
+    _last_engine = ""
 
     def _observe(self, snmp_engine: Any, execpoint: str, variables: Mapping[str, Any], cb_ctx: Any) -> None:
         self._last_version = {0: "1", 1: "2c", 3: "3"}.get(
             int(variables.get("messageProcessingModel", -1)), ""
         )
         self._last_security = str(variables.get("securityName", ""))
+
+    def _observe_usm(self, snmp_engine: Any, execpoint: str, variables: Mapping[str, Any], cb_ctx: Any) -> None:
+        # only the authoritative engine ID is kept: the same context also carries the localized keys
+        engine_id = variables.get("securityEngineId")
+        self._last_engine = _engine_hex(bytes(engine_id)) if engine_id is not None else ""
+
+    def _v3_device(self) -> DeviceRef | None:
+        """The device of the v3 user that authenticated the notification being handled, if it has one."""
+        for u in self._v3_users:
+            if u.device is None or u.user != self._last_security:
+                continue
+            if u.engine_id is None or _engine_hex(u.engine_id) == self._last_engine:
+                return u.device
+        return None
 
     async def start(self) -> None:
         from pysnmp.carrier.asyncio.dgram import udp
@@ -539,6 +592,7 @@ class TrapReceiver:
                 kwargs["securityEngineId"] = rfc1902.OctetString(hexValue=u.engine_id.replace(":", ""))
             config.add_v3_user(snmp_engine, u.user, **kwargs)
         snmp_engine.observer.register_observer(self._observe, "rfc3412.receiveMessage:request")
+        snmp_engine.observer.register_observer(self._observe_usm, "rfc3414.processIncomingMsg")
         self._receiver = ntfrcv.NotificationReceiver(snmp_engine, self._on_notification)
         self._engine = snmp_engine
         self._transport = transport
@@ -548,30 +602,21 @@ class TrapReceiver:
     @property
     def rejected(self) -> int:
         """Messages pysnmp refused: bad community, unknown user, wrong digest, decryption, time window."""
+        return sum(self.rejected_by_reason().values())
+
+    def rejected_by_reason(self) -> dict[str, int]:
+        """Messages pysnmp refused, by reason (the SNMPv2-MIB and USM counters of the receiving engine)."""
         if self._engine is None:
-            return 0
+            return {}
         builder = self._engine.get_mib_builder()
-        total = 0
-        for module, names in (
-            ("__SNMPv2-MIB", ("snmpInBadCommunityNames", "snmpInASNParseErrs")),
-            (
-                "__SNMP-USER-BASED-SM-MIB",
-                (
-                    "usmStatsUnknownUserNames",
-                    "usmStatsWrongDigests",
-                    "usmStatsDecryptionErrors",
-                    "usmStatsUnknownEngineIDs",
-                    "usmStatsNotInTimeWindows",
-                ),
-            ),
-        ):
-            for name in names:
-                try:
-                    (sym,) = builder.import_symbols(module, name)
-                    total += int(sym.syntax)
-                except Exception:  # noqa: S112 - a counter this pysnmp does not keep
-                    continue
-        return total
+        out: dict[str, int] = {}
+        for module, name, reason in REJECTION_COUNTERS:
+            try:
+                (sym,) = builder.import_symbols(module, name)
+                out[reason] = int(sym.syntax)
+            except Exception:  # noqa: S112 - a counter this pysnmp does not keep
+                continue
+        return out
 
     async def stop(self) -> None:
         if self._tasks:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,3 +20,13 @@ def repo_root() -> Path:
 @pytest.fixture
 def example_config() -> Path:
     return ROOT / "config"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (a database per test: ``new_database()``)."""
+    server = PostgresServer()
+    try:
+        yield server.start()
+    finally:
+        server.stop()

@@ -83,11 +83,18 @@ class AuthProtocol(enum.StrEnum):
 
 
 class PrivProtocol(enum.StrEnum):
+    """AES-192/256 need a longer key than SHA-1 or MD5 give, and two key extensions exist: ``aes192``/``aes256``
+    use Reeder's (Cisco; net-snmp's AES-192C/AES-256C), ``aes192-blumenthal``/``aes256-blumenthal`` the
+    Blumenthal draft's (net-snmp's AES-192/AES-256, most other agents). With an authentication hash as long as
+    the key (SHA-256 and up for AES-256) the two are the same."""
+
     DES = "des"
     DES3 = "3des"
     AES = "aes"
     AES192 = "aes192"
     AES256 = "aes256"
+    AES192_BLUMENTHAL = "aes192-blumenthal"
+    AES256_BLUMENTHAL = "aes256-blumenthal"
 
 
 class SnmpV3Credential(_Model):

@@ -15,6 +15,15 @@ from typing import Any
 DEFAULT_DIR = ".lab"
 
 
+def _v3_devices(text: str) -> Any:
+    from callipso_agent.lab.estate import parse_v3_setups
+
+    try:
+        return parse_v3_setups(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
 def register(sub: Any) -> None:
     lab = sub.add_parser("lab", help="run the built-in lab (simulated devices on loopback), or switch its faults")
     lab.add_argument("--dir", default=DEFAULT_DIR, help="lab working folder (default: %(default)s)")
@@ -24,6 +33,12 @@ def register(sub: Any) -> None:
     lab.add_argument("--sites", help="only these sites of the example estate (comma-separated codes)")
     lab.add_argument("--overlay", help="folder merged into the lab configuration: agent.yaml (agent settings), "
                      "outputs/ (EasyVista, notifications) and their secret files")
+    lab.add_argument("--snmpv3", metavar="DEVICES", type=_v3_devices, default={},
+                     help="devices polled in SNMPv3 authPriv with random keys, and whose v3 traps the agent accepts: "
+                     "DEVICE[:AUTH/PRIV][:MISMATCH],... (default sha/aes; MISMATCH: wrong_auth_key, "
+                     "wrong_priv_key, unknown_user)")
+    lab.add_argument("--random-communities", action="store_true",
+                     help="serve SNMP v2c devices under random communities instead of their names")
     lab_sub = lab.add_subparsers(dest="lab_command", metavar="ACTION")
     fault = lab_sub.add_parser("fault", help="inject a fault into a running lab")
     fault.add_argument("fault", help="fault name (see 'lab status')")
@@ -42,6 +57,12 @@ def register(sub: Any) -> None:
     demo.add_argument("--sites", help="only these sites of the example estate (comma-separated codes)")
     demo.add_argument("--overlay", help="folder merged into the lab configuration: agent.yaml (agent settings), "
                       "outputs/ (EasyVista, notifications) and their secret files")
+    demo.add_argument("--snmpv3", metavar="DEVICES", type=_v3_devices, default={},
+                     help="devices polled in SNMPv3 authPriv with random keys, and whose v3 traps the agent accepts: "
+                     "DEVICE[:AUTH/PRIV][:MISMATCH],... (default sha/aes; MISMATCH: wrong_auth_key, "
+                     "wrong_priv_key, unknown_user)")
+    demo.add_argument("--random-communities", action="store_true",
+                     help="serve SNMP v2c devices under random communities instead of their names")
     demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     demo.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     demo.set_defaults(func=cmd_demo)
@@ -93,7 +114,8 @@ async def _run_lab(args: argparse.Namespace, *, with_agent: bool) -> int:
     logs.configure(getattr(args, "log_level", "info"))
     sites = [s for s in (args.sites or "").split(",") if s] or None
     overlay = Path(args.overlay) if getattr(args, "overlay", None) else None
-    lab = Lab(Path(args.dir), interval=args.interval, http_port=args.http_port, sites=sites, overlay=overlay)
+    lab = Lab(Path(args.dir), interval=args.interval, http_port=args.http_port, sites=sites, overlay=overlay,
+              snmpv3=args.snmpv3, random_communities=args.random_communities)
     control = LabControl(lab, port=args.control_port)
     try:
         config_dir = await lab.build()

@@ -1,10 +1,16 @@
 """Build the lab estate: a copy of the example inventory whose devices are served by snmpsim on loopback.
 
 Every device of a family with recordings gets its own copy of one recording, served under the
-community named after the device, and its own UDP port on the lab's network front (:mod:`udpfront`),
-which relays to the snmpsim shard. Value faults edit the device's copy while the lab runs; network faults
-(a site cut off, answers too late, truncated answers) are played by the front, so snmpsim always has
-every recording it was started with.
+community named after the device (or a random community, ``random_communities``), and its own UDP port on
+the lab's network front (:mod:`udpfront`), which relays to the snmpsim shard. Value faults edit the device's
+copy while the lab runs; network faults (a site cut off, answers too late, truncated answers) are played by
+the front, so snmpsim always has every recording it was started with.
+
+Devices named in ``snmpv3`` are polled in SNMPv3 authPriv instead: snmpsim gets a USM user per device with
+random keys, the agent a v3 credential whose keys are files under the lab's ``secrets`` folder, and the
+agent's trap receiver accepts that user's traps (authenticated with the device's engine ID, written in the
+credential). A ``mismatch`` gives the agent a wrong key or an unknown user, as after a key change on the
+device that the inventory missed.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from callipso_agent.config.loader import load_config
-from callipso_agent.lab.snmpsim import SnmpSimulator, touch_later
+from callipso_agent.lab.snmpsim import SnmpSimulator, free_udp_port, touch_later
 from callipso_agent.lab.ssh_emulator import FAULTS as SSH_FAULTS
 from callipso_agent.lab.ssh_emulator import EmulatedUser, EmulatorHandle, start_emulator
 from callipso_agent.lab.udpfront import FrontProcess
@@ -35,6 +41,48 @@ LAB_TIMEOUT = 5.0  # SNMP timeout and retries the lab configures for its devices
 LAB_RETRIES = 1
 #: a "late" device answers after the agent has given up on the request and on its retry
 LATE_DELAY = LAB_TIMEOUT * (LAB_RETRIES + 1) + 1.0
+#: the agent's names of SNMPv3 protocols → snmpsim's
+V3_AUTH = {"md5": "MD5", "sha": "SHA", "sha224": "SHA224", "sha256": "SHA256", "sha384": "SHA384",
+           "sha512": "SHA512"}
+V3_PRIV = {"des": "DES", "3des": "3DES", "aes": "AES", "aes192": "AES192", "aes256": "AES256",
+           "aes192-blumenthal": "AES192BLMT", "aes256-blumenthal": "AES256BLMT"}
+V3_MISMATCHES = ("wrong_auth_key", "wrong_priv_key", "unknown_user")
+
+
+@dataclass(frozen=True)
+class V3Setup:
+    """How a lab device speaks SNMPv3 (authPriv): its protocols, and what the agent gets wrong, if anything."""
+
+    auth: str = "sha"
+    priv: str = "aes"
+    mismatch: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.auth not in V3_AUTH:
+            raise ValueError(f"unknown SNMPv3 auth protocol {self.auth!r}; known: {', '.join(V3_AUTH)}")
+        if self.priv not in V3_PRIV:
+            raise ValueError(f"unknown SNMPv3 privacy protocol {self.priv!r}; known: {', '.join(V3_PRIV)}")
+        if self.mismatch is not None and self.mismatch not in V3_MISMATCHES:
+            raise ValueError(f"unknown SNMPv3 mismatch {self.mismatch!r}; known: {', '.join(V3_MISMATCHES)}")
+
+
+def parse_v3_setups(text: str) -> dict[str, V3Setup]:
+    """``DEVICE[:AUTH/PRIV][:MISMATCH],...``, e.g.
+    ``sbc-hd13,ups-hd13:sha256/aes256,probe-hd13:sha/aes:wrong_auth_key``."""
+    out: dict[str, V3Setup] = {}
+    for item in (i.strip() for i in text.split(",")):
+        if not item:
+            continue
+        name, *rest = item.split(":")
+        auth, priv, mismatch = "sha", "aes", None
+        if rest and "/" in rest[0]:
+            auth, _, priv = rest.pop(0).partition("/")
+        if rest:
+            mismatch = rest.pop(0)
+        if rest or not name:
+            raise ValueError(f"bad SNMPv3 device {item!r}: expected DEVICE[:AUTH/PRIV][:MISMATCH]")
+        out[name] = V3Setup(auth.lower(), priv.lower(), mismatch)
+    return out
 
 
 class FaultSpec(BaseModel):
@@ -93,6 +141,10 @@ class LabDevice:
     emulator: EmulatorHandle | None = None
     initial_state: str = "nominal"
     faults: set[str] = field(default_factory=set)
+    community: str | None = None  # what snmpsim serves the recording under (the file's stem)
+    v3: V3Setup | None = None
+    v3_user: str | None = None  # the USM user the device knows
+    engine_id: str | None = None  # the device's SNMP engine ID (hex) for its traps
 
 
 def _plain(value: Any) -> Any:
@@ -156,8 +208,13 @@ class Lab:
 
     def __init__(self, workdir: Path, *, interval: float = 10.0, http_port: int = 9730,
                  spec: LabSpec | None = None, source_config: Path | None = None,
-                 sites: list[str] | None = None, overlay: Path | None = None) -> None:
+                 sites: list[str] | None = None, overlay: Path | None = None,
+                 snmpv3: dict[str, V3Setup] | None = None, random_communities: bool = False,
+                 trap_port: int | None = None) -> None:
         self.workdir = workdir.resolve()
+        self.snmpv3 = dict(snmpv3 or {})
+        self.random_communities = random_communities
+        self.trap_port = trap_port
         self.overlay = overlay.resolve() if overlay is not None else None
         self.interval = interval
         self.http_port = http_port
@@ -198,6 +255,7 @@ class Lab:
         n_snmp = 0
         upstreams: dict[str, tuple[str, int]] = {}
         by_name: dict[str, dict[str, Any]] = {}
+        v3_trap_users: list[str] = []
         for dev in example.devices:
             if self.sites is not None and dev.site not in self.sites:
                 continue
@@ -216,14 +274,22 @@ class Lab:
                 src = fx / recs[i % len(recs)]
                 sim = self.sims[n_snmp % n_shards]
                 n_snmp += 1
-                served = sim.data_dir / f"{dev.name}.snmprec"
+                v3 = self.snmpv3.get(dev.name)
+                # a v3 device's recording is chosen by the context name: its own name, not a secret
+                community = secrets.token_hex(10) if self.random_communities and v3 is None else dev.name
+                served = sim.data_dir / f"{community}.snmprec"
                 shutil.copyfile(src, served)
-                lab_dev.recording, lab_dev.served = src, served
-                secret = self.secrets_dir / f"{dev.name}.community"
-                secret.write_text(dev.name + "\n", encoding="utf-8")
-                os.chmod(secret, 0o600)
-                cred = f"lab-{dev.name}"
-                credentials[cred] = {"type": "snmp", "version": "2c", "community": {"file": str(secret)}}
+                lab_dev.recording, lab_dev.served, lab_dev.community = src, served, community
+                if v3 is not None:
+                    cred = f"lab-v3-{dev.name}"
+                    credentials[cred] = self._v3_credential(lab_dev, v3, sim)
+                    v3_trap_users.append(cred)
+                else:
+                    secret = self.secrets_dir / f"{dev.name}.community"
+                    secret.write_text(community + "\n", encoding="utf-8")
+                    os.chmod(secret, 0o600)
+                    cred = f"lab-{dev.name}"
+                    credentials[cred] = {"type": "snmp", "version": "2c", "community": {"file": str(secret)}}
                 d.update(snmp=cred)
                 upstreams[dev.name] = (sim.host, sim.port)
             if ssh_fixture:
@@ -260,12 +326,46 @@ class Lab:
             "http": {"host": "127.0.0.1", "port": self.http_port},
             "traps": {"enabled": False},
         }
+        if v3_trap_users:
+            # the v3 devices' traps: the receiver accepts each device's user, authenticated with its engine ID
+            if self.trap_port is None:
+                self.trap_port = free_udp_port()
+            agent["traps"] = {"enabled": True, "host": "127.0.0.1", "port": self.trap_port,
+                              "v3_users": v3_trap_users}
+        unknown = sorted(set(self.snmpv3) - {d.name for d in self.devices.values() if d.v3 is not None})
+        if unknown:
+            raise KeyError(f"SNMPv3 lab devices not in the lab's estate: {', '.join(unknown)}")
         self._apply_overlay(agent)
         self._write("agent.yaml", {"agent": agent}, "lab agent settings")
         self._write("credentials.yaml", {"credentials": credentials}, "lab credentials (communities in files)")
         self._write("sites.yaml", {"sites": sites, "services": services}, "sites and service lines of the example")
         self._write("devices.yaml", {"devices": devices_out}, "devices served by the lab's snmpsim")
         return self.config_dir
+
+    def _v3_credential(self, dev: LabDevice, v3: V3Setup, sim: SnmpSimulator) -> dict[str, Any]:
+        """Give snmpsim a USM user for ``dev`` with random keys; return the agent's credential for it (keys in
+        files, wrong on purpose when the setup says so)."""
+        user = f"v3-{dev.name}"
+        auth_key, priv_key = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
+        sim.v3_users.append({"user": user, "auth_key": auth_key, "auth_proto": V3_AUTH[v3.auth],
+                             "priv_key": priv_key, "priv_proto": V3_PRIV[v3.priv]})
+        dev.v3, dev.v3_user = v3, user
+        dev.engine_id = "80001f8805" + secrets.token_hex(8)  # enterprise 8072, format 5 (octets): SYNTHETIC
+        agent_user = f"{user}-unknown" if v3.mismatch == "unknown_user" else user
+        if v3.mismatch == "wrong_auth_key":
+            auth_key = secrets.token_urlsafe(18)
+        if v3.mismatch == "wrong_priv_key":
+            priv_key = secrets.token_urlsafe(18)
+        files = {}
+        for what, value in (("auth", auth_key), ("priv", priv_key)):
+            f = self.secrets_dir / f"{dev.name}.v3-{what}-key"
+            f.write_text(value + "\n", encoding="utf-8")
+            os.chmod(f, 0o600)
+            files[what] = str(f)
+        return {"type": "snmp", "version": "3", "user": agent_user,
+                "auth_protocol": v3.auth, "auth_key": {"file": files["auth"]},
+                "priv_protocol": v3.priv, "priv_key": {"file": files["priv"]},
+                "context": dev.community, "engine_id": dev.engine_id}
 
     def _apply_overlay(self, agent: dict[str, Any]) -> None:
         """An overlay folder's ``agent.yaml`` (an ``agent:`` mapping) is merged over the lab's agent settings;
@@ -299,13 +399,13 @@ class Lab:
         for sim in self.sims:
             sim.start()
         for sim in self.sims:
-            first = next((d.name for d in self.devices.values()
-                          if d.served is not None and d.served.parent == sim.data_dir), None)
+            first = next((d.community for d in self.devices.values()
+                          if d.served is not None and d.served.parent == sim.data_dir and d.community), None)
             if first:
                 sim.wait_ready(first)
-        probe = next((d for d in self.devices.values() if d.snmp_port is not None), None)
-        if probe is not None and probe.snmp_port is not None:  # the path through the network front
-            SnmpSimulator.wait_port_ready("127.0.0.1", probe.snmp_port, probe.name)
+        probe = next((d for d in self.devices.values() if d.snmp_port is not None and d.community), None)
+        if probe is not None and probe.snmp_port is not None and probe.community:  # through the network front
+            SnmpSimulator.wait_port_ready("127.0.0.1", probe.snmp_port, probe.community)
         (self.workdir / "lab.json").write_text(json.dumps({"snmp_ports": self.snmp_ports, "pid": os.getpid()}))
 
     @property
@@ -408,7 +508,17 @@ class Lab:
                                  "recording": d.recording.name if d.recording else None,
                                  "ssh_port": d.emulator.port if d.emulator else None,
                                  "snmp_port": d.snmp_port,
+                                 "snmpv3": self._v3_state(d),
                                  "faults": sorted(d.faults)} for d in self.devices.values()},
             "faults": {k: v.description for k, v in self.spec.faults.items()},
             "snmp_ports": self.snmp_ports,
+            "trap_port": self.trap_port,
         }
+
+    @staticmethod
+    def _v3_state(d: LabDevice) -> dict[str, Any] | None:
+        """What a trap sender needs besides the keys (which stay in the secrets folder)."""
+        if d.v3 is None:
+            return None
+        return {"user": d.v3_user, "engine_id": d.engine_id, "auth": d.v3.auth, "priv": d.v3.priv,
+                "mismatch": d.v3.mismatch}

@@ -108,6 +108,8 @@ _PRIV = {
     PrivProtocol.AES: _auth.USM_PRIV_CFB128_AES,
     PrivProtocol.AES192: _auth.USM_PRIV_CFB192_AES,
     PrivProtocol.AES256: _auth.USM_PRIV_CFB256_AES,
+    PrivProtocol.AES192_BLUMENTHAL: _auth.USM_PRIV_CFB192_AES_BLUMENTHAL,
+    PrivProtocol.AES256_BLUMENTHAL: _auth.USM_PRIV_CFB256_AES_BLUMENTHAL,
 }
 
 
@@ -177,9 +179,25 @@ def in_subtree(oid: str, root: str) -> bool:
     return oid == root or oid.startswith(root + ".")
 
 
+#: pysnmp's USM errors (REPORT PDUs of RFC 3414 3.2, or the same checks on our side) -> what the operator reads.
+#: Every one is an authentication failure (kind ``auth_failed``); the text names the USM counter.
+USM_REASONS = {
+    "WrongDigest": "wrong authentication key or protocol (usmStatsWrongDigests)",
+    "DecryptionError": "wrong privacy key or protocol (usmStatsDecryptionErrors)",
+    "UnknownUserName": "unknown user (usmStatsUnknownUserNames)",
+    "UnsupportedSecurityLevel": "security level not allowed for this user (usmStatsUnsupportedSecLevels)",
+    "NotInTimeWindow": "engine time outside the window (usmStatsNotInTimeWindows)",
+    "UnknownEngineID": "unknown engine ID (usmStatsUnknownEngineIDs)",
+    "UnknownSecurityName": "unknown security name",
+}
+
+
 def _translate(indication: Any, host: str) -> TransportError:
     text = str(indication)
     low = text.lower()
+    reason = USM_REASONS.get(type(indication).__name__)
+    if reason is not None:
+        return AuthFailed(f"{host}: SNMPv3 authentication failed: {reason}")
     if "timeout" in low or "no snmp response" in low:
         return Timeout(f"{host}: no SNMP response (timeout; wrong community or unreachable)")
     if any(
@@ -191,6 +209,7 @@ def _translate(indication: Any, host: str) -> TransportError:
             "wrong digest",
             "digest",
             "decryption",
+            "ciphertext",
             "unsupportedsecuritylevel",
             "unsupported security level",
             "notintimewindow",

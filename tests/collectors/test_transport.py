@@ -36,6 +36,13 @@ USERS = [
         "priv_proto": "AES256",
     },
     {
+        "user": "sha-aes256b",
+        "auth_key": "authpass-sha-2",
+        "auth_proto": "SHA",
+        "priv_key": "privpass-aes256b",
+        "priv_proto": "AES256BLMT",
+    },
+    {
         "user": "md5-des",
         "auth_key": "authpass-md5-1",
         "auth_proto": "MD5",
@@ -69,6 +76,7 @@ def _v3(user: str, auth: AuthProtocol, priv: PrivProtocol) -> SnmpV3Credential:
     [
         ("sha-aes", AuthProtocol.SHA, PrivProtocol.AES),
         ("sha256-aes256", AuthProtocol.SHA256, PrivProtocol.AES256),
+        ("sha-aes256b", AuthProtocol.SHA, PrivProtocol.AES256_BLUMENTHAL),
         ("md5-des", AuthProtocol.MD5, PrivProtocol.DES),
     ],
 )
@@ -96,32 +104,35 @@ async def test_v3_auth_priv(
     assert value(r, "ups_input_voltage_volts", phase="3") == 235
 
 
-async def test_v3_wrong_auth_key(sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine) -> None:
-    with pytest.raises((AuthFailed, Timeout)):
+@pytest.mark.parametrize(
+    ("user", "auth_key", "priv_key", "reason"),
+    [
+        ("sha-aes", "not-the-key-1", "privpass-aes-1", "wrong authentication key or protocol (usmStatsWrongDigests)"),
+        ("sha-aes", "authpass-sha-1", "not-the-key-2", "wrong privacy key or protocol (usmStatsDecryptionErrors)"),
+        ("nobody", "authpass-sha-1", "privpass-aes-1", "unknown user (usmStatsUnknownUserNames)"),
+    ],
+    ids=["wrong-auth-key", "wrong-priv-key", "unknown-user"],
+)
+async def test_v3_refusals_name_their_usm_reason(
+    sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine, user: str, auth_key: str, priv_key: str,
+    reason: str,
+) -> None:
+    """The agent's REPORT from snmpsim (RFC 3414 usmStats*) becomes auth_failed with the counter's name, at once
+    (not a timeout), and the message carries no key."""
+    with pytest.raises(AuthFailed) as info:
         await poll_snmp(
             sim.host,
             sim.port,
-            credential=_v3("sha-aes", AuthProtocol.SHA, PrivProtocol.AES),
-            secrets={"auth_key": Secret("not-the-key-1"), "priv_key": Secret("privpass-aes-1")},
+            credential=_v3(user, AuthProtocol.SHA, PrivProtocol.AES),
+            secrets={"auth_key": Secret(auth_key), "priv_key": Secret(priv_key)},
             profiles=profiles,
-            timeout=1,
+            timeout=5,
             retries=0,
             engine=engine,
         )
-
-
-async def test_v3_unknown_user(sim: SnmpSimulator, profiles: ProfileSet, engine: PysnmpEngine) -> None:
-    with pytest.raises((AuthFailed, Timeout)):
-        await poll_snmp(
-            sim.host,
-            sim.port,
-            credential=_v3("nobody", AuthProtocol.SHA, PrivProtocol.AES),
-            secrets={"auth_key": Secret("authpass-sha-1"), "priv_key": Secret("privpass-aes-1")},
-            profiles=profiles,
-            timeout=1,
-            retries=0,
-            engine=engine,
-        )
+    text = str(info.value)
+    assert info.value.kind == "auth_failed" and text.endswith(reason), text
+    assert auth_key not in text and priv_key not in text
 
 
 async def test_wrong_community_times_out(

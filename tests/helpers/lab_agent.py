@@ -21,6 +21,11 @@ ROOT = Path(__file__).resolve().parents[2]
 # a slice of the example estate: both data centres and five remote sites (single and dual WAN), which keeps
 # the lab light on a loaded 2-core machine while every family is represented
 TEST_SITES = "HD13,ARENC,AIX-MDS,AUBAGNE-MDS,ISTRES-MDS,GARDANNE-MDS,SALON-MDS"
+#: the lab's SNMPv3 protocol names → net-snmp's
+NET_SNMP_AUTH = {"md5": "MD5", "sha": "SHA", "sha224": "SHA-224", "sha256": "SHA-256", "sha384": "SHA-384",
+                 "sha512": "SHA-512"}
+NET_SNMP_PRIV = {"des": "DES", "aes": "AES", "aes192": "AES-192C", "aes256": "AES-256C",
+                 "aes192-blumenthal": "AES-192", "aes256-blumenthal": "AES-256"}
 
 
 def wait_for(pred: Callable[[], Any], timeout: float, what: str, every: float = 0.3) -> Any:
@@ -53,8 +58,10 @@ class LabAgent:
     """The lab agent as a child process on ephemeral loopback ports."""
 
     def __init__(self, workdir: Path, interval: float = 2.0, sites: str = TEST_SITES,
-                 overlay: Path | None = None) -> None:
+                 overlay: Path | None = None, snmpv3: str | None = None, random_communities: bool = False) -> None:
         self.sites = sites
+        self.snmpv3 = snmpv3  # the lab's --snmpv3 (DEVICE[:AUTH/PRIV][:MISMATCH],...)
+        self.random_communities = random_communities
         self.overlay = overlay  # configuration merged into the lab's (peers, store, agent settings)
         self.workdir = workdir
         self.interval = interval
@@ -96,6 +103,8 @@ class LabAgent:
                 "--sites",
                 self.sites,
                 *(["--overlay", str(self.overlay)] if self.overlay is not None else []),
+                *(["--snmpv3", self.snmpv3] if self.snmpv3 else []),
+                *(["--random-communities"] if self.random_communities else []),
             ],
             cwd=ROOT,
             stdout=self.log.open("ab"),
@@ -174,6 +183,28 @@ class LabAgent:
                                      headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=30) as rsp:  # noqa: S310 - loopback
             assert rsp.status == 200, rsp.read()
+
+    def v3_key(self, device: str, what: str) -> str:
+        """The agent's SNMPv3 ``auth`` or ``priv`` key for a lab device started with ``snmpv3``."""
+        return (self.workdir / "lab" / "secrets" / f"{device}.v3-{what}-key").read_text(encoding="utf-8").strip()
+
+    def send_v3_trap(self, device: str, trap_oid: str, varbinds: list[tuple[str, str, str]], *,
+                     auth_key: str | None = None, priv_key: str | None = None,
+                     net_snmp_priv: str | None = None) -> None:
+        """net-snmp's ``snmptrap -v 3 -l authPriv`` as the lab device ``device`` (its user, engine ID and keys,
+        unless others are given) to the agent's trap receiver; ``varbinds``: (OID, type letter, value)."""
+        from tests.helpers.system import require_binary
+
+        snmptrap = require_binary("snmptrap")
+        state = self.control_api("/lab")
+        v3 = state["devices"][device]["snmpv3"]
+        argv = [snmptrap, "-v", "3", "-e", f"0x{v3['engine_id']}", "-u", v3["user"], "-l", "authPriv",
+                "-a", NET_SNMP_AUTH[v3["auth"]], "-A", auth_key or self.v3_key(device, "auth"),
+                "-x", net_snmp_priv or NET_SNMP_PRIV[v3["priv"]], "-X", priv_key or self.v3_key(device, "priv"),
+                f"udp:127.0.0.1:{state['trap_port']}", "", trap_oid, *(x for vb in varbinds for x in vb)]
+        proc = subprocess.run(argv, env=dict(os.environ, MIBS="", MIBDIRS=""), capture_output=True, timeout=20,
+                              check=False)
+        assert proc.returncode == 0, proc.stderr.decode(errors="replace")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

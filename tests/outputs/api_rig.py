@@ -56,7 +56,8 @@ async def _ready() -> tuple[bool, dict[str, Any]]:
     return True, {}
 
 
-async def start_api(tmp: Path, *, open_reads: bool = True, max_failures: int = 5) -> ApiRig:
+async def start_api(tmp: Path, *, open_reads: bool = True, max_failures: int = 5,
+                    max_clients: int = 10_000) -> ApiRig:
     clock = ManualClock(datetime(2026, 1, 6, 9, 0, tzinfo=UTC))
     store = await open_store(tmp / "api.sqlite")
     cache = LatestCache()
@@ -83,7 +84,8 @@ async def start_api(tmp: Path, *, open_reads: bool = True, max_failures: int = 5
     server = HttpServer(cache, host="127.0.0.1", port=0, ready=_ready, inventory=lambda: inventory)
     incidents = MemoryIncidents(clock)
     maintenance = MemoryMaintenance(clock)
-    auth = TokenAuth(TOKENS, clock, open_reads=open_reads, max_failures=max_failures, window=300)
+    auth = TokenAuth(TOKENS, clock, open_reads=open_reads, max_failures=max_failures, window=300,
+                     max_clients=max_clients)
     rig = ApiRig(server, store, incidents, maintenance, auth, clock)
     api = IncidentApi(incidents, maintenance, store, clock, alerts=AlertmanagerReceiver(rig.sink, clock))
     api.install(server, auth)

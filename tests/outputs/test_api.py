@@ -3,14 +3,19 @@ OpenAPI."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import structlog
+import structlog.testing
 from sqlalchemy import select
 
+from callipso_agent.api.auth import client_key
+from callipso_agent.metrics import ApiAuthStats, _Families
 from callipso_agent.store.tables import audit_log
 from tests.outputs.api_rig import NOC_TOKEN, VIEWER_TOKEN, ApiRig, start_api
 
@@ -106,6 +111,66 @@ async def test_failed_attempts_are_rate_limited_per_client(rig: ApiRig) -> None:
     assert (await call(rig, "GET", "/api/v1/incidents", headers=NOC))[0] == 429
     rig.clock.advance(1)
     assert (await call(rig, "GET", "/api/v1/incidents", headers=NOC))[0] == 200
+
+
+async def _from(address: str, rig: ApiRig, method: str, path: str, headers: dict[str, str] | None = None,
+                json: Any = None) -> int:
+    """One request from a given loopback source address (127.0.0.0/8 is all ours on Linux)."""
+    connector = aiohttp.TCPConnector(local_addr=(address, 0))
+    async with aiohttp.ClientSession(connector=connector) as s, s.request(
+        method, rig.url + path, headers=headers, json=json
+    ) as rsp:
+        await rsp.read()
+        return rsp.status
+
+
+async def test_burst_of_wrong_tokens_is_throttled_and_others_go_on(rig: ApiRig) -> None:
+    """A burst of guesses from one address: the first max_failures are 403, the rest 429 (with Retry-After),
+    counted for /metrics; a valid client from another address still writes; no token in the log."""
+    await rig.incidents.open()
+    guesses = [f"Bearer guess-{i:03d}-SYNTHETIC" for i in range(60)]
+    with structlog.testing.capture_logs() as logs:
+        statuses = await asyncio.gather(*(
+            _from("127.0.0.2", rig, "POST", "/api/v1/incidents/1/ack", {"Authorization": g}, {}) for g in guesses))
+    assert sorted(statuses) == [403] * 5 + [429] * 55
+    assert rig.auth.counters.failures == {"invalid_token": 5} and rig.auth.counters.throttled == 55
+    families = _Families()
+    ApiAuthStats(lambda: rig.auth).collect_into(families)
+    samples = {(s.name, s.labels.get("reason")): s.value for m in families.metrics() for s in m.samples}
+    assert samples[("callipso_api_auth_failures_total", "invalid_token")] == 5
+    assert samples[("callipso_api_auth_throttled_total", None)] == 55
+    assert samples[("callipso_api_auth_limiter_clients", None)] == 1
+    # another client is not affected, a valid token from the throttled one is refused until the window passes
+    assert await _from("127.0.0.3", rig, "POST", "/api/v1/incidents/1/ack", NOC, {"comment": "moi"}) == 200
+    assert await _from("127.0.0.2", rig, "GET", "/api/v1/incidents", NOC) == 429
+    audit = [e for e in logs if e["event"] == "api_auth_failed"]
+    assert len(audit) == 5 and {e["client"] for e in audit} == {"127.0.0.2"}
+    assert all(e["method"] == "POST" and e["path"] == "/api/v1/incidents/1/ack" for e in audit)
+    assert not [g for g in guesses for e in logs if g.split()[1] in str(e)]
+
+
+async def test_limiter_memory_is_bounded_under_many_addresses(tmp_path: Path) -> None:
+    rig = await start_api(tmp_path, max_failures=2, max_clients=50)
+    try:
+        for i in range(200):
+            status = await _from(f"127.0.{1 + i // 250}.{1 + i % 250}", rig, "POST", "/api/v1/maintenance",
+                                 {"Authorization": "Bearer guess"}, {})
+            assert status == 403
+            assert len(rig.auth.limiter) <= 50
+        assert len(rig.auth.limiter) == 50
+        # the clients still remembered are throttled at their next failure
+        last = "127.0.1.200"
+        assert await _from(last, rig, "POST", "/api/v1/maintenance", {"Authorization": "Bearer guess"}, {}) == 403
+        assert await _from(last, rig, "GET", "/api/v1/incidents", NOC) == 429
+    finally:
+        await rig.close()
+
+
+def test_client_key_groups_ipv6_by_64() -> None:
+    assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("::ffff:192.0.2.7") == client_key("192.0.2.7") == "192.0.2.7"
+    assert client_key(None) == "unknown"
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,10 @@
-"""No secret in any output: a full lab run with faults (an SSH server hanging after login, a site cut off), then every
-output is searched for the secret values the lab generated: the agent's log, /metrics, every /api/v1 GET,
-/meteo and every text column of the SQLite store.
+"""No secret in any output: a full lab run with faults (an SSH server hanging after login, a site cut off) and an
+SNMPv3 authPriv trap, then every output is searched for the secret values the lab generated: the agent's log,
+/metrics, every /api/v1 GET, /meteo and every text column of the SQLite store.
 
-The lab's SSH passwords are random tokens written under the lab directory, so a hit can only be a leak.
-The lab's SNMP communities equal the device names (snmpsim serves a recording under the community named
-after its file), so they cannot be told apart from legitimate device names and are not searched here.
+Every secret is a random token written under the lab directory, so a hit can only be a leak: the SSH passwords,
+the SNMP v2c communities (the lab runs with random communities: snmpsim serves each recording under a random
+file name) and the SNMPv3 authentication and privacy keys of the devices polled in authPriv.
 """
 
 from __future__ import annotations
@@ -21,11 +21,14 @@ from tests.helpers.lab_agent import LabAgent, wait_for
 pytestmark = pytest.mark.slow
 
 SITES = "HD13,ARENC,GARDANNE-MDS"
+SNMPV3 = "sbc-hd13,ups-arenc:sha256/aes256"
+AC_ETHERNET_LINK = "1.3.6.1.4.1.5003.9.10.1.21.2.0.10"
+AC = "1.3.6.1.4.1.5003.9.10.1.21.1"
 
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[LabAgent]:
-    agent = LabAgent(tmp_path, interval=2.0, sites=SITES)
+    agent = LabAgent(tmp_path, interval=2.0, sites=SITES, snmpv3=SNMPV3, random_communities=True)
     agent.start()
     try:
         yield agent
@@ -64,6 +67,16 @@ def test_no_secret_in_any_output(lab: LabAgent, tmp_path: Path) -> None:
     assert all(len(p) >= 12 for p in passwords)
     ssh_devices = sorted(p.name.removesuffix(".ssh-password") for p in secrets_found)
     assert len(ssh_devices) >= 2, ssh_devices
+    communities = [p.read_text(encoding="utf-8").strip() for p in sorted((tmp_path / "lab").rglob("*.community"))]
+    v3_keys = [p.read_text(encoding="utf-8").strip() for p in sorted((tmp_path / "lab").rglob("*.v3-*-key"))]
+    assert len(communities) >= 4 and all(len(c) >= 20 for c in communities), communities
+    assert len(v3_keys) == 4 and all(len(k) >= 20 for k in v3_keys)
+    secrets = {"ssh password": passwords, "community": communities, "v3 key": v3_keys}
+
+    # an authPriv trap: its incident goes through the log, the API and the store
+    lab.send_v3_trap("sbc-hd13", AC_ETHERNET_LINK, [(f"{AC}.2.0", "s", "Ethernet link down (SYNTHETIC)"),
+                                                   (f"{AC}.3.0", "s", "Board#1/EthernetLink#0"),
+                                                   (f"{AC}.4.0", "i", "4")])
 
     hung = ssh_devices[0]
     lab.fault("ssh_hang", hung)
@@ -75,6 +88,8 @@ def test_no_secret_in_any_output(lab: LabAgent, tmp_path: Path) -> None:
     wait_for(lambda: errors().get(hung) in ("timeout", "unreachable"), 120, f"{hung} hung")
     wait_for(lambda: any(i["key"] == "site_unreachable:GARDANNE-MDS"
                          for i in lab.api("/api/v1/incidents?state=open")["incidents"]), 150, "site incident")
+    wait_for(lambda: any(i["rule"] == "audiocodes_alarm_trap" and i["device"] == "sbc-hd13"
+                         for i in lab.api("/api/v1/incidents?state=open")["incidents"]), 60, "trap incident")
 
     outputs: dict[str, str] = {}
     base = lab.api_url
@@ -97,5 +112,7 @@ def test_no_secret_in_any_output(lab: LabAgent, tmp_path: Path) -> None:
     assert hung in outputs["/api/v1/devices"] and "timeout" in outputs["/api/v1/devices"]
     assert "GARDANNE-MDS" in outputs["/api/v1/incidents?state=open"]
     assert len(outputs["log"]) > 1000
-    leaks = [(where, pw[:3] + "…") for where, text in outputs.items() for pw in passwords if pw in text]
+    assert "sbc-hd13" in outputs["/api/v1/incidents?state=open"] and "audiocodes_alarm_trap" in outputs["log"]
+    leaks = [(where, kind, value[:3] + "…") for where, text in outputs.items()
+             for kind, values in secrets.items() for value in values if value in text]
     assert not leaks, f"secrets found in outputs: {leaks}"

@@ -4,6 +4,7 @@ v3 authPriv) and net-snmp's snmptrap when installed. Trap contents are SYNTHETIC
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import socket
 import subprocess
@@ -98,20 +99,23 @@ class Sender:
         *,
         version: str = "2c",
         community: str = COMMUNITY,
+        auth_key: str = "trap-auth-key1",
+        priv_key: str = "trap-priv-key1",
     ) -> None:
-        engine = self.engines.get(version)
+        slot = f"{version}/{auth_key}/{priv_key}"  # an engine keeps the keys it first used
+        engine = self.engines.get(slot)
         if engine is None:
             engine = (
                 SnmpEngine(snmpEngineID=rfc1902.OctetString(hexValue=ENGINE_ID))
                 if version == "3"
                 else SnmpEngine()
             )
-            self.engines[version] = engine
+            self.engines[slot] = engine
         if version == "3":
             auth: Any = UsmUserData(
                 V3_USER.user,
-                "trap-auth-key1",
-                "trap-priv-key1",
+                auth_key,
+                priv_key,
                 authProtocol=USM_AUTH_HMAC96_SHA,
                 privProtocol=USM_PRIV_CFB128_AES,
             )
@@ -219,6 +223,33 @@ async def test_v3_audiocodes_raise_and_clear(sender: Sender, rx: Rx) -> None:
         True,
         Severity.OK,
     )
+
+
+async def test_v3_credential_names_the_device_and_bad_keys_are_counted(sender: Sender) -> None:
+    """Every device behind one address: the v3 user (and engine ID) that authenticated the trap names it.
+    Traps with a wrong key are refused, counted by reason, and the receiver goes on."""
+    queue: asyncio.Queue[Event] = asyncio.Queue()
+    sbc = DeviceRef("sbc-hd13", {"site": "HD13", "family": "audiocodes-sbc"})
+    receiver = TrapReceiver(
+        load_trap_rules(COLLECTORS / "traps"),
+        queue,
+        port=0,
+        v3_users=[dataclasses.replace(V3_USER, device=sbc)],
+        devices={"127.0.0.1": DEVICE},
+    )
+    async with receiver:
+        await sender.send(receiver.port, AC_ETHERNET_LINK, version="3", auth_key="not-the-auth-key")
+        await sender.send(receiver.port, AC_ETHERNET_LINK, version="3", priv_key="not-the-priv-key")
+        for _ in range(200):
+            if receiver.rejected >= 2:
+                break
+            await asyncio.sleep(0.025)
+        assert receiver.rejected_by_reason()["wrong_digest"] == 1
+        assert receiver.rejected_by_reason()["decryption_error"] == 1
+        assert receiver.counters.notifications == 0 and queue.empty()
+        await sender.send(receiver.port, AC_ETHERNET_LINK, version="3")
+        event = await next_event(queue)
+    assert (event.device, event.labels["family"]) == ("sbc-hd13", "audiocodes-sbc")
 
 
 async def test_oxe_incident_through_nmc_proxy(sender: Sender, rx: Rx) -> None:
