@@ -242,7 +242,7 @@ class TrapStats:
     def __init__(self, receiver: Callable[[], Any]) -> None:
         self.receiver = receiver
 
-    def collect_into(self, families: _Families) -> None:
+    def collect_into(self, families: Families) -> None:
         rx = self.receiver()
         if rx is None:
             return
@@ -267,7 +267,7 @@ class ApiAuthStats:
     def __init__(self, auth: Callable[[], Any]) -> None:
         self.auth = auth
 
-    def collect_into(self, families: _Families) -> None:
+    def collect_into(self, families: Families) -> None:
         auth = self.auth()
         if auth is None:
             return
