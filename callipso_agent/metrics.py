@@ -355,17 +355,20 @@ class CallipsoCollector(Collector):
         cap = self.max_series_per_metric
         lines, cache = self._lines, self.cache
         devices: list[tuple[str, Snapshot | None]] = []
-        counts: dict[tuple[str, str], int] = {}
+        raw: dict[tuple[Any, Any], int] = {}  # devices by inventory (site, family), bounded below
         for device in sorted(inv):
             d = inv[device]
             version = cache.version(device)
             site, family = d.get("site"), d.get("family")
-            key = (label_value(site), label_value(family))
-            counts[key] = counts.get(key, 0) + 1
+            raw[(site, family)] = raw.get((site, family), 0) + 1
             if lines.unchanged(device, version, site, family, cap):
                 devices.append((device, None))
             else:
                 devices.append((device, self._snapshot(device, version, site, family)))
+        counts: dict[tuple[str, str], int] = {}
+        for (site, family), n in raw.items():
+            key = (label_value(site), label_value(family))
+            counts[key] = counts.get(key, 0) + n
         others = Families()
         if self.observer is not None:
             self.observer.collect_into(others)
