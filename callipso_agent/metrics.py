@@ -2,7 +2,13 @@
 
 Nothing here keeps one client-side ``Gauge`` per series: every scrape walks the
 :class:`~callipso_agent.collect.cache.LatestCache` and the inventory, so the series of a device removed
-from the inventory (the cache forgets it on reload) vanish at the next scrape.
+from the inventory (the cache forgets it on reload) vanish at the next scrape. What is kept between scrapes
+is each device's rendered text (:mod:`callipso_agent.metrics_devices`), written again only for the devices
+polled since, and from templates built again only when a device's set of series changes: a scrape of a large
+estate costs about the formatting of the new values. ``/metrics`` writes text format 0.0.4 or OpenMetrics
+directly (:mod:`callipso_agent.metrics_text`), renders in a worker thread from a snapshot taken in the event
+loop, and compresses with gzip when the scraper accepts it; :meth:`CallipsoCollector.collect` still serves
+prometheus-client's registries and encoders.
 
 Exposition rules (see ``deploy/prometheus/README.md``):
 
@@ -24,24 +30,36 @@ depend on the incident engine.
 
 from __future__ import annotations
 
+import asyncio
 import functools
-import math
 import re
+import threading
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import choose_encoder, generate_latest, gzip_accepted
 from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics import exposition as om_exposition
+from prometheus_client.openmetrics.exposition import ALLOWUTF8, UNDERSCORES
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from callipso_agent.collect.cache import LatestCache
 from callipso_agent.looplag import LagStats
-from callipso_agent.model import IncidentView, Measurement, MetricKind, PollResult
+from callipso_agent.metrics_devices import (
+    DEVICE_FAMILIES,
+    DeviceLines,
+    Rendered,
+    Snapshot,
+    status_tuple,
+)
+from callipso_agent.metrics_text import Families, Family, render_text
+from callipso_agent.model import IncidentView, PollResult
 
 PREFIX = "callipso_"
 MAX_LABEL_VALUE = 64
@@ -50,8 +68,8 @@ RESERVED_LABELS = frozenset(
 )
 DEFAULT_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 PRIORITIES = ("P1", "P2", "P3", "P4")
-#: DeviceStatus.system keys exported on ``callipso_device_info`` (a whitelist: nothing unbounded).
-SYSTEM_INFO_KEYS = ("profile", "manufacturer", "model", "firmware")
+#: gzip level of ``/metrics`` answers (1: the fastest; metrics text still shrinks about tenfold)
+GZIP_LEVEL = 1
 
 Inventory = Callable[[], Mapping[str, Mapping[str, Any]]]
 IncidentProvider = Callable[[], Iterable[IncidentView]]
@@ -103,45 +121,19 @@ def label_value(value: object) -> str:
     return text
 
 
-# ---- small family builder --------------------------------------------------------------------------------
-class _Family:
-    """One metric family under construction; samples may carry different label sets."""
+@dataclass(slots=True)
+class Scrape:
+    """What one scrape shows, read at one instant (:meth:`CallipsoCollector.snapshot`)."""
 
-    def __init__(self, name: str, doc: str, typ: str) -> None:
-        base = name
-        if typ == "counter" and base.endswith("_total"):
-            base = base[:-6]
-        if typ == "info" and base.endswith("_info"):
-            base = base[:-5]
-        self.metric = Metric(base, doc or base, typ)
-        self.typ = typ
-
-    def add(self, labels: Mapping[str, str], value: float, suffix: str = "") -> None:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return
-        base = self.metric.name
-        if not suffix:
-            suffix = {"counter": "_total", "info": "_info"}.get(self.typ, "")
-        self.metric.add_sample(base + suffix, dict(labels), float(value))
-
-
-class _Families:
-    def __init__(self) -> None:
-        self._by_name: dict[str, _Family] = {}
-
-    def get(self, name: str, doc: str, typ: str) -> _Family | None:
-        fam = self._by_name.get(name)
-        if fam is None:
-            fam = _Family(name, doc, typ)
-            self._by_name[name] = fam
-        elif fam.typ != typ:
-            return None  # one name, two kinds (two profiles disagree): keep the first
-        return fam
-
-    def metrics(self) -> Iterator[Metric]:
-        for fam in self._by_name.values():
-            if fam.metric.samples or fam.typ == "histogram":
-                yield fam.metric
+    started: float
+    #: every inventory device in name order, with its snapshot when it changed since it was rendered
+    devices: list[tuple[str, Snapshot | None]]
+    cap: int
+    #: devices in the inventory by (site, family), sorted
+    counts: list[tuple[tuple[str, str], int]]
+    #: the small families: poll histogram, notifications, incidents, queues, SNMP, runtime, sources
+    others: Families
+    incidents_ok: bool
 
 
 # ---- poll-duration histogram (fed by a result hook) ------------------------------------------------------
@@ -179,7 +171,7 @@ class PollObserver:
         h = self._hist.setdefault((family, outcome), _Histogram(self.buckets))
         h.observe(max(result.duration, 0.0))
 
-    def collect_into(self, families: _Families) -> None:
+    def collect_into(self, families: Families) -> None:
         fam = families.get(
             "callipso_poll_duration_seconds",
             "Duration of device polls, by device family and outcome",
@@ -215,7 +207,7 @@ class NotificationStats:
         key = (label_value(channel), label_value(reason)[:32])
         self._failed[key] = self._failed.get(key, 0) + 1
 
-    def collect_into(self, families: _Families) -> None:
+    def collect_into(self, families: Families) -> None:
         sent = families.get(
             "callipso_notifications_sent_total", "Notifications delivered, by channel", "counter"
         )
@@ -250,7 +242,7 @@ class TrapStats:
     def __init__(self, receiver: Callable[[], Any]) -> None:
         self.receiver = receiver
 
-    def collect_into(self, families: _Families) -> None:
+    def collect_into(self, families: Families) -> None:
         rx = self.receiver()
         if rx is None:
             return
@@ -275,7 +267,7 @@ class ApiAuthStats:
     def __init__(self, auth: Callable[[], Any]) -> None:
         self.auth = auth
 
-    def collect_into(self, families: _Families) -> None:
+    def collect_into(self, families: Families) -> None:
         auth = self.auth()
         if auth is None:
             return
@@ -333,143 +325,147 @@ class CallipsoCollector(Collector):
         self.clock = clock
         self.max_series_per_metric = max_series_per_metric
         self.agent_info = dict(agent_info or {})
+        self._lines = DeviceLines(label_value, label_name, metric_name)
+        self._render_lock = threading.Lock()
 
     def describe(self) -> list[Metric]:
         return []  # dynamic names: don't let the registry call collect() at registration
 
     def collect(self) -> Iterator[Metric]:
+        """The prometheus-client interface (any registry, any escaping scheme). ``/metrics`` writes the same
+        families as text directly (:meth:`render`), much faster."""
+        yield from self.build().metrics()
+
+    def build(self) -> Families:
+        """Every family of a scrape, read and rendered in the calling thread."""
+        return self.finish(self.snapshot())
+
+    def render(self, *, openmetrics: bool = False) -> str:
+        """This collector's exposition in text format 0.0.4 or OpenMetrics (without the ``# EOF`` line)."""
+        return render_text(self.build(), openmetrics=openmetrics)
+
+    # ---- a scrape in two steps: read (event loop), render (any thread) ------------------------------
+    def snapshot(self) -> Scrape:
+        """Read what the scrape shows at one instant: which devices changed since they were rendered (the
+        cache's versions tell; for those, their cached series and a copy of their status), the inventory
+        counts and the small families (histograms, incidents, queues, sources). Cheap, and meant for the event
+        loop's thread, where the cache changes; :meth:`finish` does the rendering, in any thread."""
         t0 = time.perf_counter()
-        fams = _Families()
         inv = self.inventory()
-        dropped = self._measurements(fams, inv)
-        self._devices(fams, inv)
+        cap = self.max_series_per_metric
+        lines, cache = self._lines, self.cache
+        devices: list[tuple[str, Snapshot | None]] = []
+        raw: dict[tuple[Any, Any], int] = {}  # devices by inventory (site, family), bounded below
+        for device in sorted(inv):
+            d = inv[device]
+            version = cache.version(device)
+            site, family = d.get("site"), d.get("family")
+            raw[(site, family)] = raw.get((site, family), 0) + 1
+            if lines.unchanged(device, version, site, family, cap):
+                devices.append((device, None))
+            else:
+                devices.append((device, self._snapshot(device, version, site, family)))
+        counts: dict[tuple[str, str], int] = {}
+        for (site, family), n in raw.items():
+            key = (label_value(site), label_value(family))
+            counts[key] = counts.get(key, 0) + n
+        others = Families()
         if self.observer is not None:
-            self.observer.collect_into(fams)
+            self.observer.collect_into(others)
         if self.notifications is not None:
-            self.notifications.collect_into(fams)
-        incidents_ok = self._incidents(fams)
-        self._queues(fams)
-        self._snmp(fams)
-        self._runtime(fams)
+            self.notifications.collect_into(others)
+        incidents_ok = self._incidents(others)
+        self._queues(others)
+        self._snmp(others)
+        self._runtime(others)
         for source in self.sources:
-            source.collect_into(fams)
-        own = fams.get(
-            "callipso_exporter_dropped_series",
-            "Series left out of this scrape by the per-metric, per-device series cap",
-            "gauge",
-        )
-        assert own is not None
-        own.add({}, dropped)
-        if self.incidents is not None:
-            prov = fams.get(
-                "callipso_incident_provider_up",
-                "1 when the incident provider answered during this scrape",
+            source.collect_into(others)
+        return Scrape(t0, devices, cap, sorted(counts.items()), others, incidents_ok)
+
+    def finish(self, scrape: Scrape) -> Families:
+        """The families of ``scrape``: devices that changed are rendered again (their templates rebuilt only
+        if their shape changed), the others' text is reused. One scrape renders at a time."""
+        with self._render_lock:
+            fams = Families()
+            rendered = self._rendered(scrape)
+            dropped = 0
+            get = fams.get
+            # each device's families, resolved once per list of families (devices of a profile share one):
+            # asked for even without text, so that the first kind seen keeps a name, as it always did
+            targets: dict[int, list[Family | None]] = {}
+            for r in rendered:
+                shape = r.shape
+                if shape is None:
+                    continue
+                dropped += shape.dropped
+                fams_of = targets.get(id(shape.meta))
+                if fams_of is None:
+                    fams_of = targets[id(shape.meta)] = [get(name, doc, typ) for name, typ, doc in shape.meta]
+                for fam, text in zip(fams_of, r.texts, strict=True):
+                    if fam is not None and text:
+                        fam.lines.append(text)
+            for i, (name, doc, typ) in enumerate(DEVICE_FAMILIES):
+                fam = get(name, doc, typ)
+                if fam is not None:  # else a measurement took the name with another type
+                    fam.lines.extend([text for r in rendered if (text := r.own[i])])
+            known = get("callipso_inventory_devices", "Devices in the inventory, by site and family", "gauge")
+            if known is not None:
+                for (site, family), n in scrape.counts:
+                    known.add({"site": site, "family": family}, n)
+            fams.merge(scrape.others)
+            own = get(
+                "callipso_exporter_dropped_series",
+                "Series left out of this scrape by the per-metric, per-device series cap",
                 "gauge",
             )
-            assert prov is not None
-            prov.add({}, 1 if incidents_ok else 0)
-        if self.agent_info:
-            info = fams.get("callipso_agent_info", "The agent's identity", "info")
-            assert info is not None
-            info.add({k: label_value(v) for k, v in self.agent_info.items()}, 1)
-        took = fams.get(
-            "callipso_exporter_collect_duration_seconds", "Time spent building this scrape", "gauge"
-        )
-        assert took is not None
-        took.add({}, time.perf_counter() - t0)
-        yield from fams.metrics()
+            if own is not None:
+                own.add({}, dropped)
+            if self.incidents is not None:
+                prov = get(
+                    "callipso_incident_provider_up",
+                    "1 when the incident provider answered during this scrape",
+                    "gauge",
+                )
+                if prov is not None:
+                    prov.add({}, 1 if scrape.incidents_ok else 0)
+            if self.agent_info:
+                info = get("callipso_agent_info", "The agent's identity", "info")
+                if info is not None:
+                    info.add({k: label_value(v) for k, v in self.agent_info.items()}, 1)
+            took = get(
+                "callipso_exporter_collect_duration_seconds", "Time spent building this scrape", "gauge"
+            )
+            if took is not None:
+                took.add({}, time.perf_counter() - scrape.started)
+            return fams
 
-    # ---- device measurements ------------------------------------------------------------------------
-    def _measurements(self, fams: _Families, inv: Mapping[str, Mapping[str, Any]]) -> int:
-        dropped = 0
-        for device in sorted(inv):
-            d = inv[device]
-            base = {
-                "site": label_value(d.get("site")),
-                "device": label_value(device),
-                "family": label_value(d.get("family")),
-            }
-            per_metric: dict[str, int] = {}
-            for m in self.cache.measurements(device):
-                n = per_metric.get(m.name, 0)
-                if n >= self.max_series_per_metric:
-                    dropped += 1
-                    continue
-                per_metric[m.name] = n + 1
-                self._one(fams, m, base)
-        return dropped
+    def _rendered(self, scrape: Scrape) -> list[Rendered]:
+        lines, cap = self._lines, scrape.cap
+        lines.keep_only(dict(scrape.devices))  # devices that left the inventory: their series end now
+        lines.floats.trim()
+        out: list[Rendered] = []
+        for device, snap in scrape.devices:
+            r = lines.rendered(device) if snap is None else None
+            if r is None:
+                if snap is None:  # forgotten by another collect() since the snapshot: read it again
+                    d = self.inventory().get(device, {})
+                    snap = self._snapshot(device, self.cache.version(device), d.get("site"), d.get("family"))
+                r = lines.render(device, snap, cap)
+            out.append(r)
+        return out
 
-    def _one(self, fams: _Families, m: Measurement, base: Mapping[str, str]) -> None:
-        labels = dict(base)
-        for k, v in m.labels.items():
-            labels[label_name(k)] = label_value(v)
-        name = metric_name(m.name)
-        doc = m.help or m.name
-        if m.kind is MetricKind.INFO:
-            fam = fams.get(name if name.endswith("_info") else name + "_info", doc, "info")
-            if fam is not None:
-                fam.add({**labels, "value": label_value(m.text if m.text is not None else m.value)}, 1)
-            return
-        if m.kind is MetricKind.COUNTER:
-            fam = fams.get(name, doc, "counter")
-        else:
-            fam = fams.get(name, doc, "gauge")
-        if fam is not None and m.value is not None:
-            fam.add(labels, m.value)
-        if m.kind is MetricKind.STATE:
-            st = fams.get(name + "_state", f"{doc} (current state as labels; value always 1)", "gauge")
-            if st is not None:
-                text = m.text if m.text is not None else ("" if m.value is None else f"{m.value:g}")
-                st.add({**labels, "state": label_value(text), "severity": m.state.label}, 1)
+    def _snapshot(self, device: str, version: tuple[int, int], site: Any, family: Any) -> Snapshot:
+        st = self.cache.status(device)
+        status = status_tuple(st) if st is not None else None
+        return Snapshot(self.cache.series(device), status, version, site, family)
 
-    # ---- self-metrics of devices --------------------------------------------------------------------
-    def _devices(self, fams: _Families, inv: Mapping[str, Mapping[str, Any]]) -> None:
-        up = fams.get("callipso_device_up", "1 when the device's last poll succeeded", "gauge")
-        last_ok = fams.get(
-            "callipso_last_successful_poll_timestamp_seconds",
-            "Unix time of the device's last successful poll",
-            "gauge",
-        )
-        last_poll = fams.get(
-            "callipso_last_poll_timestamp_seconds", "Unix time of the device's last poll", "gauge"
-        )
-        last_dur = fams.get(
-            "callipso_last_poll_duration_seconds", "Duration of the device's last poll", "gauge"
-        )
-        fails = fams.get("callipso_device_consecutive_failures", "Failed polls in a row", "gauge")
-        polls = fams.get("callipso_polls_total", "Polls of the device since the agent started", "counter")
-        errors = fams.get("callipso_poll_errors_total", "Failed polls, by device and error kind", "counter")
-        info = fams.get("callipso_device_info", "Inventory and identity of each device", "info")
-        known = fams.get(
-            "callipso_inventory_devices", "Devices in the inventory, by site and family", "gauge"
-        )
-        assert up and last_ok and last_poll and last_dur and fails and polls and errors and info and known
-        counts: dict[tuple[str, str], int] = {}
-        for device in sorted(inv):
-            d = inv[device]
-            site, family = label_value(d.get("site")), label_value(d.get("family"))
-            counts[(site, family)] = counts.get((site, family), 0) + 1
-            ident = {"device": label_value(device), "site": site, "family": family}
-            st = self.cache.status(device)
-            sysinfo = st.system if st is not None else {}
-            info.add({**ident, **{k: label_value(sysinfo.get(k, "")) for k in SYSTEM_INFO_KEYS}}, 1)
-            if st is None or st.last_poll is None:
-                continue  # not polled yet (or not collectable): no up/down claim
-            up.add(ident, 1 if st.up else 0)
-            if st.last_success is not None:
-                last_ok.add({"device": ident["device"]}, st.last_success.timestamp())
-            last_poll.add({"device": ident["device"]}, st.last_poll.timestamp())
-            if st.last_duration is not None:
-                last_dur.add({"device": ident["device"]}, st.last_duration)
-            fails.add({"device": ident["device"]}, st.consecutive_failures)
-            polls.add({"device": ident["device"]}, st.polls_total)
-            for kind, n in sorted(st.errors_total.items()):
-                errors.add({"device": ident["device"], "kind": label_value(kind)}, n)
-        for (site, family), n in sorted(counts.items()):
-            known.add({"site": site, "family": family}, n)
+    @property
+    def device_lines(self) -> DeviceLines:
+        """The per-device rendered text (for tests and the bench)."""
+        return self._lines
 
     # ---- incidents ----------------------------------------------------------------------------------
-    def _incidents(self, fams: _Families) -> bool:
+    def _incidents(self, fams: Families) -> bool:
         if self.incidents is None:
             return True
         opened = fams.get(
@@ -503,7 +499,7 @@ class CallipsoCollector(Collector):
             opened.add({"priority": prio, "site": site}, n)
         return True
 
-    def _queues(self, fams: _Families) -> None:
+    def _queues(self, fams: Families) -> None:
         if self.queues is None:
             return
         q = fams.get("callipso_queue_length", "Items waiting in the agent's internal queues", "gauge")
@@ -511,7 +507,7 @@ class CallipsoCollector(Collector):
         for name, n in sorted(self.queues().items()):
             q.add({"queue": label_value(name)}, n)
 
-    def _snmp(self, fams: _Families) -> None:
+    def _snmp(self, fams: Families) -> None:
         stats = self.snmp() if self.snmp is not None else {}
         for name, doc in SNMP_COUNTERS.items():
             if name in stats:
@@ -520,7 +516,7 @@ class CallipsoCollector(Collector):
                 fam.add({}, stats[name])
 
 
-    def _runtime(self, fams: _Families) -> None:
+    def _runtime(self, fams: Families) -> None:
         """The agent's own event loop: lag histogram, recent maximum lag, asyncio task count."""
         stats = self.loop_lag() if self.loop_lag is not None else None
         if stats is not None:
@@ -549,16 +545,69 @@ class CallipsoCollector(Collector):
 
 
 # ---- wiring helpers --------------------------------------------------------------------------------------
-def build_registry(collector: CallipsoCollector, *, process: bool = True) -> CollectorRegistry:
+class CallipsoRegistry(CollectorRegistry):
+    """A registry holding one :class:`CallipsoCollector`, whose families ``/metrics`` writes as text
+    directly, and the other collectors (process, platform) in ``others``; ``collect()`` yields both, so
+    prometheus-client's encoders still render the whole registry."""
+
+    def __init__(self, collector: CallipsoCollector) -> None:
+        super().__init__(auto_describe=False)
+        self.callipso = collector
+        self.others = CollectorRegistry(auto_describe=False)
+        super().register(collector)
+
+    def register(self, collector: Collector) -> None:
+        """Any other collector joins ``others`` (so ``/metrics`` serves it too)."""
+        self.others.register(collector)
+
+    def unregister(self, collector: Collector) -> None:
+        self.others.unregister(collector)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from super().collect()
+        yield from self.others.collect()
+
+    def body(self, scrape: Scrape, *, openmetrics: bool, gzip: bool = False) -> bytes:
+        """The exposition of ``scrape`` (from :meth:`CallipsoCollector.snapshot`) and of the other
+        collectors, in text format 0.0.4 or OpenMetrics, gzip-compressed if asked. Safe in a worker thread."""
+        out: list[bytes] = []
+        self.callipso.finish(scrape).render_into(out, openmetrics=openmetrics)
+        encode = om_exposition.generate_latest if openmetrics else generate_latest
+        out.append(encode(self.others))  # in OpenMetrics it ends with the one "# EOF" line
+        data = b"".join(out)
+        return zlib_gzip(data) if gzip else data
+
+
+def zlib_gzip(data: bytes) -> bytes:
+    """``data`` in a gzip member (level :data:`GZIP_LEVEL`: a fast level, metrics text compresses well)."""
+    z = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+    return z.compress(data) + z.flush()
+
+
+def build_registry(collector: CallipsoCollector, *, process: bool = True) -> CallipsoRegistry:
     """A fresh registry (never the client's global one) holding ``collector`` and the process metrics."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector)
+    registry = CallipsoRegistry(collector)
     if process:
         from prometheus_client import PlatformCollector, ProcessCollector
 
-        ProcessCollector(registry=registry)
-        PlatformCollector(registry=registry)
+        ProcessCollector(registry=registry.others)
+        PlatformCollector(registry=registry.others)
     return registry
+
+
+def direct_format(encoder: Callable[..., bytes]) -> bool | None:
+    """For an encoder from ``choose_encoder``: ``False`` for text 0.0.4 (or 1.0.0), ``True`` for OpenMetrics
+    when the families can be written directly (names escaped as ``underscores`` or left as they are, which
+    is the same for the agent's names), ``None`` when the client must render them (``dots``, ``values``)."""
+    func = encoder.func if isinstance(encoder, functools.partial) else encoder
+    escaping = encoder.keywords.get("escaping", UNDERSCORES) if isinstance(encoder, functools.partial) else UNDERSCORES
+    if escaping not in (UNDERSCORES, ALLOWUTF8):
+        return None
+    if func is generate_latest:
+        return False
+    if func is om_exposition.generate_latest:
+        return True
+    return None
 
 
 def metrics_routes(
@@ -567,18 +616,34 @@ def metrics_routes(
     *,
     refresh: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> list[web.RouteDef]:
-    """``GET /metrics``: the registry in the format the scraper asked for (OpenMetrics or text 0.0.4).
+    """``GET /metrics``: the registry in the format the scraper asked for (OpenMetrics or text 0.0.4),
+    gzip-compressed when the scraper accepts it.
 
     ``refresh`` coroutines run first (snapshots that need the store, such as the outbox backlog); each
-    handles its own failures.
+    handles its own failures. With a :class:`CallipsoRegistry`, what the scrape shows is read in the event
+    loop (:meth:`CallipsoCollector.snapshot`) and rendered and compressed in a worker thread, one scrape at a
+    time, so that a large estate's scrape does not hold the loop up.
     """
+    lock = asyncio.Lock()
 
     async def handler(request: web.Request) -> web.Response:
         for fn in refresh:
             await fn()
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        body = encoder(registry)
-        return web.Response(body=body, headers={"Content-Type": content_type})
+        gz = gzip_accepted(request.headers.get("Accept-Encoding", ""))
+        fmt = direct_format(encoder)
+        if isinstance(registry, CallipsoRegistry) and fmt is not None:
+            async with lock:
+                scrape = registry.callipso.snapshot()
+                body = await asyncio.to_thread(registry.body, scrape, openmetrics=fmt, gzip=gz)
+        else:
+            body = encoder(registry)
+            if gz:
+                body = await asyncio.to_thread(zlib_gzip, body)
+        headers = {"Content-Type": content_type}
+        if gz:
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(body=body, headers=headers)
 
     return [web.get(path, handler)]
 

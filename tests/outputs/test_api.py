@@ -15,7 +15,8 @@ import structlog.testing
 from sqlalchemy import select
 
 from callipso_agent.api.auth import client_key
-from callipso_agent.metrics import ApiAuthStats, _Families
+from callipso_agent.metrics import ApiAuthStats
+from callipso_agent.metrics_text import Families
 from callipso_agent.store.tables import audit_log
 from tests.outputs.api_rig import NOC_TOKEN, VIEWER_TOKEN, ApiRig, start_api
 
@@ -134,7 +135,7 @@ async def test_burst_of_wrong_tokens_is_throttled_and_others_go_on(rig: ApiRig) 
             _from("127.0.0.2", rig, "POST", "/api/v1/incidents/1/ack", {"Authorization": g}, {}) for g in guesses))
     assert sorted(statuses) == [403] * 5 + [429] * 55
     assert rig.auth.counters.failures == {"invalid_token": 5} and rig.auth.counters.throttled == 55
-    families = _Families()
+    families = Families()
     ApiAuthStats(lambda: rig.auth).collect_into(families)
     samples = {(s.name, s.labels.get("reason")): s.value for m in families.metrics() for s in m.samples}
     assert samples[("callipso_api_auth_failures_total", "invalid_token")] == 5
