@@ -13,20 +13,17 @@ Both need root (mounting a tmpfs; PostgreSQL runs as ``postgres``): skipped else
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import sqlite3
-import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.disk import fill, small_tmpfs
 from tests.helpers.lab_agent import LabAgent, alertmanager_alert, wait_for
 from tests.helpers.peers import API_TOKEN, REFERENCE_PREFIX, Peers
 from tests.helpers.postgres import PostgresServer
-from tests.helpers.system import missing
 
 pytestmark = pytest.mark.slow
 
@@ -37,22 +34,9 @@ DEVICE = "ups-hd13"
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 24 MiB tmpfs: the agent's state folder, which the test can fill."""
-    mnt = tmp_path / "state"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        missing("root, to mount a small tmpfs for the full-disk test")
-    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m,mode=0700", "tmpfs", str(mnt)],
-                         capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        missing(f"a tmpfs mount (mount said: {out.stderr.strip()})")
-    try:
+    # the store as the test left it is copied to state-copy, for a failure's post-mortem
+    with small_tmpfs(tmp_path / "state", 24, keep=tmp_path / "state-copy") as mnt:
         yield mnt
-    finally:
-        keep = tmp_path / "state-copy"  # the store as the test left it, for a failure's post-mortem
-        keep.mkdir()
-        for f in mnt.glob("*.sqlite*"):
-            shutil.copyfile(f, keep / f.name)
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
 
 
 def _post_alert(lab: LabAgent, check: str) -> None:
@@ -70,20 +54,6 @@ def _tickets_of(peers: Peers, lab: LabAgent, check: str) -> list[dict]:
             if any(t["external_reference"].startswith(f"{REFERENCE_PREFIX}-{i}-") for i in ids)]
 
 
-def _fill(folder: Path) -> Path:
-    """Write until the filesystem refuses (ENOSPC)."""
-    filler = folder / "filler.bin"
-    block = b"\0" * (1 << 20)
-    with filler.open("wb") as f:
-        try:
-            while True:
-                f.write(block)
-                f.flush()
-        except OSError:
-            pass
-    return filler
-
-
 def _last_polls(lab: LabAgent) -> dict[str, str | None]:
     return {d["name"]: d.get("last_poll") for d in lab.api("/api/v1/devices")["devices"]}
 
@@ -98,7 +68,7 @@ def test_full_disk_keeps_polling_reports_and_recovers(tmp_path: Path, peers: Pee
         _post_alert(lab, "before")
         wait_for(lambda: _tickets_of(peers, lab, "before"), 60, "ticket of the incident opened before")
 
-        filler = _fill(small_disk)
+        filler = fill(small_disk)
         wait_for(lambda: lab.metric("callipso_store_writable") == 0, 60, "store reported not writable")
         _post_alert(lab, "during")  # accepted: the incident waits in memory for the store
         status, ready = lab.ready()
