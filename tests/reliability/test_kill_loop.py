@@ -15,16 +15,16 @@ acceptance and the record), and then with the same Message-ID / refId / Idempote
 Three stores:
 
 * SQLite (``CALLIPSO_KILLS``, 8 in CI);
-* PostgreSQL (``CALLIPSO_PG_KILLS``, 4 in CI): every other run, PostgreSQL itself is stopped (``fast`` or
+* PostgreSQL (``CALLIPSO_PG_KILLS``, 3 in CI): every other run and the last, PostgreSQL itself is stopped (``fast`` or
   ``immediate``, i.e. as a crash) at a random moment, before or after the run's alert, and started again
   either under the running agent, which is killed a moment later, or only after the agent was killed;
-* SQLite on a small tmpfs (``CALLIPSO_DISK_KILLS``, 4 in CI): every other run, the disk fills up at a random
-  moment and its space comes back under the agent or after the kill. Needs root (tmpfs), like
+* SQLite on a small tmpfs (``CALLIPSO_DISK_KILLS``, 3 in CI): every other run and the last, the disk fills
+  up at a random moment and its space comes back under the agent or after the kill. Needs root (tmpfs), like
   ``test_store_faults.py``.
 
 An alert the agent answered with an error, or whose answer the kill cut, is posted again (Alertmanager
 retries what it could not deliver); one it accepted is never posted again. ``CALLIPSO_KILL_SEED`` picks the
-moments.
+moments; ``CALLIPSO_KILL_MINUTES`` bounds a long run (it stops killing once that time is spent).
 """
 
 from __future__ import annotations
@@ -57,9 +57,10 @@ from tests.helpers.postgres import PostgresServer
 pytestmark = pytest.mark.slow
 
 KILLS = int(os.environ.get("CALLIPSO_KILLS", "8"))
-PG_KILLS = int(os.environ.get("CALLIPSO_PG_KILLS", "4"))
-DISK_KILLS = int(os.environ.get("CALLIPSO_DISK_KILLS", "4"))
+PG_KILLS = int(os.environ.get("CALLIPSO_PG_KILLS", "3"))
+DISK_KILLS = int(os.environ.get("CALLIPSO_DISK_KILLS", "3"))
 SEED = int(os.environ.get("CALLIPSO_KILL_SEED", "13"))
+MINUTES = float(os.environ.get("CALLIPSO_KILL_MINUTES", "0"))  # >0: stop killing once this time is spent
 SITES = "HD13,AUBAGNE-MDS,GARDANNE-MDS"
 EXPECTED_KEYS = ("site_unreachable:GARDANNE-MDS",)
 UNRESOLVED = ("open", "acknowledged", "suppressed")
@@ -213,7 +214,7 @@ def _start_with_faults(lab: LabAgent) -> None:
     lab.start()
     wait_for(lambda: lab.api("/healthz")["status"] == "ok", 90, "/healthz")
     # the lab's fault switch lives in the killed process: set the faults again after every start
-    wait_for(lambda: lab.lab("fault", "unreachable", "GARDANNE-MDS").returncode == 0, 30, "fault applied")
+    wait_for(lambda: lab.fault("unreachable", "GARDANNE-MDS") or True, 30, "fault applied")
 
 
 def _try(fn: Any) -> Any:
@@ -252,16 +253,24 @@ def _kill(lab: LabAgent) -> None:
     lab.proc.wait(10)
 
 
+def _disrupted(n: int, kills: int) -> bool:
+    """Whether run ``n`` also loses its store: every other run, and the last one."""
+    return n % 2 == 1 or n == kills - 1
+
+
 def _run_loop(lab: LabAgent, kills: int, rng: random.Random, outage: Outage | None = None) -> Loop:
-    """``kills`` runs, each killed at a random moment; with ``outage``, every other run also loses its store
-    for a while, starting before or after the run's alert and ending under the agent or after the kill."""
+    """``kills`` runs, each killed at a random moment; with ``outage``, every other run (and the last) also
+    loses its store for a while, starting before or after the run's alert and ending under the agent or
+    after the kill."""
     loop = Loop()
     lab_dir = lab.workdir / "lab"
     for n in range(kills):
+        if MINUTES and time.monotonic() - loop.started > MINUTES * 60:
+            break  # the time budget of a long run: the figures give the number of kills done
         _start_with_faults(lab)
         loop.checks.append(f"k{n:03d}")
         loop.alerts.append(loop.checks[-1])
-        disrupted = outage is not None and n % 2 == 1
+        disrupted = outage is not None and _disrupted(n, kills)
         if disrupted and rng.random() < 0.5:
             time.sleep(rng.uniform(0.0, 1.5))
             outage.begin(rng)  # the run's alert arrives while the store is away
@@ -418,7 +427,7 @@ def test_kill9_loop_on_postgresql_restarted_under_the_agent(
     lab = make_lab({"store": {"url": url}})
     down = PostgresDown(postgres)
     loop = _run_loop(lab, PG_KILLS, random.Random(SEED), down)
-    assert down.count == PG_KILLS // 2
+    assert down.count == sum(_disrupted(n, PG_KILLS) for n in range(loop.kills))
     _settle(lab, loop)
     _verify(PostgresReader(url), peers, loop, "postgresql",
             f"postgres_restarts={down.count} modes={dict(down.modes)} ")
@@ -429,7 +438,7 @@ def test_kill9_loop_with_the_disk_filling_up(make_lab: Callable[..., LabAgent], 
         lab = make_lab({"state_dir": str(state)})
         full = DiskFull(state)
         loop = _run_loop(lab, DISK_KILLS, random.Random(SEED), full)
-        assert full.count == DISK_KILLS // 2
+        assert full.count == sum(_disrupted(n, DISK_KILLS) for n in range(loop.kills))
         _settle(lab, loop)
         store = _sqlite_store(state)
         assert store.rows("PRAGMA integrity_check") == [("ok",)]
