@@ -18,7 +18,7 @@ Three stores:
 * PostgreSQL (``CALLIPSO_PG_KILLS``, 3 in CI): every other run and the last, PostgreSQL itself is stopped (``fast`` or
   ``immediate``, i.e. as a crash) at a random moment, before or after the run's alert, and started again
   either under the running agent, which is killed a moment later, or only after the agent was killed;
-* SQLite on a small tmpfs (``CALLIPSO_DISK_KILLS``, 3 in CI): every other run and the last, the disk fills
+* SQLite on a small tmpfs (``CALLIPSO_DISK_KILLS``, 2 in CI): every other run and the last, the disk fills
   up at a random moment and its space comes back under the agent or after the kill. Needs root (tmpfs), like
   ``test_store_faults.py``.
 
@@ -58,7 +58,7 @@ pytestmark = pytest.mark.slow
 
 KILLS = int(os.environ.get("CALLIPSO_KILLS", "8"))
 PG_KILLS = int(os.environ.get("CALLIPSO_PG_KILLS", "3"))
-DISK_KILLS = int(os.environ.get("CALLIPSO_DISK_KILLS", "3"))
+DISK_KILLS = int(os.environ.get("CALLIPSO_DISK_KILLS", "2"))
 SEED = int(os.environ.get("CALLIPSO_KILL_SEED", "13"))
 MINUTES = float(os.environ.get("CALLIPSO_KILL_MINUTES", "0"))  # >0: stop killing once this time is spent
 SITES = "HD13,AUBAGNE-MDS,GARDANNE-MDS"
@@ -270,18 +270,18 @@ def _run_loop(lab: LabAgent, kills: int, rng: random.Random, outage: Outage | No
         _start_with_faults(lab)
         loop.checks.append(f"k{n:03d}")
         loop.alerts.append(loop.checks[-1])
-        disrupted = outage is not None and _disrupted(n, kills)
-        if disrupted and rng.random() < 0.5:
+        out = outage if outage is not None and _disrupted(n, kills) else None
+        if out is not None and rng.random() < 0.5:
             time.sleep(rng.uniform(0.0, 1.5))
-            outage.begin(rng)  # the run's alert arrives while the store is away
+            out.begin(rng)  # the run's alert arrives while the store is away
         _work(lab, loop.alerts, loop.checks[:-1], rng)
-        if disrupted and not outage.active:
+        if out is not None and not out.active:
             time.sleep(rng.uniform(0.0, 1.5))
-            outage.begin(rng)  # during the incident's writes and deliveries
+            out.begin(rng)  # during the incident's writes and deliveries
             _work(lab, loop.alerts, loop.checks[:-1], rng)
         time.sleep(rng.uniform(0.0, 3.0))  # during incident writes, outbox claims, deliveries, their records
-        if disrupted and rng.random() < 0.5:
-            outage.end()  # the store comes back under the agent, which is killed while it recovers
+        if out is not None and rng.random() < 0.5:
+            out.end()  # the store comes back under the agent, which is killed while it recovers
             time.sleep(rng.uniform(0.0, 3.0))
         _kill(lab)
         loop.kills += 1
