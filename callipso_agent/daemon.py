@@ -8,6 +8,7 @@ SIGTERM/SIGINT (graceful stop) and SIGHUP (validated reload).
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -306,7 +307,10 @@ class App:
         self.outputs = build_outputs(
             self.config_path, agent=cfg.agent, store=self.store, clock=self.clock,
             incidents=EngineIncidentSource(engine), maintenance=EngineMaintenanceSource(engine),
-            events=self.pipeline.on_event, calendar=load_contract().business_calendar(), audit=self.store,
+            # Alertmanager retries what it could not deliver: an alert whose incident change is not written yet
+            # is answered 503 (NotStored), never acknowledged while it exists only in memory
+            events=functools.partial(self.pipeline.on_event, durable=True),
+            calendar=load_contract().business_calendar(), audit=self.store,
             on_attempt=self.deliveries)
         self.store_health.watch("incidents", lambda: engine.store_failing)
         self.outbox_gauges = OutboxGauges(self.outputs.outbox)

@@ -84,6 +84,18 @@ class ParseError(CallipsoError):
         super().__init__(message)
 
 
+class NotStored(CallipsoError):
+    """Changes accepted in memory that the store could not write yet (they are retried on the engine's tick).
+    A sender that retries, such as Alertmanager, is told to send again: until they are written, a stop of the
+    agent would lose them."""
+
+    kind = "store_unavailable"
+
+    def __init__(self, message: str, keys: list[str] | None = None) -> None:
+        self.keys = keys or []
+        super().__init__(message)
+
+
 class NoProfile(CallipsoError):
     kind = "no_profile"
 

@@ -24,6 +24,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from callipso_agent.api.alertmanager import AlertmanagerReceiver, WebhookPayload, describe
 from callipso_agent.api.auth import PRINCIPAL, Principal, TokenAuth
 from callipso_agent.clock import Clock
+from callipso_agent.errors import NotStored
 from callipso_agent.model import IncidentState, IncidentView
 from callipso_agent.ports import (
     AuditSink,
@@ -378,6 +379,10 @@ class IncidentApi:
         payload: WebhookPayload = await _body(request, WebhookPayload)
         try:
             accepted, duplicates = await self.alerts.receive(payload)
+        except NotStored as err:
+            # held in memory until the store takes writes again: Alertmanager must send it again until then
+            log.warning("alertmanager_not_stored", group=payload.groupKey, keys=err.keys[:20])
+            return _error(503, "alerts could not be stored now; retry")
         except Exception:
             log.exception("alertmanager_sink_failed", group=payload.groupKey)
             return _error(503, "alerts could not be processed now; retry")

@@ -478,6 +478,8 @@ def _paths(alertmanager: bool) -> dict[str, Any]:
                 "operationId": "alertmanagerWebhook",
                 "summary": "Prometheus Alertmanager webhook (version 4)",
                 "description": "Idempotent on groupKey + fingerprint + startsAt + status. "
+                "Answers 503 while an alert's incident change cannot be written to the store yet (database "
+                "down, disk full): Alertmanager then sends the alert again. "
                 "Configure Alertmanager with `http_config.authorization.credentials` set to a token "
                 "with the write scope.",
                 "tags": ["alerts"],

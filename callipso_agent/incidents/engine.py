@@ -179,6 +179,11 @@ class IncidentEngine:
         """Rule signals waiting for the store to come back."""
         return len(self._retry)
 
+    def deferred(self, keys: Iterable[str]) -> set[str]:
+        """Those of ``keys`` whose latest signal waits for the store (held in memory only)."""
+        waiting = {s.key for s in self._retry}
+        return {k for k in keys if k in waiting}
+
     # ---- lifecycle --------------------------------------------------------------------------------------
     async def load(self) -> list[IncidentRecord]:
         """Read the unresolved incidents (after a start or a takeover); returns them."""

@@ -4,6 +4,7 @@ pipeline = IncidentPipeline.build(store, loaded.config, clock)   # shipped rules
 await pipeline.start()                                           # after store.migrate()
 app.result_hooks.append(pipeline.on_poll)                        # every PollResult
 traps -> await pipeline.on_event(event)                          # every Event
+Alertmanager -> await pipeline.on_event(event, durable=True)     # raises NotStored: answer 503, it resends
 every 15 s: await pipeline.tick()                                # for-delays, silence, hold, deadlines
 pipeline.incidents                                               # read/write API (HTTP, CLI, outbox)
 """
@@ -17,6 +18,7 @@ import structlog
 
 from callipso_agent.clock import Clock
 from callipso_agent.config.models import AgentConfig
+from callipso_agent.errors import NotStored
 from callipso_agent.incidents.contract import Contract, load_contract
 from callipso_agent.incidents.engine import IncidentEngine, IncidentSettings
 from callipso_agent.incidents.maintenance import MaintenanceBook, load_maintenance_file
@@ -112,10 +114,19 @@ class IncidentPipeline:
             return
         await self.incidents.handle(self.rules.on_poll(result))
 
-    async def on_event(self, event: Event) -> None:
+    async def on_event(self, event: Event, *, durable: bool = False) -> None:
+        """Apply an event. With ``durable`` (its sender retries, e.g. Alertmanager), raise ``NotStored`` when
+        an incident change it raises or clears is only in memory, waiting for the store: answered with an
+        error, the sender sends it again, whereas an event acknowledged but not written would be lost if the
+        agent stopped before the store came back. A repeated event whose change is still waiting raises too."""
         if not self.owns(event.device):
             return
-        await self.incidents.handle(self.rules.on_event(event))
+        signals = self.rules.on_event(event)
+        await self.incidents.handle(signals)
+        if durable:
+            waiting = self.incidents.deferred({s.key for s in signals} | self.rules.event_keys(event))
+            if waiting:
+                raise NotStored("incident change not written yet: the store refuses writes", sorted(waiting))
 
     async def tick(self) -> None:
         """Every ``TICK_SECONDS`` or so: rule timers then incident timers."""

@@ -287,6 +287,7 @@ class NotificationRouter:
         defer_until: datetime | None,
         skip_if: Sequence[str],
         timeline: bool = True,
+        decision: Sequence[str] = (),
     ) -> list[Planned]:
         planned: list[Planned] = []
         for recipient in self._recipients(channel):
@@ -375,6 +376,7 @@ class NotificationRouter:
                         "key": key,
                         "not_before": p.not_before.isoformat() if p.not_before else None,
                         "reasons": list(reasons),
+                        **({"channels": list(decision)} if decision else {}),
                     },
                 )
         return planned
@@ -400,21 +402,37 @@ class NotificationRouter:
         }
 
     # ---- entry points -----------------------------------------------------------------------------
-    async def _already_routed(self, change: IncidentChange) -> bool:
-        """A replayed change the router already handled (its decision is in the incident's timeline)."""
+    async def _routing_left(self, change: IncidentChange) -> set[str] | None:
+        """For a replayed change: None if nothing of it was routed yet; else the channels of its recorded
+        decision still to plan (the agent stopped, or the store failed, while routing it). Their jobs already
+        in the outbox are skipped by key; channels decided as not sent stay so. A decision recorded without
+        its channel list (a storm, an older agent) counts as complete."""
         event = change.kind.value
+        routed = False
+        decided: list[str] = []
+        not_sent: set[str] = set()
         for entry in await self.incidents.timeline(change.incident.id):
             if entry.kind != "notification":
                 continue
             if change.kind is ChangeKind.OPENED or entry.data.get("event") == event:
-                return True
-        return False
+                routed = True
+            if entry.data.get("event") != event:
+                continue
+            decided = decided or [str(c) for c in entry.data.get("channels") or ()]
+            if entry.data.get("channel") and not entry.data.get("key"):
+                not_sent.add(str(entry.data["channel"]))
+        if not routed:
+            return None
+        return {c for c in decided if c not in not_sent}
 
     async def on_change(self, change: IncidentChange) -> list[Planned]:
-        if change.replayed and await self._already_routed(change):
-            return []
+        only: set[str] | None = None  # a replay finishing an interrupted decision plans these channels only
+        if change.replayed:
+            only = await self._routing_left(change)
+            if only is not None and not only:
+                return []
         incident, event, at = change.incident, change.kind.value, change.at
-        if change.kind is ChangeKind.OPENED:
+        if change.kind is ChangeKind.OPENED and only is None:
             grouped = await self._storm_opened(incident, at)
             if grouped is not None:
                 return grouped
@@ -424,14 +442,18 @@ class NotificationRouter:
         render = self._render(incident, event, actor=change.actor, text=change.text)
         stamp = "" if event in ("opened", "resolved") else f":{at.astimezone(UTC):%Y%m%dT%H%M%S.%f}"
         planned: list[Planned] = []
+        # the whole decision goes with each of its timeline entries: a replay after an interruption finishes it
+        decision = list(dict.fromkeys(c for route, _ in routes for c in route.notify))
         for route, defer_until in routes:
             for channel in route.notify:
+                if only is not None and channel not in only:
+                    continue
                 if event != "opened" and not await self._opening_sent(incident.id, channel):
                     await self._timeline(
                         incident.id,
                         "notification",
                         self.t["not_sent"].format(event=event, channel=channel),
-                        {"channel": channel, "event": event, "route": route.name},
+                        {"channel": channel, "event": event, "route": route.name, "channels": decision},
                     )
                     continue
                 planned += await self._plan(
@@ -444,6 +466,7 @@ class NotificationRouter:
                     at=at,
                     defer_until=defer_until,
                     skip_if=("resolved",) if event == "opened" else (),
+                    decision=decision,
                 )
         return planned
 

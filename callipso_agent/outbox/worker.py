@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
 from callipso_agent.clock import Clock
 from callipso_agent.outbox.errors import DeliveryError
@@ -33,6 +34,7 @@ TEXTS = {
         "timeout": "pas de réponse en {seconds:.0f} s",
         "no_handler": "aucun connecteur pour « {kind} »",
         "bug": "erreur interne : {error}",
+        "store": "base de l'agent indisponible ({error})",
     },
     "en": {
         "done": "{label}: delivered ({summary})",
@@ -41,6 +43,7 @@ TEXTS = {
         "timeout": "no answer within {seconds:.0f} s",
         "no_handler": "no connector for '{kind}'",
         "bug": "internal error: {error}",
+        "store": "the agent's store is unavailable ({error})",
     },
 }
 
@@ -232,6 +235,14 @@ class OutboxWorker:
         except asyncio.CancelledError:
             log.warning("outbox_attempt_cancelled")
             raise
+        except SQLAlchemyError as err:
+            # the deliverer read the store (the incident, its timeline) while it failed: a database restarting,
+            # a full disk. A transient failure like a peer's, not a bug; uncertain, since the peer may have been
+            # called before the read failed. Only the driver's message is logged (the SQL's parameters are not).
+            cause = getattr(err, "orig", None) or err
+            error = f"{type(cause).__name__}: {str(cause).splitlines()[0][:200] if str(cause) else ''}".rstrip(": ")
+            log.warning("outbox_attempt_store_failed", error=error)
+            await self._failed(job, t["store"].format(error=error), lease_end, retryable=True, uncertain=True)
         except Exception as err:
             log.exception("outbox_deliverer_bug")
             await self._failed(

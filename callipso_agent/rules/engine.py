@@ -12,7 +12,7 @@ their clearing is noticed and their ``clear_after`` timers run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -203,12 +203,14 @@ class RuleEngine:
                     self._change_system(rule, device, site, result, out)
         return out
 
-    def on_event(self, event: Event) -> list[Signal]:
+    def _event_matches(
+        self, event: Event
+    ) -> Iterator[tuple[EventRule, Device, Site | None, dict[str, str], bool]]:
+        """The event rules an event raises or clears: (rule, device, site, key labels, is a clear event)."""
         device = self.inventory.device(event.device)
         if device is None:
-            return []
+            return
         site = self.inventory.site(device.site)
-        out: list[Signal] = []
         for rule in self.rules.for_family(device.family):
             if not isinstance(rule, EventRule):
                 continue
@@ -221,7 +223,11 @@ class RuleEngine:
             # the event's name and source (e.g. an AudioCodes "Board#1/EthernetLink#0", a UPS-MIB alarm name)
             # may key the incident, so that a raise and its clear meet
             named = {**event.labels, "event": event.name, **({"source": event.source} if event.source else {})}
-            labels = key_labels(named, rule.key_labels)
+            yield rule, device, site, key_labels(named, rule.key_labels), clears
+
+    def on_event(self, event: Event) -> list[Signal]:
+        out: list[Signal] = []
+        for rule, device, site, labels, clears in self._event_matches(event):
             if clears or event.clear:
                 self._event_clear(rule, device, labels, event.at, out, exact=not clears)
                 continue
@@ -236,6 +242,21 @@ class RuleEngine:
                 s.fields = fields
                 out.append(self._signal(s, True, event.at, fields))
         return out
+
+    def event_keys(self, event: Event) -> set[str]:
+        """The problem keys an event raises or clears, whether or not it changes anything now (a repeated
+        alert changes nothing: its signal went out the first time). Changes no state."""
+        keys: set[str] = set()
+        for rule, device, _site, labels, clears in self._event_matches(event):
+            if not clears:
+                keys.add(problem_key(rule.name, device.name, labels))
+            if clears or event.clear:
+                for s in self._series.values():
+                    if s.rule == rule.name and s.device == device.name and _same_problem(
+                        s.labels, labels, exact=not clears
+                    ):
+                        keys.add(s.key)
+        return keys
 
     def tick(self) -> list[Signal]:
         """Timers: ``for`` delays between polls, silent devices, ``clear_after`` of changes and events."""
@@ -493,9 +514,7 @@ class RuleEngine:
         for s in self._series.values():
             if s.rule != rule.name or s.device != device.name or s.fired is Severity.OK:
                 continue
-            ours = s.labels if exact else {k: v for k, v in s.labels.items() if k != "event"}
-            theirs = labels if exact else {k: v for k, v in labels.items() if k != "event"}
-            if ours == theirs:
+            if _same_problem(s.labels, labels, exact=exact):
                 s.fired = Severity.OK
                 out.append(self._signal(s, False, at, s.fields))
 
@@ -558,3 +577,10 @@ class RuleEngine:
             labels=s.labels,
             fields=fields,
         )
+
+
+def _same_problem(ours: Mapping[str, str], theirs: Mapping[str, str], *, exact: bool) -> bool:
+    """Whether a clear event's labels name a series' problem (a clear of another name ignores 'event')."""
+    if exact:
+        return dict(ours) == dict(theirs)
+    return {k: v for k, v in ours.items() if k != "event"} == {k: v for k, v in theirs.items() if k != "event"}

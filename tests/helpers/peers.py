@@ -1,10 +1,12 @@
-"""The lab agent's outbound peers, in the test process: the EasyVista fake, the SMS gateway fake and a
-webhook receiver (aiohttp servers on a background event loop) and a real SMTP server (aiosmtpd).
+"""The lab agent's outbound peers, in the test process: the EasyVista fake, the SMS gateway fake, the Teams
+fake (Workflows flavour) and a webhook receiver (aiohttp servers on a background event loop) and a real SMTP
+server (aiosmtpd).
 
 Each peer can go down (connection refused) and come back on the same port, or misbehave (500, hang,
 429 with Retry-After) through the fakes' fault switches. ``overlay()`` writes the configuration the lab
-agent needs to talk to them (``callipso-agent demo --overlay``). What the peers received is read back
-with ``tickets()``, ``emails()``, ``sms()`` and ``hooks()``. Credentials here are SYNTHETIC.
+agent needs to talk to them (``callipso-agent demo --overlay``; the Teams channel with ``teams=True``).
+What the peers received is read back with ``tickets()``, ``emails()``, ``sms()``, ``teams()`` and
+``hooks()``. Credentials here are SYNTHETIC.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from aiosmtpd.controller import Controller
 from callipso_agent.api.auth import sha256_hex
 from callipso_agent.itsm.fake_easyvista import FakeEasyVista
 from callipso_agent.lab.snmpsim import free_tcp_port
-from callipso_agent.notify.fakes import FakeLinkMobility, FakeWebhook
+from callipso_agent.notify.fakes import FakeLinkMobility, FakeTeams, FakeWebhook
 from tests.meteo.smtp import Sink
 
 T = TypeVar("T")
@@ -31,6 +33,7 @@ SMS_USER, SMS_PASSWORD = "cd13", "sms-lab-password"  # SYNTHETIC
 API_TOKEN = "lab-noc-token-4b1d"
 REFERENCE_PREFIX = "LAB"
 CHANNELS = ("mail-noc", "sms-astreinte", "hook-noc")
+TEAMS_CHANNEL = "teams-noc"  # in the overlay with teams=True
 
 
 class Peers:
@@ -40,6 +43,7 @@ class Peers:
         self.ev = FakeEasyVista(users={EV_USER: EV_PASSWORD})
         self.sms_gw = FakeLinkMobility(users={SMS_USER: SMS_PASSWORD})
         self.webhook = FakeWebhook()
+        self.teams_gw = FakeTeams()
         self.sink = Sink()
         self.smtp_port = free_tcp_port()
         self._smtp: Controller | None = None
@@ -53,12 +57,13 @@ class Peers:
         self.call(self.ev.start())
         self.call(self.sms_gw.start())
         self.call(self.webhook.start())
+        self.call(self.teams_gw.start())
         self.smtp_up()
         return self
 
     def stop(self) -> None:
         self.smtp_down()
-        for server in (self.ev, self.sms_gw, self.webhook):
+        for server in (self.ev, self.sms_gw, self.webhook, self.teams_gw):
             try:
                 self.call(server.stop())
             except Exception:  # noqa: S110 - best effort at teardown
@@ -116,6 +121,11 @@ class Peers:
     def sms_requests(self) -> list[tuple[float, int]]:
         return self._snapshot(lambda: list(self.sms_gw.requests))
 
+    def teams(self) -> list[dict[str, Any]]:
+        """Posts to the Teams workflow: the card as sent, and the flow run's outcome."""
+        return self._snapshot(lambda: [{"path": p.path, "body": p.body, "run_status": p.run_status,
+                                        "run_error": p.run_error} for p in self.teams_gw.posts])
+
     def hooks(self) -> list[dict[str, Any]]:
         return self._snapshot(lambda: [
             {"key": r.headers.get("Idempotency-Key"), "event": r.body.get("event"),
@@ -123,12 +133,15 @@ class Peers:
 
     # ---- the lab agent's configuration --------------------------------------------------------------
     def overlay(self, folder: Path, *, retry_base: float = 1.0, retry_max: float = 4.0,
-                agent: dict[str, Any] | None = None) -> Path:
-        """Configuration files pointing the lab agent at these peers (``--overlay folder``)."""
+                agent: dict[str, Any] | None = None, teams: bool = False) -> Path:
+        """Configuration files pointing the lab agent at these peers (``--overlay folder``); ``teams`` adds
+        the Teams channel (``TEAMS_CHANNEL``) to the channels and the route."""
         out = folder / "outputs"
         out.mkdir(parents=True, exist_ok=True)
         (folder / "ev.secret").write_text(EV_PASSWORD + "\n", encoding="utf-8")
         (folder / "sms.secret").write_text(SMS_PASSWORD + "\n", encoding="utf-8")
+        # a Teams workflow URL is a credential: given through a secret file, like a real deployment would
+        (folder / "teams.secret").write_text(self.teams_gw.workflow_url("lab-noc") + "\n", encoding="utf-8")
         settings: dict[str, Any] = {
             "outbox": {"retry_base": retry_base, "retry_max": retry_max},
             "http": {"tokens": [{"name": "noc", "sha256": sha256_hex(API_TOKEN), "scopes": ["read", "write"]}]},
@@ -157,6 +170,10 @@ class Peers:
             },
             "routes": [{"name": "tout", "notify": list(CHANNELS)}],
         }
+        if teams:
+            notifications["channels"][TEAMS_CHANNEL] = {
+                "type": "teams", "flavour": "workflow", "url_secret": {"file": "teams.secret"}, "timeout": 5}
+            notifications["routes"][0]["notify"].append(TEAMS_CHANNEL)
         (out / "notifications.yaml").write_text(
             header + yaml.safe_dump({"notifications": notifications}), encoding="utf-8")
         return folder

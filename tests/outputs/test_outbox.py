@@ -306,3 +306,33 @@ async def test_two_workers_never_deliver_a_job_twice(store: Store, tmp_path: Pat
         assert (await second.backlog())["done"] == 40
     finally:
         await other.close()
+
+
+async def test_a_store_error_inside_a_deliverer_is_a_retryable_failure(
+    store: Store, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by the kill loop on PostgreSQL: a deliverer reading the incident while the database went away
+    raised the driver's error, which the worker recorded as an internal error ("bug", with a traceback). It is
+    a transient failure: retried, marked uncertain (the peer may have been called before the read), and its
+    text names the store, not the SQL's parameters."""
+    from sqlalchemy.exc import InternalError
+
+    incidents = MemoryIncidents(clock)
+    inc = await incidents.open()
+    ob = Outbox(store.engine, clock, backoff=no_jitter(10.0))
+    driver = Exception("cannot switch to state 11; another operation (2) is in progress\nmore detail")
+    rec = Recorder(failures=1, error=InternalError("SELECT ... WHERE incident_id = $1", ("secret-ish",), driver))
+    worker = OutboxWorker(ob, {"itsm.update": rec}, clock=clock, timeline=incidents, language="en")
+    await ob.enqueue("itsm.update", "easyvista", {"n": 1}, key="k", incident_id=inc.id)
+    assert await worker.drain() == 1
+    (job,) = await ob.jobs()
+    assert job.state is JobState.FAILED and job.uncertain, job
+    assert job.last_error == "the agent's store is unavailable (Exception: cannot switch to state 11; another " \
+                             "operation (2) is in progress)", job.last_error
+    assert "secret-ish" not in (job.last_error or "")
+    clock.advance(10)
+    assert await worker.drain() == 1
+    (job,) = await ob.jobs()
+    assert job.state is JobState.DONE and job.attempts == 2
+    assert rec.calls[-1][2] is True  # the retry knows the first attempt's outcome is unknown
+    assert [e.data["outcome"] for e in incidents.entries(inc.id, "delivery")] == ["failed", "done"]

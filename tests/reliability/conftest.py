@@ -11,7 +11,8 @@ from tests.helpers.peers import Peers
 
 @pytest.fixture
 def peers() -> Iterator[Peers]:
-    """The lab's delivery peers (EasyVista fake, SMTP, SMS fake, webhook receiver), started for one test."""
+    """The lab's delivery peers (EasyVista fake, SMTP, SMS fake, Teams fake, webhook receiver), started for one
+    test."""
     p = Peers().start()
     try:
         yield p
