@@ -28,11 +28,11 @@ The reduced CI form is ``test_fault_load.py``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -98,6 +98,7 @@ class Options:
     down_sites: int = 0  # 0: about 2 % of the sites, at least 2
     restart_every: float = 0.0  # 0: every two intervals
     sample_every: float = 5.0
+    settle: float = 0.0  # after ``duration``, up to this long more until every cut-off site has its incident
     max_concurrency: int = 64
     port: int = 16161
     seed: int = 7
@@ -120,7 +121,7 @@ def plan_faults(estate: Estate, opts: Options) -> dict[str, str]:
     """Device name -> fault class for ``share`` of the estate: whole sites down first (the largest site and
     random ones), then the other classes in turn over the remaining sites, one device per site before a second
     one, never every device of a site (those sites must not look cut off)."""
-    rng = random.Random(opts.seed)  # noqa: S311 - a reproducible plan, not secrets
+    rng = random.Random(opts.seed)
     by_site: dict[str, list[BenchDevice]] = {}
     for d in estate.devices:
         by_site.setdefault(d.site, []).append(d)
@@ -155,7 +156,7 @@ class AgentChild:
     """``python -m tests.reliability.fault_load_agent`` driven by JSON lines."""
 
     def __init__(self, workdir: Path, config: Path, sample_every: float) -> None:
-        self.err: IO[bytes] = open(workdir / "agent.stderr", "wb")  # noqa: SIM115 - closed in stop()
+        self.err: IO[bytes] = open(workdir / "agent.stderr", "wb")
         env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.reliability.fault_load_agent", "--workdir", str(workdir),
@@ -237,6 +238,11 @@ def _wait_first_polls(agent: AgentChild, timeout: float) -> None:
         time.sleep(2.0)
 
 
+def _site_incidents_open(agent: AgentChild, sites: set[str]) -> bool:
+    opened = {i.get("site") for i in agent.incidents() if i.get("rule") == "site_unreachable"}
+    return sites <= opened
+
+
 def execute(opts: Options, log: IO[str] = sys.stderr) -> tuple[Estate, dict[str, str], Observed]:
     workdir = opts.workdir or Path(tempfile.mkdtemp(prefix="callipso-fault-load-"))
     estate = build(workdir, opts.devices, opts.port)
@@ -267,7 +273,8 @@ def execute(opts: Options, log: IO[str] = sys.stderr) -> tuple[Estate, dict[str,
               f"watching {opts.duration:g} s", file=log, flush=True)
         end = obs.t_faults + opts.duration
         next_restart = obs.t_faults
-        while (now := time.time()) < end:
+        down_sites = {by_name[n].site for n, c in plan.items() if c == SITE_DOWN}
+        while (now := time.time()) < end or (now < end + opts.settle and not _site_incidents_open(agent, down_sites)):
             if now >= next_restart and restarting:
                 responder.restart(restarting)
                 obs.restarts.append(now)
@@ -276,7 +283,7 @@ def execute(opts: Options, log: IO[str] = sys.stderr) -> tuple[Estate, dict[str,
             values = {k: float(v) for k, v in _METRIC.findall(text)}
             obs.scrapes.append({"t": time.time(), **values})
             obs.load.append(os.getloadavg()[0])
-            time.sleep(max(0.0, min(opts.sample_every, end - time.time())))
+            time.sleep(max(0.0, min(opts.sample_every, end - time.time())) if time.time() < end else 1.0)
         obs.t_end = time.time()
         obs.devices = agent.get("/api/v1/devices")["devices"]
         obs.incidents = agent.incidents()
@@ -337,7 +344,7 @@ def schedule_figures(healthy: Iterable[str], probe: dict[str, Any], t_faults: fl
                 errors.setdefault(name, []).append(error)
         before = [s for s in starts if s < t_faults][-1:]
         seq = before + [p[1] for p in window]
-        gaps += [(b - a, name) for a, b in zip(seq, seq[1:], strict=False)]
+        gaps += [(b - a, name) for a, b in itertools.pairwise(seq)]
         ages.append((t_end - (starts[-1] if starts else 0.0), name))
     worst_gap = max(gaps, default=(0.0, ""))
     worst_age = max(ages, default=(0.0, ""))
@@ -397,7 +404,8 @@ def evaluate(estate: Estate, plan: dict[str, str], obs: Observed, opts: Options)
         problems.append(f"{sched['last_start_age_device']}: last poll started {sched['last_start_age_max_s']:.1f} s "
                         "before the end")
     if sched["refused"] or sched["missed"]:
-        problems.append(f"runs refused (previous poll still running) {sched['refused']}, missed {sched['missed']}")
+        problems.append(f"runs refused (previous poll still running) on {len(sched['refused'])} devices "
+                        f"{dict(list(sched['refused'].items())[:10])}, missed on {len(sched['missed'])}")
     checks.append(Check("healthy_on_schedule", not problems, "; ".join(problems) or (
         f"{sched['polls']} polls of {sched['devices']} healthy devices: lateness p99 {sched['lateness_s']['p99']} s, "
         f"max {late_max} s; gap max {gap_max} s (limit {period + opts.interval:g} s)")))
@@ -427,6 +435,8 @@ def evaluate(estate: Estate, plan: dict[str, str], obs: Observed, opts: Options)
     down_sites = sorted({site_of[n] for n, c in plan.items() if c == SITE_DOWN})
     per_site: dict[str, list[dict[str, Any]]] = {}
     for inc in incidents:
+        if not inc.get("opened_at") or datetime.fromisoformat(inc["opened_at"]).timestamp() < obs.t_faults:
+            continue  # opened on the recorded values before any fault (a UPS recorded on bypass...)
         site = inc.get("site") or site_of.get(inc.get("device") or "")
         if site:
             per_site.setdefault(site, []).append(inc)
@@ -444,6 +454,23 @@ def evaluate(estate: Estate, plan: dict[str, str], obs: Observed, opts: Options)
     checks.append(Check("site_correlation", not problems, "; ".join(problems) or (
         f"{len(down_sites)} sites cut off: one site incident each and nothing else; no other site incident")))
 
+    opened = {(str(i.get("rule")), i.get("site") if i.get("rule") == "site_unreachable" else i.get("device")):
+              datetime.fromisoformat(i["opened_at"]).timestamp() - obs.t_faults
+              for i in incidents if i.get("opened_at")}
+    site_delays = [opened[("site_unreachable", s)] for s in down_sites if ("site_unreachable", s) in opened]
+    # a lone silent device opens its own incident once it failed 3 polls (the third after a back-off of two
+    # intervals) and waited the site rule's delay (90 s) for the rest of its site; a parse error after 3 polls
+    lone = {n: c for n, c in plan.items() if c not in (SITE_DOWN, RESTART)}
+    expected_rule = {n: "device_parse_error" if "parse_error" in classes[c].reasons else "device_unreachable"
+                     for n, c in lone.items()}
+    device_delays = [opened[(r, n)] for n, r in expected_rule.items() if (r, n) in opened]
+    long_enough = obs.t_end - obs.t_faults >= 3.5 * opts.interval * (1 + JITTER) + 90 + 2 * 15 + 30
+    if long_enough:
+        absent = sorted(f"{n} ({r})" for n, r in expected_rule.items() if (r, n) not in opened)
+        checks.append(Check("device_incidents", not absent, f"{len(absent)} misbehaving devices without their "
+                            f"incident: {absent[:10]}" if absent else f"{len(lone)} misbehaving devices outside "
+                            "the cut-off sites: their own incident each"))
+
     rebooted = {i.get("device") for i in incidents if i.get("rule") == "device_rebooted"}
     restarting = [n for n, c in plan.items() if c == RESTART]
     missing = sorted(set(restarting) - rebooted)
@@ -456,6 +483,11 @@ def evaluate(estate: Estate, plan: dict[str, str], obs: Observed, opts: Options)
                                 if i.get("device") in set(healthy) and i.get("rule") != "site_unreachable"})
     by_rule = Counter(str(i.get("rule")) for i in incidents)
     largest = max((len(v) for s, v in per_site.items() if s not in down_sites), default=0)
+
+    stats = obs.responder
+    played = bool(stats.get("dropped")) and bool(stats.get("unknown_community"))
+    checks.append(Check("faults_played", played, f"responder: {stats.get('dropped')} requests dropped, "
+                        f"{stats.get('unknown_community')} for an unknown community, {stats.get('requests')} in all"))
 
     lags = [s["callipso_event_loop_lag_max_seconds"] for s in obs.scrapes if "callipso_event_loop_lag_max_seconds" in s]
     return {
@@ -477,6 +509,8 @@ def evaluate(estate: Estate, plan: dict[str, str], obs: Observed, opts: Options)
         "resources": res,
         "event_loop_lag_max_60s": quantiles(lags),
         "incidents": {"open": len(incidents), "by_rule": dict(by_rule),
+                      "site_incident_after_s": quantiles(site_delays),
+                      "device_incident_after_s": quantiles(device_delays),
                       "largest_per_other_site": largest, "on_healthy_devices": healthy_incidents[:20]},
         "responder": obs.responder,
         "checks": [asdict(c) for c in checks],
@@ -516,7 +550,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"max {s['lateness_s']['max']} |",
         f"| gap between consecutive starts, s | p50 {s['gap_s']['p50']}, p99 {s['gap_s']['p99']}, max "
         f"{s['gap_s']['max']} |",
-        f"| poll duration, s | p50 {s['duration_s']['p50']}, p99 {s['duration_s']['p99']}, max {s['duration_s']['max']} |",
+        f"| poll duration, s | p50 {s['duration_s']['p50']}, p99 {s['duration_s']['p99']}, "
+        f"max {s['duration_s']['max']} |",
         f"| runs refused (poll still running) / missed | {sum(s['refused'].values())} / {sum(s['missed'].values())} |",
         f"| devices with a failed poll | {len(s['errors'])} |",
         f"| event-loop lag, max over 60 s (scrapes), s | p50 {lag['p50']}, p99 {lag['p99']}, max {lag['max']} |",
@@ -530,8 +565,12 @@ def markdown(r: dict[str, Any]) -> str:
         lines.append(f"| {label} | {v['first_min'] / scale:.0f}–{v['first_max'] / scale:.0f} | "
                      f"{v['last_min'] / scale:.0f}–{v['last_max'] / scale:.0f} |")
     inc = r["incidents"]
-    lines += ["", f"Open incidents at the end: {inc['open']} ({', '.join(f'{k} {v}' for k, v in sorted(inc['by_rule'].items()))}); "
-              f"sites cut off: {len(est['down_sites'])}; most incidents on another site: {inc['largest_per_other_site']}.",
+    rules = ", ".join(f"{k} {v}" for k, v in sorted(inc["by_rule"].items()))
+    lines += ["", f"Open incidents at the end: {inc['open']} ({rules}); sites cut off: {len(est['down_sites'])}; "
+              f"most incidents on another site: {inc['largest_per_other_site']}. "
+              f"Opened after the faults started: site incidents p50 {inc['site_incident_after_s']['p50']} s, max "
+              f"{inc['site_incident_after_s']['max']} s; incidents of the other misbehaving devices p50 "
+              f"{inc['device_incident_after_s']['p50']} s, max {inc['device_incident_after_s']['max']} s.",
               "", "| Check | Result | Detail |", "|---|---|---|"]
     for c in r["checks"]:
         lines.append(f"| {c['name']} | {'pass' if c['ok'] else '**FAIL**'} | {c['detail']} |")
@@ -559,13 +598,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--down-sites", type=int, default=0, help="sites cut off (default: 2 %% of the sites, at least 2)")
     p.add_argument("--restart-every", type=float, default=0.0, help="restart period, s (default: two intervals)")
     p.add_argument("--sample-every", type=float, default=5.0)
+    p.add_argument("--settle", type=float, default=0.0,
+                   help="after the duration, wait up to this long for every cut-off site's incident")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--workdir", type=Path, default=None, help="keep the estate, config and logs here")
     p.add_argument("--out", type=Path, default=None, help="results folder (default: results/fault-load-<time>)")
     a = p.parse_args(argv)
     opts = Options(devices=a.devices, duration=a.duration, interval=a.interval, timeout=a.timeout, retries=a.retries,
                    share=a.share, down_sites=a.down_sites, restart_every=a.restart_every,
-                   sample_every=a.sample_every, seed=a.seed, workdir=a.workdir)
+                   sample_every=a.sample_every, settle=a.settle, seed=a.seed, workdir=a.workdir)
     out = a.out or ROOT / "results" / f"fault-load-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
     result = run(opts, out)
     print(markdown(result))
