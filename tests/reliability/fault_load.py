@@ -224,6 +224,7 @@ class Observed:
     probe: dict[str, Any] = field(default_factory=dict)  # the agent's schedule probe and samples
     responder: dict[str, Any] = field(default_factory=dict)
     load: list[float] = field(default_factory=list)
+    log_events: dict[str, int] = field(default_factory=dict)  # "level event" -> count, from the agent's log
 
 
 def _wait_first_polls(agent: AgentChild, timeout: float) -> None:
@@ -236,6 +237,21 @@ def _wait_first_polls(agent: AgentChild, timeout: float) -> None:
             missing = [d["name"] for d in devs if not d.get("last_success")]
             raise RuntimeError(f"{len(missing)} devices never answered a first poll: {missing[:10]}")
         time.sleep(2.0)
+
+
+def log_events(path: Path) -> dict[str, int]:
+    """Warnings and errors of the agent's JSON log, counted by level and event."""
+    counts: Counter[str] = Counter()
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                counts["error unreadable_log_line"] += 1
+                continue
+            if entry.get("level") in ("warning", "error", "critical"):
+                counts[f"{entry['level']} {entry.get('event')}"] += 1
+    return dict(counts)
 
 
 def _site_incidents_open(agent: AgentChild, sites: set[str]) -> bool:
@@ -295,6 +311,7 @@ def execute(opts: Options, log: IO[str] = sys.stderr) -> tuple[Estate, dict[str,
         if agent is not None:
             agent.stop()
         responder.stop()
+    obs.log_events = log_events(workdir / "agent.log")
     return estate, plan, obs
 
 
@@ -458,13 +475,14 @@ def evaluate(estate: Estate, plan: dict[str, str], obs: Observed, opts: Options)
               datetime.fromisoformat(i["opened_at"]).timestamp() - obs.t_faults
               for i in incidents if i.get("opened_at")}
     site_delays = [opened[("site_unreachable", s)] for s in down_sites if ("site_unreachable", s) in opened]
-    # a lone silent device opens its own incident once it failed 3 polls (the third after a back-off of two
-    # intervals) and waited the site rule's delay (90 s) for the rest of its site; a parse error after 3 polls
+    # a lone silent device opens its own incident once it failed 3 polls (the first up to an interval after the
+    # fault, the third after a back-off of two intervals, then up to an interval more) and waited the site
+    # rule's delay (90 s) for the rest of its site, at the next incident tick; a parse error after 3 polls
     lone = {n: c for n, c in plan.items() if c not in (SITE_DOWN, RESTART)}
     expected_rule = {n: "device_parse_error" if "parse_error" in classes[c].reasons else "device_unreachable"
                      for n, c in lone.items()}
     device_delays = [opened[(r, n)] for n, r in expected_rule.items() if (r, n) in opened]
-    long_enough = obs.t_end - obs.t_faults >= 3.5 * opts.interval * (1 + JITTER) + 90 + 2 * 15 + 30
+    long_enough = obs.t_end - obs.t_faults >= 5 * opts.interval * (1 + JITTER) + 90 + 2 * 15 + 30
     if long_enough:
         absent = sorted(f"{n} ({r})" for n, r in expected_rule.items() if (r, n) not in opened)
         checks.append(Check("device_incidents", not absent, f"{len(absent)} misbehaving devices without their "
@@ -483,6 +501,12 @@ def evaluate(estate: Estate, plan: dict[str, str], obs: Observed, opts: Options)
                                 if i.get("device") in set(healthy) and i.get("rule") != "site_unreachable"})
     by_rule = Counter(str(i.get("rule")) for i in incidents)
     largest = max((len(v) for s, v in per_site.items() if s not in down_sites), default=0)
+
+    # errors other than the misbehaving devices' failed polls: a store refusing writes, a crash...
+    unexpected = {k: v for k, v in obs.log_events.items()
+                  if not k.startswith("warning ") and k != "error poll_failed"}
+    checks.append(Check("agent_log_clean", not unexpected, f"errors in the agent's log: {unexpected}" if unexpected
+                        else "no error in the agent's log besides the misbehaving devices' failed polls"))
 
     stats = obs.responder
     played = bool(stats.get("dropped")) and bool(stats.get("unknown_community"))
@@ -513,6 +537,7 @@ def evaluate(estate: Estate, plan: dict[str, str], obs: Observed, opts: Options)
                       "device_incident_after_s": quantiles(device_delays),
                       "largest_per_other_site": largest, "on_healthy_devices": healthy_incidents[:20]},
         "responder": obs.responder,
+        "log_events": obs.log_events,
         "checks": [asdict(c) for c in checks],
         "ok": all(c.ok for c in checks),
     }

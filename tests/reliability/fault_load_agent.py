@@ -31,9 +31,7 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, EVENT_
 
 from callipso_agent import logs
 from callipso_agent.collect.coordinator import DevicePoller
-from callipso_agent.daemon import App
-
-POLL_JOB = "poll:"
+from callipso_agent.daemon import POLL_JOB, App
 
 
 @dataclass
