@@ -42,13 +42,14 @@ async def test_polls_of_a_large_estate_are_spread_over_the_interval(example_conf
                                   loaded=SimpleNamespace(config=SimpleNamespace(agent=SimpleNamespace(jitter=0.1))))
         before = datetime.now().astimezone()
         app._schedule(runtime)  # type: ignore[arg-type]
+        took = (datetime.now().astimezone() - before).total_seconds()  # scheduling 4,000 jobs on a loaded machine
         jobs = {j.id: j for j in app.scheduler.get_jobs()}
     finally:
         app.scheduler.shutdown(wait=False)
     assert len(jobs) == 2 * len(DEVICES)
     first = [(jobs[f"{FIRST_POLL_JOB}{n}"].next_run_time - before).total_seconds() for n in DEVICES]
     regular = [(jobs[f"{POLL_JOB}{n}"].next_run_time - before).total_seconds() for n in DEVICES]
-    assert all(0 <= t <= 5.5 for t in first), (min(first), max(first))  # everything polled at once after a start
+    assert all(0 <= t <= 5 + took for t in first), (min(first), max(first))  # everything polled at once
     assert all(f + INTERVAL / 2 - 0.5 <= t <= f + 1.5 * INTERVAL + 0.5 for f, t in zip(first, regular, strict=True))
     # then spread over the interval: no 5-second window holds more than twice its share of the devices
     windows = Counter(int((t % INTERVAL) // 5) for t in regular)
