@@ -45,6 +45,7 @@ log = structlog.get_logger()
 TICK_SECONDS = 15.0  # rule "for" durations, absences, hold times and SLA deadlines advance on this tick
 POLL_JOB = "poll:"  # scheduler job ids: poll:<device> every interval, poll-first:<device> once at start
 FIRST_POLL_JOB = "poll-first:"
+FIRST_POLLS_PER_SECOND = 100.0  # after a start or a reload: devices whose first poll starts in a second, at most
 
 
 def poll_phase(device: str, interval: float, first: float) -> float:
@@ -445,8 +446,11 @@ class App:
         assert self.scheduler is not None
         jitter_frac = runtime.loaded.config.agent.jitter
         now = datetime.now().astimezone()
+        # the first polls (profile detection included) start at FIRST_POLLS_PER_SECOND at most: 2,000 devices
+        # started within 5 s outlasted the poll timeout on a loaded 2-core machine and all failed at once
+        estate = len(runtime.pollers) / FIRST_POLLS_PER_SECOND
         for name, poller in runtime.pollers.items():
-            first = self._first_run(poller.interval, jitter_frac)
+            first = self._first_run(poller.interval, jitter_frac, estate)
             self.scheduler.add_job(self._run_poll, DateTrigger(first), args=[poller], id=f"{FIRST_POLL_JOB}{name}",
                                    name=f"first poll {name}", replace_existing=True)
             self.scheduler.add_job(
@@ -455,11 +459,13 @@ class App:
                 next_run_time=now + timedelta(seconds=poll_phase(name, poller.interval, (first - now).total_seconds())),
             )
 
-    def _first_run(self, interval: float, jitter: float) -> Any:
+    def _first_run(self, interval: float, jitter: float, estate: float = 0.0) -> Any:
+        """When to poll a device first: within 5 s (a tenth of its interval at most), or within ``estate``
+        seconds for a large estate, half an interval at most."""
         import random
         from datetime import datetime
 
-        spread = min(interval * max(jitter, 0.05), 5.0)
+        spread = max(min(interval * max(jitter, 0.05), 5.0), min(estate, interval / 2))
         return datetime.now().astimezone() + timedelta(seconds=random.uniform(0, spread))  # noqa: S311
 
     def _unschedule(self, names: Any) -> None:

@@ -239,18 +239,27 @@ def _wait_first_polls(agent: AgentChild, timeout: float) -> None:
         time.sleep(2.0)
 
 
-def log_events(path: Path) -> dict[str, int]:
-    """Warnings and errors of the agent's JSON log, counted by level and event."""
+_STDLIB_LOG = re.compile(r"^(WARNING|ERROR|CRITICAL):([\w.]+):(.*)")
+
+
+def log_events(path: Path, upto: int | None = None) -> dict[str, int]:
+    """Warnings and errors of the agent's JSON log (the first ``upto`` bytes: what was logged before the
+    agent was told to stop), counted by level and event; libraries' own log lines (``LEVEL:logger:text``)
+    by level and logger."""
     counts: Counter[str] = Counter()
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                counts["error unreadable_log_line"] += 1
-                continue
-            if entry.get("level") in ("warning", "error", "critical"):
-                counts[f"{entry['level']} {entry.get('event')}"] += 1
+    with open(path, "rb") as f:
+        text = f.read(upto if upto is not None else -1).decode("utf-8", errors="replace")
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            m = _STDLIB_LOG.match(line)
+            if m:  # e.g. APScheduler skipping a run whose previous one still runs
+                what = "skipped_max_instances" if "maximum number of running instances" in m[3] else "other"
+                counts[f"{m[1].lower()} {m[2]}:{what}"] += 1
+            continue
+        if isinstance(entry, dict) and entry.get("level") in ("warning", "error", "critical"):
+            counts[f"{entry['level']} {entry.get('event')}"] += 1
     return dict(counts)
 
 
@@ -271,6 +280,7 @@ def execute(opts: Options, log: IO[str] = sys.stderr) -> tuple[Estate, dict[str,
     responder = UdpsimResponder(estate)
     responder.start()
     agent: AgentChild | None = None
+    log_size: int | None = None
     try:
         responder.wait_ready()
         t0 = time.time()
@@ -301,6 +311,7 @@ def execute(opts: Options, log: IO[str] = sys.stderr) -> tuple[Estate, dict[str,
             obs.load.append(os.getloadavg()[0])
             time.sleep(max(0.0, min(opts.sample_every, end - time.time())) if time.time() < end else 1.0)
         obs.t_end = time.time()
+        log_size = (workdir / "agent.log").stat().st_size
         obs.devices = agent.get("/api/v1/devices")["devices"]
         obs.incidents = agent.incidents()
         report = workdir / "probe.json"
@@ -311,7 +322,7 @@ def execute(opts: Options, log: IO[str] = sys.stderr) -> tuple[Estate, dict[str,
         if agent is not None:
             agent.stop()
         responder.stop()
-    obs.log_events = log_events(workdir / "agent.log")
+    obs.log_events = log_events(workdir / "agent.log", log_size)
     return estate, plan, obs
 
 
