@@ -33,6 +33,7 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -644,6 +645,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    share=a.share, down_sites=a.down_sites, restart_every=a.restart_every,
                    sample_every=a.sample_every, settle=a.settle, seed=a.seed, workdir=a.workdir)
     out = a.out or ROOT / "results" / f"fault-load-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the agent and the responder on the way out
     result = run(opts, out)
     print(markdown(result))
     print(f"written: {out}/fault-load.json, fault-load.md", file=sys.stderr)
