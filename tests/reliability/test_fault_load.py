@@ -50,7 +50,7 @@ def test_healthy_devices_keep_schedule_while_30_percent_misbehave(tmp_path: Path
     # a cut-off site's incident opens ~55 s after the cut at this interval (3 failed polls, the third after a
     # back-off, then the next incident tick): a loaded machine may take longer, the run then waits up to 45 s
     opts = Options(devices=DEVICES, duration=DURATION, interval=10.0, timeout=1.0, retries=1, sample_every=2.0,
-                   settle=45.0, workdir=tmp_path / "work")
+                   scrape_every=10.0, settle=45.0, workdir=tmp_path / "work")
     result = run(opts, tmp_path / "out")
     text = markdown(result)
     print("\n" + text)
