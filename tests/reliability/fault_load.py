@@ -57,6 +57,9 @@ JITTER = 0.1  # the agent's default schedule jitter (agent.jitter), a fraction o
 SITE_DOWN = "site_down"
 RESTART = "restart"
 SYS_UPTIME_LINE = "1.3.6.1.2.1.1.3.0|"
+# the incidents a device that stops answering, or answers nonsense, can open (checks/rules/devices.yaml, site.yaml)
+REACHABILITY_RULES = frozenset({"site_unreachable", "device_unreachable", "device_parse_error", "device_auth_failed",
+                                "device_no_profile", "device_rebooted"})
 
 
 @dataclass(frozen=True)
@@ -470,8 +473,8 @@ def evaluate(estate: Estate, plan: dict[str, str], obs: Observed, opts: Options)
     down_sites = sorted({site_of[n] for n, c in plan.items() if c == SITE_DOWN})
     per_site: dict[str, list[dict[str, Any]]] = {}
     for inc in incidents:
-        if not inc.get("opened_at") or datetime.fromisoformat(inc["opened_at"]).timestamp() < obs.t_faults:
-            continue  # opened on the recorded values before any fault (a UPS recorded on bypass...)
+        if inc.get("rule") not in REACHABILITY_RULES:
+            continue  # opened on the recorded values (a UPS recorded on bypass...), not by the faults
         site = inc.get("site") or site_of.get(inc.get("device") or "")
         if site:
             per_site.setdefault(site, []).append(inc)
