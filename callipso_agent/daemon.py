@@ -48,11 +48,14 @@ FIRST_POLL_JOB = "poll-first:"
 FIRST_POLLS_PER_SECOND = 100.0  # after a start or a reload: devices whose first poll starts in a second, at most
 
 
-def poll_phase(device: str, interval: float, first: float) -> float:
-    """Seconds from now to the device's second poll, from which it is polled every interval: the device's own
-    phase in the interval (from a hash of its name, like Prometheus' scrape offsets: the same at every start
-    and on every agent), at least half an interval after its first poll (``first`` seconds from now)."""
-    offset = interval * (zlib.crc32(device.encode("utf-8")) / 2**32)
+def poll_phase(site: str, interval: float, first: float) -> float:
+    """Seconds from now to a device's second poll, from which it is polled every interval: its site's phase in
+    the interval (from a hash of the site's code, like Prometheus' scrape offsets: the same at every start and
+    on every agent), at least half an interval after its first poll (``first`` seconds from now). The devices
+    of a site share the phase so that a site cut off is seen failing by all its devices at once: with a phase
+    per device they failed up to an interval apart, and some opened their own incident before the site's
+    (its ``delay`` is 90 s)."""
+    offset = interval * (zlib.crc32(site.encode("utf-8")) / 2**32)
     while offset < first + interval / 2:
         offset += interval
     return offset
@@ -437,7 +440,7 @@ class App:
 
     def _schedule(self, runtime: Runtime) -> None:
         """Each device is polled once within a few seconds (after a start or a reload the whole estate is
-        known at once), then every interval at a phase of its own (:func:`poll_phase`), so that the polls of a
+        known at once), then every interval at its site's phase (:func:`poll_phase`), so that the polls of a
         large estate are spread over the interval instead of all starting in the same few seconds of it."""
         from datetime import datetime
 
@@ -456,7 +459,8 @@ class App:
             self.scheduler.add_job(
                 self._run_poll, IntervalTrigger(seconds=poller.interval, jitter=poller.interval * jitter_frac),
                 args=[poller], id=f"{POLL_JOB}{name}", name=f"poll {name}", replace_existing=True,
-                next_run_time=now + timedelta(seconds=poll_phase(name, poller.interval, (first - now).total_seconds())),
+                next_run_time=now + timedelta(seconds=poll_phase(poller.site, poller.interval,
+                                                                 (first - now).total_seconds())),
             )
 
     def _first_run(self, interval: float, jitter: float, estate: float = 0.0) -> Any:

@@ -21,10 +21,11 @@ from callipso_agent.daemon import FIRST_POLL_JOB, FIRST_POLLS_PER_SECOND, POLL_J
 
 INTERVAL = 60.0
 DEVICES = [f"ups-{i:05d}" for i in range(2000)] + ["oxe-hd13", "sbc-arenc"]
+SITE = {name: f"S{i // 3:04d}" for i, name in enumerate(DEVICES)}  # sites of three devices
 
 
-def test_phase_is_the_devices_own_and_leaves_room_after_the_first_poll() -> None:
-    for name in DEVICES[:200]:
+def test_phase_is_the_sites_own_and_leaves_room_after_the_first_poll() -> None:
+    for name in sorted(set(SITE.values()))[:200]:
         for first in (0.0, 3.0, 5.0):
             at = poll_phase(name, INTERVAL, first)
             assert first + INTERVAL / 2 <= at < first + 1.5 * INTERVAL
@@ -38,7 +39,7 @@ async def test_polls_of_a_large_estate_are_spread_over_the_interval(example_conf
     app.scheduler = AsyncIOScheduler()
     app.scheduler.start(paused=True)
     try:
-        pollers = {name: SimpleNamespace(device=name, interval=INTERVAL) for name in DEVICES}
+        pollers = {name: SimpleNamespace(device=name, site=SITE[name], interval=INTERVAL) for name in DEVICES}
         runtime = SimpleNamespace(pollers=pollers,
                                   loaded=SimpleNamespace(config=SimpleNamespace(agent=SimpleNamespace(jitter=0.1))))
         before = datetime.now().astimezone()
@@ -56,6 +57,11 @@ async def test_polls_of_a_large_estate_are_spread_over_the_interval(example_conf
     per_second = Counter(int(t) for t in first)
     assert max(per_second.values()) <= 2 * FIRST_POLLS_PER_SECOND, per_second
     assert all(f + INTERVAL / 2 - 0.5 <= t <= f + 1.5 * INTERVAL + 0.5 for f, t in zip(first, regular, strict=True))
+    # the devices of a site share its phase: a site cut off fails on all its devices at once
+    by_site: dict[str, set[float]] = {}
+    for n, t in zip(DEVICES, regular, strict=True):
+        by_site.setdefault(SITE[n], set()).add(round(t % INTERVAL, 3))
+    assert all(len(phases) == 1 for phases in by_site.values())
     # then spread over the interval: no 5-second window holds more than twice its share of the devices
     windows = Counter(int((t % INTERVAL) // 5) for t in regular)
     assert len(windows) == INTERVAL // 5
