@@ -510,6 +510,21 @@ def evaluate(estate: Estate, plan: dict[str, str], obs: Observed, opts: Options)
                             f"incident: {absent[:10]}" if absent else f"{len(lone)} misbehaving devices outside "
                             "the cut-off sites: their own incident each"))
 
+    # the wrong incident: unreachable for a device that answers, anything about reachability for a healthy one
+    answering = {n for n, c in plan.items() if c == RESTART or "parse_error" in classes[c].reasons}
+    healthy_set = set(healthy)
+
+    def wrong(i: dict[str, Any]) -> bool:
+        rule, device = i.get("rule"), i.get("device")
+        if rule == "device_unreachable" and device in answering:
+            return True
+        return device in healthy_set and rule in REACHABILITY_RULES and rule != "site_unreachable"
+
+    wrong_incidents = sorted(str(i.get("key")) for i in incidents if wrong(i))
+    checks.append(Check("no_wrong_incident", not wrong_incidents,
+                        f"{len(wrong_incidents)} wrong incidents: {wrong_incidents[:10]}" if wrong_incidents else
+                        "no device_unreachable for a device that answers, no reachability incident on a healthy one"))
+
     rebooted = {i.get("device") for i in incidents if i.get("rule") == "device_rebooted"}
     restarting = [n for n, c in plan.items() if c == RESTART]
     missing = sorted(set(restarting) - rebooted)
