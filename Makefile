@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fuzz fuzz-atheris soak bench install lint clean
+.PHONY: demo test test-fuzz fuzz-atheris soak fault-load bench install lint clean
 
 demo: $(VENV)/.installed
 	$(BIN)/callipso-agent demo
@@ -24,6 +24,16 @@ bench: $(VENV)/.installed
 # asyncio tasks and event-loop lag every CALLIPSO_SOAK_EVERY s (default 10) into results/soak-*/
 soak: $(VENV)/.installed
 	$(BIN)/python -m tests.reliability.soak
+
+# FAULT_DEVICES udpsim devices (30 % misbehaving: cut-off sites, silence, late, truncated, garbage, wrong
+# community, genErr, restarts) polled by the real daemon for FAULT_SECONDS; figures and checks into
+# results/fault-load-*/ (docs/reliability.md)
+FAULT_DEVICES ?= 2000
+FAULT_SECONDS ?= 600
+FAULT_INTERVAL ?= 60
+fault-load: $(VENV)/.installed
+	$(BIN)/python -m tests.reliability.fault_load --devices $(FAULT_DEVICES) --duration $(FAULT_SECONDS) \
+	  --interval $(FAULT_INTERVAL)
 
 # coverage-guided fuzzing (atheris) of the trap decode path, SSH output parsing and the configuration loader,
 # FUZZ_SECONDS per target on a corpus kept in .fuzz/; a finding leaves .fuzz/<target>-crash-* to reproduce

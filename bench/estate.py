@@ -117,7 +117,8 @@ class Estate:
         return cls(workdir, [BenchDevice(**d) for d in data["devices"]])
 
     def write_config(self, *, http_port: int, trap_port: int, max_concurrency: int, max_repetitions: int,
-                     client: str | None = None, interval: float = 300.0) -> Path:
+                     client: str | None = None, interval: float = 300.0, timeout: float = 5.0,
+                     retries: int = 1) -> Path:
         """The agent configuration of the estate (``agent.yaml``, ``credentials.yaml``, ``sites.yaml``,
         ``devices.yaml``), like an operator's but generated. Each client gets a store of its own: a run
         must open its incidents itself, not find those of the previous client's run still open."""
@@ -161,7 +162,7 @@ class Estate:
             "services": services})
         self._write("devices.yaml", {"devices": [
             {"name": d.name, "site": d.site, "family": d.family, "address": d.address, "port": d.port,
-             "snmp": cred_of[d.name], "interval": interval, "timeout": 5.0, "retries": 1}
+             "snmp": cred_of[d.name], "interval": interval, "timeout": timeout, "retries": retries}
             for d in self.devices]})
         return cfg
 

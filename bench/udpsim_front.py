@@ -60,13 +60,14 @@ class UdpsimResponder:
             return {"ok": True, "text": line.decode(errors="replace").strip()}
         return data
 
-    def _send(self, cmd: dict[str, object]) -> None:
+    def _send(self, cmd: dict[str, object]) -> dict[str, object]:
         assert self.proc is not None and self.proc.stdin is not None
         self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
         self.proc.stdin.flush()
         answer = self._read()
         if answer.get("ok") is False:
             raise RuntimeError(f"udpsim refused {cmd}: {answer.get('error')}")
+        return answer
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         self._read()  # the first line says where the devices listen
@@ -83,6 +84,22 @@ class UdpsimResponder:
             edited, _ = apply_edits(lines, spec.set, spec.insert)
             changes = {oid: v for oid, v in _records(edited).items() if before.get(oid) != v}
             self._send({"devices": [dev.name], "values": changes})
+
+    def misbehave(self, devices: list[BenchDevice], faults: dict[str, object]) -> None:
+        """Replace the devices' protocol faults (udpsim's ``Faults``: ``drop``, ``delay``, ``malformed``,
+        ``wrong_community``, ``error_status``; ``{}`` clears them), in one command."""
+        if devices:
+            self._send({"devices": [d.name for d in devices], "faults": faults})
+
+    def restart(self, devices: list[BenchDevice]) -> None:
+        """The devices' SNMP agents restart: their sysUpTime starts again from 0."""
+        if devices:
+            self._send({"devices": [d.name for d in devices], "restart": True})
+
+    def stats(self) -> dict[str, object]:
+        """The responder's counters (requests, responses, dropped, unknown community...)."""
+        stats = self._send({"stats": True}).get("stats")
+        return stats if isinstance(stats, dict) else {}
 
     def pids(self) -> list[int]:
         return [self.proc.pid] if self.proc is not None and self.proc.poll() is None else []

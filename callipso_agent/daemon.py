@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import signal
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -43,6 +44,22 @@ from callipso_agent.transports.ssh import SshPool, SshTarget
 
 log = structlog.get_logger()
 TICK_SECONDS = 15.0  # rule "for" durations, absences, hold times and SLA deadlines advance on this tick
+POLL_JOB = "poll:"  # scheduler job ids: poll:<device> every interval, poll-first:<device> once at start
+FIRST_POLL_JOB = "poll-first:"
+FIRST_POLLS_PER_SECOND = 100.0  # after a start or a reload: devices whose first poll starts in a second, at most
+
+
+def poll_phase(site: str, interval: float, first: float) -> float:
+    """Seconds from now to a device's second poll, from which it is polled every interval: its site's phase in
+    the interval (from a hash of the site's code, like Prometheus' scrape offsets: the same at every start and
+    on every agent), at least half an interval after its first poll (``first`` seconds from now). The devices
+    of a site share the phase so that a site cut off is seen failing by all its devices at once: with a phase
+    per device they failed up to an interval apart, and some opened their own incident before the site's
+    (its ``delay`` is 90 s)."""
+    offset = interval * (zlib.crc32(site.encode("utf-8")) / 2**32)
+    while offset < first + interval / 2:
+        offset += interval
+    return offset
 
 ResultHook = Callable[[PollResult], Any]
 
@@ -432,21 +449,47 @@ class App:
             log.exception("incident_tick_failed")
 
     def _schedule(self, runtime: Runtime) -> None:
+        """Each device is polled once within a few seconds (after a start or a reload the whole estate is
+        known at once), then every interval at its site's phase (:func:`poll_phase`), so that the polls of a
+        large estate are spread over the interval instead of all starting in the same few seconds of it."""
+        from datetime import datetime
+
+        from apscheduler.triggers.date import DateTrigger
+
         assert self.scheduler is not None
         jitter_frac = runtime.loaded.config.agent.jitter
+        now = datetime.now().astimezone()
+        # the first polls (profile detection included) start at FIRST_POLLS_PER_SECOND at most: 2,000 devices
+        # started within 5 s outlasted the poll timeout on a loaded 2-core machine and all failed at once
+        estate = len(runtime.pollers) / FIRST_POLLS_PER_SECOND
         for name, poller in runtime.pollers.items():
+            first = self._first_run(poller.interval, jitter_frac, estate)
+            self.scheduler.add_job(self._run_poll, DateTrigger(first), args=[poller], id=f"{FIRST_POLL_JOB}{name}",
+                                   name=f"first poll {name}", replace_existing=True)
             self.scheduler.add_job(
                 self._run_poll, IntervalTrigger(seconds=poller.interval, jitter=poller.interval * jitter_frac),
-                args=[poller], id=f"poll:{name}", name=f"poll {name}", replace_existing=True,
-                next_run_time=self._first_run(poller.interval, jitter_frac),
+                args=[poller], id=f"{POLL_JOB}{name}", name=f"poll {name}", replace_existing=True,
+                next_run_time=now + timedelta(seconds=poll_phase(poller.site, poller.interval,
+                                                                 (first - now).total_seconds())),
             )
 
-    def _first_run(self, interval: float, jitter: float) -> Any:
+    def _first_run(self, interval: float, jitter: float, estate: float = 0.0) -> Any:
+        """When to poll a device first: within 5 s (a tenth of its interval at most), or within ``estate``
+        seconds for a large estate, half an interval at most."""
         import random
         from datetime import datetime
 
-        spread = min(interval * max(jitter, 0.05), 5.0)
+        spread = max(min(interval * max(jitter, 0.05), 5.0), min(estate, interval / 2))
         return datetime.now().astimezone() + timedelta(seconds=random.uniform(0, spread))  # noqa: S311
+
+    def _unschedule(self, names: Any) -> None:
+        assert self.scheduler is not None
+        for name in names:
+            for job in (f"{POLL_JOB}{name}", f"{FIRST_POLL_JOB}{name}"):
+                try:
+                    self.scheduler.remove_job(job)
+                except Exception:  # noqa: S110 - job already gone (a first poll that ran)
+                    pass
 
     async def _run_poll(self, poller: DevicePoller) -> None:
         if not self.owns(poller.device):
@@ -475,11 +518,7 @@ class App:
             return False
         assert self.scheduler is not None and self.runtime is not None
         old = self.runtime
-        for name in old.pollers:
-            try:
-                self.scheduler.remove_job(f"poll:{name}")
-            except Exception:  # noqa: S110 - job already gone
-                pass
+        self._unschedule(old.pollers)
         new = Runtime(loaded, profiles)
         if self.snmp_engines is not None:
             self.snmp_engines.client = loaded.config.agent.snmp.client

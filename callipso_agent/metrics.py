@@ -83,6 +83,7 @@ SNMP_COUNTERS = {
     "timeouts": "SNMP requests that got no answer after every retransmission",
     "ignored": "Datagrams the SNMP engine dropped: late, stray or from an unexpected source or community",
     "malformed": "Datagrams the SNMP engine could not decode",
+    "slots_given_back": "SNMP requests still unanswered after a second, which gave their concurrency slot back",
 }
 
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_]")

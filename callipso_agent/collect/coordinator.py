@@ -36,6 +36,8 @@ class Fetcher(Protocol):
 
 
 ResultSink = Callable[[PollResult], Awaitable[None]]
+# errors of a device that answered (quickly, and without a login that could lock an account): no back-off
+ANSWERED_ERRORS = frozenset({"parse_error", "no_profile"})
 
 
 @dataclass
@@ -131,7 +133,10 @@ class DevicePoller:
             self.state.consecutive_failures += 1
             first = self.state.consecutive_failures == 1 or error != self.state.last_error
             self.state.last_error, self.state.last_error_text = error, error_text
-            self.state.not_before = self.clock.monotonic() + self.backoff_delay()
+            # back off from devices that do not answer; one that answers nonsense is polled on schedule (a back-off
+            # there left the rules without a result for several intervals: "no poll result", device_unreachable)
+            backoff = self.backoff_delay() if error not in ANSWERED_ERRORS else 0.0
+            self.state.not_before = self.clock.monotonic() + backoff
             if first:
                 self.log.error("poll_failed", error=error, detail=error_text)
             else:

@@ -59,7 +59,8 @@ class SnmpEngines:
             return {}
         s = self._fast.stats
         return {"requests": s.requests, "retransmissions": s.retransmissions, "responses": s.responses,
-                "timeouts": s.timeouts, "ignored": s.ignored, "malformed": s.malformed, "send_errors": s.send_errors}
+                "timeouts": s.timeouts, "ignored": s.ignored, "malformed": s.malformed, "send_errors": s.send_errors,
+                "slots_given_back": s.slots_given_back}
 
     def close(self) -> None:
         if self._fast is not None:

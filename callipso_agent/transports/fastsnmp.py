@@ -52,6 +52,9 @@ _RECVERR: dict[int, tuple[int, int]] = {socket.AF_INET: (socket.IPPROTO_IP, geta
             socket.AF_INET6: (socket.IPPROTO_IPV6, getattr(socket, "IPV6_RECVERR", 25))}
 _MSG_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0x2000)
 _END_OF_MIB_VIEW = SnmpValue("endofmibview", None)
+# An answering device answers within milliseconds on a LAN and well under a second across a WAN: a request
+# unanswered after this long gives its concurrency slot back (it still waits for its timeout and retries)
+SLOT_HOLD = 1.0
 
 
 @dataclass
@@ -66,6 +69,7 @@ class EngineStats:
     malformed: int = 0  # datagrams that are not SNMP v1/v2c messages (also counted in ignored if unmatched)
     send_errors: int = 0
     icmp_errors: int = 0  # ICMP errors (port or host unreachable) quoting one of our requests
+    slots_given_back: int = 0  # requests still unanswered after slot_hold, which gave their slot back
 
 
 class _Pending:
@@ -100,16 +104,37 @@ class _Pending:
         self.future.set_exception(Timeout(f"{self.host}: no SNMP response (timeout; wrong community or unreachable)"))
 
 
+class _Slot:
+    """One request's slot of the concurrency semaphore, given back once (early or at the end)."""
+
+    __slots__ = ("held", "semaphore", "stats")
+
+    def __init__(self, semaphore: asyncio.Semaphore, stats: EngineStats) -> None:
+        self.semaphore = semaphore
+        self.stats = stats
+        self.held = True
+
+    def release(self, early: bool = False) -> None:
+        if self.held:
+            self.held = False
+            if early:
+                self.stats.slots_given_back += 1
+            self.semaphore.release()
+
+
 class FastSnmpEngine:
     """The SNMP v1/v2c engine of the process: sockets, request-ids, retransmissions, concurrency limit.
 
     ``semaphore`` may be shared with another engine (e.g. the pysnmp one for SNMPv3) so that the global
     concurrency limit holds across both. ``bind_v4``/``bind_v6``: local addresses of the sockets.
+    ``slot_hold``: how long an unanswered request keeps its slot of the semaphore (see :meth:`exchange`).
     """
 
     def __init__(self, max_concurrency: int = 64, *, semaphore: asyncio.Semaphore | None = None,
-                 bind_v4: str = "0.0.0.0", bind_v6: str = "::", rng: random.Random | None = None) -> None:  # noqa: S104 - a client socket, bound to any address like pysnmp's
+                 bind_v4: str = "0.0.0.0", bind_v6: str = "::", rng: random.Random | None = None,  # noqa: S104 - a client socket, bound to any address like pysnmp's
+                 slot_hold: float = SLOT_HOLD) -> None:
         self.semaphore = semaphore or asyncio.Semaphore(max_concurrency)
+        self.slot_hold = slot_hold
         self.stats = EngineStats()
         self._bind: dict[int, str] = {socket.AF_INET: bind_v4, socket.AF_INET6: bind_v6}
         self._sockets: dict[int, socket.socket] = {}
@@ -226,8 +251,16 @@ class FastSnmpEngine:
     async def exchange(self, family: int, address: tuple[str, int], version: int, community: bytes, tag: int,
                        oids: Sequence[str], *, host: str, timeout: float, retries: int,  # noqa: ASYNC109 - the SNMP per-request timeout
                        non_repeaters: int = 0, max_repetitions: int = 0) -> ber.Pdu:
-        """Send one request and wait for its answer (retransmitting), under the global semaphore."""
-        async with self.semaphore:
+        """Send one request and wait for its answer (retransmitting), under the global semaphore.
+
+        The request holds its slot of the semaphore until its answer comes, or for ``slot_hold`` seconds at
+        most: a request still unanswered by then (a silent, late or unreachable device) goes on waiting for
+        its answer and retransmitting without a slot, so silent devices cannot take every slot for their whole
+        timeout and starve the devices that answer."""
+        await self.semaphore.acquire()
+        slot = _Slot(self.semaphore, self.stats)
+        hold: asyncio.TimerHandle | None = None
+        try:
             sock = self._socket(family)
             assert self._loop is not None
             rid = self._request_id()
@@ -240,11 +273,17 @@ class FastSnmpEngine:
             self._pending[rid] = pending
             try:
                 self._send(pending)
+                if not future.done():
+                    hold = self._loop.call_later(min(self.slot_hold, timeout), slot.release, True)
                 msg = await future
             finally:
                 del self._pending[rid]
                 if pending.timer is not None:
                     pending.timer.cancel()
+        finally:
+            if hold is not None:
+                hold.cancel()
+            slot.release()
         pdu = msg.pdu
         assert isinstance(pdu, ber.Pdu)
         return pdu

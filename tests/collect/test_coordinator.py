@@ -10,7 +10,7 @@ from structlog.testing import capture_logs
 
 from callipso_agent.clock import ManualClock
 from callipso_agent.collect.coordinator import DevicePoller, FetchOutput
-from callipso_agent.errors import AuthFailed, Timeout
+from callipso_agent.errors import AuthFailed, ParseError, Timeout
 from callipso_agent.model import Measurement, PollResult
 
 
@@ -136,3 +136,19 @@ def test_backoff_table(failures: int, expected_min: float) -> None:
     poller.state.consecutive_failures = failures
     d = poller.backoff_delay()
     assert expected_min <= d <= expected_min * 1.23 + 1e-9
+
+
+async def test_a_device_answering_nonsense_is_polled_on_schedule_without_back_off() -> None:
+    """Regression (fault load, docs/reliability.md): a device answering genErr or truncated PDUs was backed off
+    like a silent one, so the rules saw no result for several intervals and opened device_unreachable for a
+    device that answers (its reason is parse_error)."""
+    clock, poller, fetcher, results = make([ParseError("genErr")] * 4 + [Timeout("x")] * 3)
+    for _ in range(4):
+        await poller.poll()
+        assert poller.state.not_before <= clock.monotonic()  # due again at the next interval
+        clock.advance(60)
+    assert [r.error for r in results] == ["parse_error"] * 4
+    for _ in range(3):  # a silent device is still backed off from its second failure on
+        clock.advance(max(0.0, poller.state.not_before - clock.monotonic()) + 60)
+        await poller.poll()
+    assert poller.state.not_before > clock.monotonic() + 60

@@ -309,6 +309,31 @@ async def test_global_concurrency_limit(agents: list[ScriptedAgent]) -> None:
     assert sum(len(d.requests) for d in devices) == 8
 
 
+async def test_silent_devices_give_their_slots_back_to_devices_that_answer(agents: list[ScriptedAgent]) -> None:
+    """Regression (fault load, docs/reliability.md): requests to silent devices held their concurrency slot for
+    their whole timeout and retries, so with enough silent devices the devices that answer waited behind them
+    and their polls timed out. A request unanswered after ``slot_hold`` now gives its slot back."""
+    silent = [await agent(agents, lambda req, a: []) for _ in range(2)]
+    answering = await agent(agents, lambda req, a: [(echo(req, FIRST), 0, None)])
+    eng = FastSnmpEngine(max_concurrency=2, slot_hold=0.2)
+    try:
+        waiting = [asyncio.ensure_future(fast(eng, s, timeout=3.0, retries=1).get([SYS_DESCR])) for s in silent]
+        await asyncio.sleep(0)  # both silent requests take the two slots first
+        got = await fast(eng, answering, timeout=3.0).get([SYS_DESCR])
+        # answered while the silent requests are still waiting for their timeout (3 s, then a retry)
+        still_waiting = [not w.done() for w in waiting]
+        assert got == {SYS_DESCR: FIRST}
+        assert still_waiting == [True, True]
+        assert eng.stats.slots_given_back == 2
+        for w in waiting:
+            with pytest.raises(Timeout):
+                await w
+        assert [len(s.requests) for s in silent] == [2, 2]  # the retries still went out, without a slot
+        assert eng.semaphore._value == 2  # every slot given back exactly once
+    finally:
+        eng.close()
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ICMP errors are read with Linux's IP_RECVERR")
 async def test_closed_port_is_unreachable_at_once(engine: FastSnmpEngine) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
