@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from callipso_agent.store.db import sqlite_url
 from tests.helpers.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,3 +31,12 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server.start()
     finally:
         server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store for the test, on SQLite and on the session's PostgreSQL server in turn."""
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path / "callipso.sqlite")
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return await server.new_database()

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.helpers.peers import Peers
+from tests.helpers.postgres import PostgresServer
 
 
 @pytest.fixture
@@ -18,3 +19,13 @@ def peers() -> Iterator[Peers]:
         yield p
     finally:
         p.stop()
+
+
+@pytest.fixture
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the test's own: the tests stop and restart it under the agent."""
+    server = PostgresServer()
+    try:
+        yield server.start()
+    finally:
+        server.stop()

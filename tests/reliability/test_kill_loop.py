@@ -111,15 +111,6 @@ def make_lab(tmp_path: Path, peers: Peers) -> Iterator[Callable[..., LabAgent]]:
         _reap(tmp_path / "lab")
 
 
-@pytest.fixture
-def postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer()
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-
-
 # ---- what fails besides the agent -------------------------------------------------------------------------
 class Outage(Protocol):
     active: bool

@@ -119,15 +119,6 @@ def test_full_disk_keeps_polling_reports_and_recovers(tmp_path: Path, peers: Pee
     assert sorted(keys) == sorted(f"daily_check_failed:{DEVICE}{{check={c}}}" for c in ("before", "during")), keys
 
 
-@pytest.fixture
-def postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer()
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-
-
 def test_postgresql_restart_under_the_agent(tmp_path: Path, peers: Peers, postgres: PostgresServer) -> None:
     url = asyncio.run(postgres.new_database())
     overlay = peers.overlay(tmp_path / "overlay", agent={"store": {"url": url}})
