@@ -59,14 +59,16 @@ def make_responder(kind: str, estate: Estate) -> Responder:
 
 
 class AgentProcess:
-    """``python -m bench.agent_side`` driven by JSON lines."""
+    """``python -m bench.agent_side`` (or another ``module`` speaking the same protocol) driven by JSON lines:
+    one command per line on its stdin, one answer per line on its stdout."""
 
-    def __init__(self, workdir: Path, config: Path, tag: str) -> None:
-        self.err: IO[bytes] = open(workdir / f"agent-{tag}.stderr", "wb")
+    def __init__(self, workdir: Path, config: Path, tag: str, *, module: str = "bench.agent_side",
+                 args: Sequence[str] = (), stderr_name: str | None = None) -> None:
+        self.err: IO[bytes] = open(workdir / (stderr_name or f"agent-{tag}.stderr"), "wb")
         env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.agent_side", "--workdir", str(workdir),
-                                      "--config", str(config)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.err, env=env, cwd=ROOT)
+        self.proc = subprocess.Popen([sys.executable, "-m", module, "--workdir", str(workdir),
+                                      "--config", str(config), *args], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.err, env=env, cwd=ROOT)
         self.ready = self._read()
 
     def _read(self) -> dict[str, Any]:

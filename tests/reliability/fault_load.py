@@ -34,7 +34,6 @@ import os
 import random
 import re
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +47,7 @@ from typing import IO, Any
 
 from bench.estate import BenchDevice, Estate, build
 from bench.procstat import machine_facts
+from bench.run import AgentProcess
 from bench.udpsim_front import UdpsimResponder
 from callipso_agent.lab.snmpsim import free_tcp_port, free_udp_port
 
@@ -159,32 +159,13 @@ def plan_faults(estate: Estate, opts: Options) -> dict[str, str]:
 # ------------------------------------------------------------------------------------------- processes
 
 
-class AgentChild:
-    """``python -m tests.reliability.fault_load_agent`` driven by JSON lines."""
+class AgentChild(AgentProcess):
+    """``python -m tests.reliability.fault_load_agent`` driven by JSON lines, with its HTTP API."""
 
     def __init__(self, workdir: Path, config: Path, sample_every: float) -> None:
-        self.err: IO[bytes] = open(workdir / "agent.stderr", "wb")
-        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.reliability.fault_load_agent", "--workdir", str(workdir),
-             "--config", str(config), "--sample-every", str(sample_every)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err, env=env, cwd=ROOT)
-        self.ready = self._read()
+        super().__init__(workdir, config, "fault-load", module="tests.reliability.fault_load_agent",
+                         args=["--sample-every", str(sample_every)], stderr_name="agent.stderr")
         self.base = f"http://127.0.0.1:{self.ready['http_port']}"
-
-    def _read(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the agent process stopped (exit {self.proc.wait()}); see {self.err.name}")
-        data: dict[str, Any] = json.loads(line)
-        return data
-
-    def ask(self, cmd: str, **kw: Any) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps({"cmd": cmd, **kw}) + "\n").encode())
-        self.proc.stdin.flush()
-        return self._read()
 
     def get(self, path: str) -> Any:
         with urllib.request.urlopen(self.base + path, timeout=60) as resp:  # noqa: S310 - loopback
@@ -198,17 +179,6 @@ class AgentChild:
             out += page
             if len(page) < 1000:
                 return out
-
-    def stop(self) -> None:
-        try:
-            if self.proc.poll() is None:
-                self.ask("stop")
-                self.proc.wait(30)
-        except (OSError, RuntimeError, subprocess.TimeoutExpired):
-            self.proc.kill()
-            self.proc.wait(5)
-        finally:
-            self.err.close()
 
 
 # -------------------------------------------------------------------------------------------- the run
