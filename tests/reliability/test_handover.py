@@ -13,13 +13,9 @@ from typing import Any
 from sqlalchemy.exc import OperationalError
 
 from callipso_agent.clock import ManualClock
-from callipso_agent.config.models import AgentSettings
-from callipso_agent.incidents.adapters import EngineIncidentSource, EngineMaintenanceSource, notice_to_change
 from callipso_agent.outbox import Delivered, Job, JobState, Outbox, OutboxWorker
-from callipso_agent.outputs_app import Outputs, build_outputs
-from callipso_agent.store import Store
 from tests.incidents.harness import Scenario
-from tests.outputs.helpers import open_store
+from tests.outputs.helpers import open_store, wire_outputs
 
 DISK_FULL = OperationalError("INSERT INTO outbox ...", {}, Exception("database or disk is full"))
 
@@ -38,18 +34,6 @@ def _conf(tmp_path: Path) -> Path:
     return conf
 
 
-def _wire(sc: Scenario, store: Store, conf: Path) -> Outputs:
-    engine = sc.engine
-    outputs = build_outputs(conf, agent=AgentSettings(), store=store, clock=sc.clock,
-                            incidents=EngineIncidentSource(engine), maintenance=EngineMaintenanceSource(engine))
-
-    async def on_notice(notice: Any) -> None:
-        await outputs.on_change(notice_to_change(notice, sc.clock.now()))
-
-    engine.subscribe(on_notice, replays=True)
-    return outputs
-
-
 async def _jobs(outbox: Outbox) -> list[tuple[str, str]]:
     return sorted((j.kind, j.idempotency_key) for j in await outbox.jobs())
 
@@ -58,7 +42,7 @@ async def test_an_outbox_write_refused_after_the_incident_commit_is_replayed_onc
     store = await open_store(tmp_path / "agent.sqlite")
     try:
         sc = await Scenario(store).start()
-        outputs = _wire(sc, store, _conf(tmp_path))
+        outputs = wire_outputs(sc, store, _conf(tmp_path))
         real_enqueue = outputs.outbox.enqueue
         refused = 0
 
@@ -92,7 +76,7 @@ async def test_an_incident_committed_although_the_store_reported_a_failure_is_ha
     store = await open_store(tmp_path / "agent.sqlite")
     try:
         sc = await Scenario(store).start()
-        outputs = _wire(sc, store, _conf(tmp_path))
+        outputs = wire_outputs(sc, store, _conf(tmp_path))
         repo = sc.engine.repo
         real_create = repo.create
         ambiguous = 0
@@ -126,7 +110,7 @@ async def test_a_restart_hands_over_what_a_killed_agent_committed_but_never_enqu
         (view,) = await killed.engine.open_incidents()
 
         restarted = await Scenario(store, clock).start()
-        outputs = _wire(restarted, store, _conf(tmp_path))
+        outputs = wire_outputs(restarted, store, _conf(tmp_path))
         assert await restarted.engine.replay_notices() == 1
         opened = await _jobs(outputs.outbox)
         assert [k for k, _ in opened] == ["itsm.create", "notify.webhook"]

@@ -14,13 +14,9 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
-from callipso_agent.config.models import AgentSettings
-from callipso_agent.incidents.adapters import EngineIncidentSource, EngineMaintenanceSource, notice_to_change
 from callipso_agent.outbox import Outbox
-from callipso_agent.outputs_app import Outputs, build_outputs
-from callipso_agent.store import Store
 from tests.incidents.harness import Scenario
-from tests.outputs.helpers import open_store
+from tests.outputs.helpers import open_store, wire_outputs
 
 DISK_FULL = OperationalError("INSERT INTO outbox ...", {}, Exception("database or disk is full"))
 CHANNELS = ("hook-a", "hook-b", "hook-c")
@@ -37,18 +33,6 @@ def _conf(tmp_path: Path, channels: tuple[str, ...] = CHANNELS) -> Path:
     return conf
 
 
-def _wire(sc: Scenario, store: Store, conf: Path) -> Outputs:
-    engine = sc.engine
-    outputs = build_outputs(conf, agent=AgentSettings(), store=store, clock=sc.clock,
-                            incidents=EngineIncidentSource(engine), maintenance=EngineMaintenanceSource(engine))
-
-    async def on_notice(notice: Any) -> None:
-        await outputs.on_change(notice_to_change(notice, sc.clock.now()))
-
-    engine.subscribe(on_notice, replays=True)
-    return outputs
-
-
 async def _targets(outbox: Outbox) -> list[str]:
     return sorted(j.target for j in await outbox.jobs())
 
@@ -57,7 +41,7 @@ async def test_a_routing_cut_between_two_channels_is_finished_by_the_replay(tmp_
     store = await open_store(tmp_path / "agent.sqlite")
     try:
         sc = await Scenario(store).start()
-        outputs = _wire(sc, store, _conf(tmp_path))
+        outputs = wire_outputs(sc, store, _conf(tmp_path))
         real_enqueue = outputs.outbox.enqueue
         refused: list[str] = []
 
@@ -88,12 +72,12 @@ async def test_a_channel_added_later_does_not_get_old_openings(tmp_path: Path) -
     store = await open_store(tmp_path / "agent.sqlite")
     try:
         sc = await Scenario(store).start()
-        outputs = _wire(sc, store, _conf(tmp_path, CHANNELS[:2]))
+        outputs = wire_outputs(sc, store, _conf(tmp_path, CHANNELS[:2]))
         await sc.ups("ups-aubagne", True, 90)
         assert await _targets(outputs.outbox) == list(CHANNELS[:2])
 
         restarted = await Scenario(store, sc.clock).start()
-        outputs = _wire(restarted, store, _conf(tmp_path, CHANNELS))  # hook-c added to the route meanwhile
+        outputs = wire_outputs(restarted, store, _conf(tmp_path, CHANNELS))  # hook-c added to the route meanwhile
         await restarted.engine.replay_notices()
         assert await _targets(outputs.outbox) == list(CHANNELS[:2])
     finally:
