@@ -335,7 +335,7 @@ class App:
 
         async def on_notice(notice: Any) -> None:
             await self.outputs.on_change(notice_to_change(notice, self.clock.now()))
-            await self.open_incidents.refresh()
+            self.open_incidents.stale()
 
         engine.subscribe(on_notice, replays=True)
         # a change committed just before the agent stopped may have missed its ticket or notifications
@@ -545,6 +545,8 @@ class App:
             if still:
                 await asyncio.wait(still, timeout=1.0)
         await self.loop_lag.stop()
+        if self.open_incidents is not None:
+            await self.open_incidents.close()
         if self.traps is not None:
             await self.traps.stop()
         if self.leases is not None and self.store is not None:

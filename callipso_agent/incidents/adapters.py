@@ -7,9 +7,13 @@ one place that translates, so neither side imports the other.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
+
+import structlog
 
 from callipso_agent.incidents.engine import IncidentEngine, IncidentNotFound, IncidentNotice, IncidentStateError
 from callipso_agent.incidents.maintenance import MaintenanceError
@@ -23,6 +27,8 @@ from callipso_agent.ports import (
     MaintenanceWindow,
     TimelineEntry,
 )
+
+log = structlog.get_logger()
 
 _NOTICE_TO_CHANGE = {
     "opened": ChangeKind.OPENED,
@@ -149,15 +155,41 @@ def notice_to_change(notice: IncidentNotice, at: datetime) -> IncidentChange:
 
 
 class OpenIncidents:
-    """A synchronous snapshot of unresolved incidents for /metrics (scrapes cannot await the store)."""
+    """A synchronous snapshot of unresolved incidents for /metrics (scrapes cannot await the store).
 
-    def __init__(self, engine: IncidentEngine) -> None:
+    Every incident change makes the snapshot stale; it is read again ``settle`` seconds later, once for all
+    the changes of that moment: a burst of traps (one notice each) costs one read of the open incidents
+    instead of one per notice, which would grow as the square of the burst."""
+
+    def __init__(self, engine: IncidentEngine, *, settle: float = 1.0) -> None:
         self.engine = engine
+        self.settle = settle
         self._views: list[IncidentView] = []
+        self._pending: asyncio.Task[None] | None = None
+        self.reads = 0
 
     async def refresh(self) -> list[IncidentView]:
+        self.reads += 1
         self._views = await self.engine.open_incidents()
         return self._views
+
+    def stale(self) -> None:
+        """An incident changed: read the snapshot again soon, once for the changes that follow meanwhile."""
+        if self._pending is None or self._pending.done():
+            self._pending = asyncio.get_running_loop().create_task(self._refresh_later())
+
+    async def _refresh_later(self) -> None:
+        await asyncio.sleep(self.settle)
+        try:
+            await self.refresh()
+        except Exception:
+            log.warning("open_incidents_refresh_failed", exc_info=True)
+
+    async def close(self) -> None:
+        if self._pending is not None and not self._pending.done():
+            self._pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pending
 
     def __call__(self) -> list[IncidentView]:
         return [v for v in self._views if v.state.active]
