@@ -13,10 +13,11 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import event, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from callipso_agent.model import PollResult
+from callipso_agent.store.sqlite_driver import one_trip_dbapi
 from callipso_agent.store.tables import audit_log, device_state
 
 log = structlog.get_logger()
@@ -41,7 +42,11 @@ class Store:
             # SQLite has one writer at a time: the agent's writers queue for one connection in order, rather
             # than each taking its own and fighting for the file lock (``database is locked`` once
             # busy_timeout runs out, when thousands of polls keep the event loop busy). A file needs no ping.
-            self.engine: AsyncEngine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=120)
+            extra: dict[str, Any] = {}
+            if make_url(url).get_driver_name() == "aiosqlite":
+                extra["module"] = one_trip_dbapi()  # one trip to the database thread per statement, not four
+            self.engine: AsyncEngine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=120,
+                                                           **extra)
         else:
             # a database server's connections can be dropped under the pool (restart, failover): ping them
             self.engine = create_async_engine(url, pool_pre_ping=True)
