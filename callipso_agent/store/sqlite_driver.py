@@ -23,8 +23,8 @@ Description = tuple[tuple[Any, ...], ...] | None
 
 
 def _run(conn: sqlite3.Connection, operation: str, parameters: Any, many: bool
-         ) -> tuple[Description, int, int | None, list[Any] | None]:
-    """On the database thread: the whole statement, its rows included."""
+         ) -> tuple[Description, int, int | None, list[Any] | None, bool]:
+    """On the database thread: the whole statement, its rows included, and whether a transaction is open."""
     cur = conn.cursor()
     try:
         if many:
@@ -35,7 +35,7 @@ def _run(conn: sqlite3.Connection, operation: str, parameters: Any, many: bool
             cur.execute(operation, parameters)
         description = cur.description
         rows = cur.fetchall() if description else None
-        return description, cur.rowcount, cur.lastrowid, rows
+        return description, cur.rowcount, cur.lastrowid, rows, conn.in_transaction
     finally:
         cur.close()
 
@@ -65,10 +65,12 @@ class OneTripCursor:
         self.arraysize = 1
 
     async def _trip(self, operation: str, parameters: Any, many: bool) -> None:
-        async with self._adapt_connection._execute_mutex:
+        adapt = self._adapt_connection
+        async with adapt._execute_mutex:
             conn = self._connection._conn  # raises ValueError once the connection is closed
-            description, self.rowcount, self.lastrowid, rows = await self._connection._execute(
-                _run, conn, operation, parameters, many)
+            adapt._in_transaction = True  # until the statement says otherwise (it may fail half-way)
+            description, self.rowcount, self.lastrowid, rows, adapt._in_transaction = \
+                await self._connection._execute(_run, conn, operation, parameters, many)
         self.description = description
         self._rows = collections.deque(rows) if rows else collections.deque()
 
@@ -120,8 +122,25 @@ class OneTripCursor:
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ()
+    """Commit and rollback make no trip when no transaction is open: sqlite3 opens one at the first write
+    (a read-only block has none), and the pool rolls back every connection it gets back, even committed."""
+
+    __slots__ = ("_in_transaction",)
     _cursor_cls = OneTripCursor  # type: ignore[assignment]
+
+    def __init__(self, dbapi: Any, connection: aiosqlite.Connection) -> None:
+        super().__init__(dbapi, connection)
+        self._in_transaction = True  # unknown until the first statement: do what the stock adapter does
+
+    def rollback(self) -> None:
+        if self._in_transaction:
+            super().rollback()
+            self._in_transaction = False
+
+    def commit(self) -> None:
+        if self._in_transaction:
+            super().commit()
+            self._in_transaction = False
 
 
 class OneTripDbapi(AsyncAdapt_aiosqlite_dbapi):

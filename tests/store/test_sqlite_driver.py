@@ -45,8 +45,12 @@ async def test_a_statement_is_one_trip(tmp_path: Path, trips: list[str]) -> None
         assert result.rowcount == 1 and trips == ["_run"]
         inserted = await conn.execute(text("INSERT INTO t VALUES ('c', 3) RETURNING v"))
         assert inserted.scalar_one() == 3
+        trips.clear()
+    assert trips == ["commit"]  # and no rollback when the pool takes the committed connection back
+    trips.clear()
     async with store.engine.connect() as conn:
         assert (await conn.execute(text("SELECT sum(v) FROM t"))).scalar_one() == 11 + 2 + 3
+    assert trips == ["_run"]  # a read opens no transaction: nothing to roll back
     await store.close()
 
 
