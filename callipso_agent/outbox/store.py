@@ -137,10 +137,13 @@ class Outbox:
                 updated_at=now,
             )
             .on_conflict_do_nothing(index_elements=[outbox.c.idempotency_key])
+            .returning(*outbox.c)
         )
         async with self.engine.begin() as conn:
-            created = (await conn.execute(stmt)).rowcount == 1
-            row = (await conn.execute(select(outbox).where(outbox.c.idempotency_key == key))).mappings().one()
+            row = (await conn.execute(stmt)).mappings().first()
+            created = row is not None
+            if row is None:  # the key exists: that job
+                row = (await conn.execute(select(outbox).where(outbox.c.idempotency_key == key))).mappings().one()
         job = _job(row)
         if created:
             log.debug("outbox_enqueued", job=job.id, kind=kind, target=target)

@@ -176,11 +176,11 @@ class IncidentRepository:
             self._insert(incidents)
             .values(**values)
             .on_conflict_do_nothing(index_elements=[incidents.c.key], index_where=ACTIVE_WHERE)
-            .returning(incidents.c.id)
+            .returning(*incidents.c)
         )
         async with self.store.engine.begin() as conn:
-            new_id = (await conn.execute(stmt)).scalar_one_or_none()
-            if new_id is None:
+            created = (await conn.execute(stmt)).mappings().first()
+            if created is None:
                 row = (
                     (
                         await conn.execute(
@@ -193,9 +193,8 @@ class IncidentRepository:
                 if row is None:  # pragma: no cover - the conflicting row was resolved in between: retry once
                     raise RuntimeError(f"incident {values['key']!r} conflicted but is not unresolved")
                 return Written(IncidentRecord.from_row(row))
-            written = await self._write_entries(conn, new_id, entries)
-            row = (await conn.execute(select(incidents).where(incidents.c.id == new_id))).mappings().one()
-        return Written(IncidentRecord.from_row(row), tuple(written), created=True)
+            written = await self._write_entries(conn, created["id"], entries)
+        return Written(IncidentRecord.from_row(created), tuple(written), created=True)
 
     async def update(
         self,
