@@ -94,12 +94,31 @@ def _walk_roots(columns: Iterable[str]) -> list[str]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class FetchPlan:
+    scalars: tuple[str, ...]  # in OID order
+    instances: tuple[str, ...]  # the same with ".0", asked first
+    walks: tuple[tuple[str, str, str, int], ...]  # see _walk_plan
+
+
+def fetch_plan(profile: ResolvedProfile) -> FetchPlan:
+    """What a poll of ``profile`` asks, worked out once per loaded profile (profiles are immutable: a reload
+    makes new ones). Kept in the instance's ``__dict__``, as ``functools.cached_property`` does."""
+    plan: FetchPlan | None = profile.__dict__.get("_fetch_plan")
+    if plan is None:
+        scalar_set, column_set = _sources(profile)
+        scalars = tuple(sorted(scalar_set, key=oid_tuple))
+        plan = FetchPlan(scalars, tuple(o + ".0" for o in scalars), tuple(_walk_plan(column_set)))
+        profile.__dict__["_fetch_plan"] = plan
+    return plan
+
+
 async def fetch(client: SnmpClient, profile: ResolvedProfile) -> RawData:
-    scalar_set, column_set = _sources(profile)
-    scalar_oids = sorted(scalar_set, key=oid_tuple)
+    plan = fetch_plan(profile)
+    scalar_oids = plan.scalars
     scalars: dict[str, SnmpValue] = {}
     if scalar_oids:
-        got = await client.get([o + ".0" for o in scalar_oids])
+        got = await client.get(list(plan.instances))
         missing = []
         for o in scalar_oids:
             v = got.get(o + ".0")
@@ -122,7 +141,7 @@ async def fetch(client: SnmpClient, profile: ResolvedProfile) -> RawData:
                     if not val.is_empty and noid in (o, o + ".0"):
                         scalars[o] = val
     columns: dict[str, dict[str, SnmpValue]] = {}
-    for parent, first, last, count in _walk_plan(column_set):
+    for parent, first, last, count in plan.walks:
         if count == 1:
             rows = columns.setdefault(first, {})
             for oid, val in await client.walk(first):

@@ -54,3 +54,17 @@ def test_bad_oid_and_unknown_include(tmp_path: Path) -> None:
                                  "detect: {requires: [1.3.6.1.2.1.33]}\n")
     with pytest.raises(ConfigErrors, match="unknown included profile 'nope'"):
         load_profiles(d2)
+
+
+def test_a_profile_works_out_what_it_asks_once() -> None:
+    from callipso_agent.profiles.engine import fetch_plan
+
+    ups = load_profiles(collectors_dir()).get("ups-mib")
+    plan = fetch_plan(ups)
+    assert fetch_plan(ups) is plan  # kept with the loaded profile
+    assert plan.instances == tuple(o + ".0" for o in plan.scalars)
+    assert list(plan.scalars) == sorted(plan.scalars, key=lambda o: tuple(int(p) for p in o.split(".")))
+    walked = {first for _parent, first, _last, _count in plan.walks}
+    assert "1.3.6.1.2.1.33.1.3.3.1.3" in walked or any(  # upsInputVoltage, alone or with its siblings
+        p == "1.3.6.1.2.1.33.1.3.3.1" for p, *_ in plan.walks)
+    assert fetch_plan(load_profiles(collectors_dir()).get("ups-mib")) is not plan  # a reload: a new plan
