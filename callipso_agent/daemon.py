@@ -41,6 +41,7 @@ from callipso_agent.store.poll_writer import PollStateWriter
 from callipso_agent.transports.engines import SnmpEngines
 from callipso_agent.transports.snmp import resolve_snmp_secrets
 from callipso_agent.transports.ssh import SshPool, SshTarget
+from callipso_agent.urgent import UrgentWork
 
 log = structlog.get_logger()
 TICK_SECONDS = 15.0  # rule "for" durations, absences, hold times and SLA deadlines advance on this tick
@@ -134,8 +135,9 @@ class App:
         self.notification_stats = NotificationStats()
         self.deliveries = DeliveryCounters(self.notification_stats)
         self.outbox_gauges: OutboxGauges | None = None
+        self.urgent = UrgentWork()  # a trap's incident goes before new polls
         self._metric_sources: list[Any] = [
-            self.store_health, self.deliveries, TrapStats(lambda: self.traps),
+            self.store_health, self.deliveries, self.urgent, TrapStats(lambda: self.traps),
             ApiAuthStats(lambda: self.outputs.auth if self.outputs is not None else None)]
         self.metrics_registry, poll_observer = app_metrics(
             self, incidents=lambda: self.open_incidents() if self.open_incidents is not None else [],
@@ -404,7 +406,8 @@ class App:
             users.append(TrapV3User(user=v3.user, auth_protocol=v3.auth_protocol, auth_key=secrets.get("auth_key"),
                                     priv_protocol=v3.priv_protocol, priv_key=secrets.get("priv_key"),
                                     engine_id=v3.engine_id, device=owner))
-        self.traps = TrapReceiver(load_trap_rules(collectors_dir() / "traps"), self.pipeline.on_event,
+        self.traps = TrapReceiver(load_trap_rules(collectors_dir() / "traps"),
+                                  self.urgent.wrap(self.pipeline.on_event),
                                   host=cfg.agent.traps.host, port=cfg.agent.traps.port, communities=communities,
                                   v3_users=users, devices=devices, clock=self.clock)
         await self.traps.start()
@@ -498,6 +501,7 @@ class App:
         if task is not None:
             self._tasks.add(task)
         try:
+            await self.urgent.before_poll()
             with structlog.contextvars.bound_contextvars(device=poller.device, site=poller.site):
                 await poller.poll()
         except asyncio.CancelledError:
