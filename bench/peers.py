@@ -260,6 +260,55 @@ def _exporter_version(exe: str) -> str:
     return m.group(1) if m else "?"
 
 
+# ------------------------------------------------------------------------- the agent's SNMP client alone
+
+
+async def run_client(estate: Estate, plan: dict[str, dict[str, Any]], *, concurrency: int, max_repetitions: int,
+                     snmp_timeout: float = 5.0, retries: int = 1) -> dict[str, Any]:
+    """The SNMP part of the agent's work, without the rest: the agent's own client (``FastSnmpClient``) runs
+    each device's profile fetch (the same GETs and walks as a poll) and nothing else: no profile evaluation,
+    no rules, no store. It tells how the agent's CPU splits between the wire and what it does with values."""
+    from bench.agent_side import DeviceLog, RecordingClient
+    from callipso_agent.config.models import SnmpV2Credential
+    from callipso_agent.config.secrets import Secret, SecretRef
+    from callipso_agent.paths import collectors_dir
+    from callipso_agent.profiles import load_profiles
+    from callipso_agent.profiles.engine import fetch
+    from callipso_agent.transports.fastsnmp import FastSnmpClient, FastSnmpEngine
+
+    profiles = load_profiles(collectors_dir())
+    engine = FastSnmpEngine(max_concurrency=concurrency)
+    cred = SnmpV2Credential(version="2c", community=SecretRef(env="UNUSED"))  # type: ignore[arg-type]
+    sem = asyncio.Semaphore(concurrency)
+    per_device: dict[str, int] = {}
+    failures: dict[str, str] = {}
+    devices = [d for d in estate.devices if d.name in plan and plan[d.name].get("profile")]
+
+    async def one(dev: BenchDevice) -> None:
+        note = DeviceLog()  # counted as in the agent's run (the same wrapper)
+        client = RecordingClient(FastSnmpClient(engine, dev.address, dev.port, cred,
+                                                {"community": Secret(dev.community)}, timeout=snmp_timeout,
+                                                retries=retries, max_repetitions=max_repetitions), note)
+        async with sem:
+            try:
+                await fetch(client, profiles.get(plan[dev.name]["profile"]))
+            except Exception as err:
+                failures[dev.name] = f"{type(err).__name__}: {err}"
+                return
+        per_device[dev.name] = note.distinct()[0]
+
+    try:
+        t0, w0 = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(one(d) for d in devices))
+        wall, cpu = time.perf_counter() - w0, time.process_time() - t0
+    finally:
+        engine.close()
+    return {"tool": "the agent's SNMP client alone (profile fetch, nothing after)", "devices": len(devices),
+            "concurrency": concurrency, "wall_s": wall, "cpu_s": cpu, "varbinds": sum(per_device.values()),
+            "per_device_varbinds": per_device, "failures": len(failures),
+            "failure_examples": dict(list(failures.items())[:3])}
+
+
 def _only(estate: Estate, names: Iterable[str] | None) -> Estate:
     if names is None:
         return estate
@@ -269,7 +318,7 @@ def _only(estate: Estate, names: Iterable[str] | None) -> Estate:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Run one peer on the bench estate (prints JSON)")
-    p.add_argument("peer", choices=["netsnmp", "exporter"])
+    p.add_argument("peer", choices=["netsnmp", "exporter", "client"])
     p.add_argument("--workdir", required=True)
     p.add_argument("--plan", required=True)
     p.add_argument("--parallel", type=int, default=os.cpu_count() or 2)
@@ -281,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     plan = load_plan(Path(args.plan))
     if args.peer == "netsnmp":
         out = asyncio.run(run_netsnmp(estate, plan, parallel=args.parallel, max_repetitions=args.max_repetitions))
+    elif args.peer == "client":
+        out = asyncio.run(run_client(estate, plan, concurrency=args.concurrency,
+                                     max_repetitions=args.max_repetitions))
     else:
         out = asyncio.run(run_exporter(estate, plan, workdir, concurrency=args.concurrency,
                                        max_repetitions=args.max_repetitions))

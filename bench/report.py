@@ -160,7 +160,8 @@ def markdown(result: dict[str, Any]) -> str:
         _ms(a.get("threshold_to_incident", {}).get("latency_s", {}).get(k)) for k in ("p50", "p99")))
     for name, p in peers.items():
         pf = peer_figures(p)
-        row(f"varbinds/s/core ratio agent / {name}",
+        row("varbinds/s/core ratio agent / its SNMP client alone" if name == "client"
+            else f"varbinds/s/core ratio agent / {name}",
             lambda a, f, pf=pf: _ratio(f["varbinds_per_s_per_core"], pf["varbinds_per_s_per_core"]))
         if name == "netsnmp" and "whole_tree" in p:
             wf = peer_figures(p["whole_tree"])

@@ -200,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", default="auto", help="fast,pysnmp | pysnmp | fast | auto (every client available)")
     p.add_argument("--responder", choices=["auto", "udpsim", "snmpsim"], default="auto",
                    help="udpsim (callipso_agent.lab.udpsim, the default) or snmpsim (small estates)")
-    p.add_argument("--peers", default="netsnmp,exporter", help="comma-separated: netsnmp, exporter (or none)")
+    p.add_argument("--peers", default="client,netsnmp,exporter",
+                   help="comma-separated: client (the agent's SNMP client alone), netsnmp, exporter (or none)")
     p.add_argument("--max-concurrency", type=int, default=64, help="agent.snmp.max_concurrency")
     p.add_argument("--max-repetitions", type=int, default=25, help="agent.snmp.max_repetitions")
     p.add_argument("--trap-samples", type=int, default=200, help="UPS traps, half during a cycle run flat out, "

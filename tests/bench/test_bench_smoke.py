@@ -64,7 +64,7 @@ def test_every_device_polled(run: dict) -> None:
 
 def test_peers_read_the_same_varbinds(run: dict) -> None:
     agent_vbs = run["agent"][0]["cycle"]["varbinds"]
-    assert set(run["peers"]) == {"netsnmp", "exporter"}
+    assert set(run["peers"]) == {"client", "netsnmp", "exporter"}
     for name, p in run["peers"].items():
         assert "error" not in p, p
         assert p["failures"] == 0, (name, p.get("failure_examples"))
