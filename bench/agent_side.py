@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import sys
 import time
@@ -175,17 +176,43 @@ class LagMonitor:
                 pass
 
 
+class GcPauses:
+    """The garbage collector's pauses, by generation (``gc.callbacks``): a full collection walks every
+    container object of the heap, and its pause shows as event-loop lag."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []
+        self._t0 = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], time.perf_counter() - self._t0))
+
+    def start(self) -> None:
+        gc.callbacks.append(self._callback)
+
+    def take(self) -> dict[str, Any]:
+        out, self.pauses = self.pauses, []
+        full = [d for g, d in out if g == 2]
+        return {"collections": len(out), "full_collections": len(full),
+                "full_max_s": max(full, default=0.0), "all_s": sum(d for _, d in out)}
+
+
 class Bench:
     def __init__(self, app: BenchApp, clock: BenchClock) -> None:
         self.app = app
         self.clock = clock
         self.lag = LagMonitor()
+        self.gc = GcPauses()
         self.commits: dict[tuple[str, str], float] = {}  # (device, rule) -> monotonic time of the notice
 
     async def start(self) -> None:
         await self.app.start()
         self.app.pipeline.incidents.subscribe(self._on_notice)
         self.lag.start()
+        self.gc.start()
 
     def _on_notice(self, notice: Any) -> None:
         if notice.kind in ("opened", "reopened"):
@@ -218,16 +245,18 @@ class Bench:
                     errors[err] = errors.get(err, 0) + 1
 
         self.lag.take()
+        self.gc.take()
         u0, w0 = Usage.self_(), time.perf_counter()
         await asyncio.gather(*(one(i, n) for i, n in enumerate(names)))
         wall, u1 = time.perf_counter() - w0, Usage.self_()
         lag = self.lag.take()
+        gc_pauses = self.gc.take()
         notes = [self.app.notes[n] for n in names]
         return {"devices": len(names), "ok": len(names) - sum(errors.values()), "errors": errors,
                 "wall_s": wall, "cpu_s": u1.cpu - u0.cpu, "varbinds": sum(n.distinct()[0] for n in notes),
                 "varbinds_received": sum(n.varbinds for n in notes),
                 "requests": sum(n.requests for n in notes), "event_loop_lag_s": quantiles(lag),
-                "maxrss_bytes": u1.maxrss}
+                "gc": gc_pauses, "maxrss_bytes": u1.maxrss}
 
     def plan(self, path: Path) -> dict[str, Any]:
         """What each device was asked in the last cycle, for the peers to do the same work."""

@@ -144,6 +144,9 @@ def markdown(result: dict[str, Any]) -> str:
     row("peak RSS", lambda a, f: _mib(f["maxrss_bytes"]))
     row("event-loop lag p50 / p99 / max", lambda a, f: " / ".join(
         _ms(a["cycle"]["event_loop_lag_s"].get(k)) for k in ("p50", "p99", "max")))
+    row("garbage collector during the cycle: full collections, longest", lambda a, f: (
+        f"{a['cycle']['gc']['full_collections']}, {_ms(a['cycle']['gc']['full_max_s'])}"
+        if "gc" in a["cycle"] else "–"))
     row(f"/metrics scrape at {result['devices']} devices (p50 / max)", lambda a, f: " / ".join(
         _ms(a["metrics_scrape"]["wall_s"].get(k)) for k in ("p50", "max"))
         + f", {_n(a['metrics_scrape']['samples'])} samples")

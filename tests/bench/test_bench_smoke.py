@@ -52,6 +52,8 @@ def test_schema(run: dict) -> None:
         lag = a["cycle"]["event_loop_lag_s"]
         assert lag["n"] > 0 and lag["p50"] <= lag["p99"] <= lag["max"]
         assert a["cycle"]["cpu_s"] > 0 and a["maxrss_bytes"] > 0
+        gc_pauses = a["cycle"]["gc"]  # a cycle of 50 devices allocates enough for a young collection at least
+        assert gc_pauses["collections"] > 0 and gc_pauses["full_collections"] <= gc_pauses["collections"]
     assert run["_md"].is_file() and "varbinds/s per core" in run["_md"].read_text(encoding="utf-8")
 
 
