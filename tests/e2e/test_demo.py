@@ -141,8 +141,12 @@ def test_demo_polls_lab_ups_reacts_to_fault_and_stops_cleanly(demo: Demo, tmp_pa
     assert len(site_incidents()) == 1, site_incidents()
     assert found[0]["priority"] in ("P1", "P2", "P3")
     assert "GARDANNE" in found[0]["title"]
-    metrics = urllib.request.urlopen(f"http://127.0.0.1:{demo.http}/metrics", timeout=5).read().decode()
-    assert 'callipso_incidents_open{priority="' in metrics and 'site="GARDANNE-MDS"' in metrics
+    def metrics() -> str:
+        return urllib.request.urlopen(f"http://127.0.0.1:{demo.http}/metrics", timeout=5).read().decode()
+
+    # the snapshot of open incidents is read again a second after a burst of changes
+    _wait(lambda: 'callipso_incidents_open{priority="' in (text := metrics()) and 'site="GARDANNE-MDS"' in text,
+          10, "the site incident on /metrics")
     assert demo.lab("fault", "no_such_fault", "GARDANNE-MDS").returncode == 2
 
     # SIGHUP with a broken configuration keeps the running one; a valid one is applied
@@ -157,6 +161,10 @@ def test_demo_polls_lab_ups_reacts_to_fault_and_stops_cleanly(demo: Demo, tmp_pa
     devices.write_text(good)
     demo.proc.send_signal(signal.SIGHUP)
     _wait(lambda: '"config_reloaded"' in (tmp_path / "demo.log").read_text(), 20, "reload applied")
+    # what the start and the reload built is kept out of the garbage collector's full collections
+    frozen = [json.loads(line)["frozen_objects"] for line in (tmp_path / "demo.log").read_text().splitlines()
+              if '"agent_started"' in line or '"config_reloaded"' in line]
+    assert len(frozen) == 2 and all(n > 10_000 for n in frozen), frozen
     _wait(lambda: demo.api("/readyz")["devices_up"] > 0, 30, "polling after reload")
 
     rc, took = demo.stop()
