@@ -588,6 +588,7 @@ class App:
             await self.poll_writer.stop()
         if self.store is not None:
             await self.store.close()
+        gc.unfreeze()  # what the agent froze can be collected again (an agent run inside another program)
         log.info("agent_stopped")
 
     def request_stop(self) -> None:
